@@ -1,0 +1,25 @@
+"""The notebook pipeline: parameter validation, running notebooks, metrics files, building the book.
+
+Used by the chapters (``validate_parameters``, ``write_metrics``) and by ``python -m stagewise``.
+Nothing of the science lives here, and the science never imports it.
+"""
+
+from .metrics import write_metrics
+from .params import Interval, OneOf, Parameter, ParameterError, Parameters, parse_value, validate_parameters
+from .runner import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
+
+__all__ = [
+    "Interval",
+    "NotebookError",
+    "NotebookFailed",
+    "OneOf",
+    "Parameter",
+    "ParameterError",
+    "Parameters",
+    "parameter_table",
+    "parse_value",
+    "resolve_notebook",
+    "run_notebook",
+    "validate_parameters",
+    "write_metrics",
+]

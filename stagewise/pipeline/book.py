@@ -1,0 +1,169 @@
+"""Building the book: execute every notebook of the table of contents, then a strict Jupyter Book build.
+
+``book/`` holds the authored sources (_config.yml, _toc.yml, intro.md, references.bib). A toc
+entry that is not an authored page, such as ``chapters/01_slt``, names the notebook
+``notebooks/01_slt.md``. For a profile (``full`` for the book, ``quick`` for the tests) the
+builder stages a source tree ``build/<profile>/``:
+
+    build/<profile>/_config.yml, _toc.yml, intro.md, ...   copies of book/
+    build/<profile>/chapters/01_slt.ipynb                  the executed notebook
+    build/<profile>/chapters/01_slt.stamp.json             its cache key and execution time
+    build/<profile>/chapters/01_slt/                       its working directory: metrics.json, figures
+
+and builds it with ``jupyter-book build -W -n --keep-going`` (Jupyter Book's own execution is off).
+The full book's HTML goes to ``book/_build/html``, the quick one's to ``build/quick/_build/html``.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .metrics import write_json_atomic
+from .runner import (NotebookFailed, declared_parameters, default_value, execute_cached, load_notebook,
+                     resolve_notebook)
+
+__all__ = ["BookError", "BookResult", "build_book", "toc_files"]
+
+PROFILES = ("full", "quick")
+PAGE_SUFFIXES = (".md", ".ipynb", ".rst")
+
+
+class BookError(Exception):
+    """The book could not be built: a notebook failed or the strict HTML build reported problems."""
+
+
+@dataclass
+class BookResult:
+    html: Path
+    executed: list[tuple[str, float]] = field(default_factory=list)
+    cached: list[tuple[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def toc_files(toc: dict) -> list[str]:
+    """Every ``root`` / ``file`` entry of a Jupyter Book ``_toc.yml``, in reading order."""
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if key in node:
+                    found.append(str(node[key]))
+            for key in ("parts", "chapters", "sections"):
+                for child in node.get(key, []) or []:
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(toc)
+    return found
+
+
+def _stage_sources(book_dir: Path, stage: Path) -> None:
+    """Copy the authored book sources into the staging tree (unchanged files are left alone)."""
+    for source in sorted(book_dir.rglob("*")):
+        relative = source.relative_to(book_dir)
+        if relative.parts[0].startswith("_build") or source.is_dir():
+            continue
+        target = stage / relative
+        if target.is_file() and filecmp.cmp(source, target, shallow=False):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _tree_hash(stage: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(stage.rglob("*")):
+        relative = file.relative_to(stage)
+        if file.is_file() and not relative.parts[0].startswith("_build"):
+            digest.update(relative.as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _jupyter_book() -> list[str]:
+    script = Path(sys.executable).with_name("jupyter-book")
+    return [str(script)] if script.exists() else ["jupyter-book"]
+
+
+def _profile_parameters(source: Path, profile: str) -> dict:
+    """The parameters that select ``profile``; empty when it is the notebook's default (nothing injected)."""
+    declared = {p.name: p for p in declared_parameters(load_notebook(source), source)}
+    if "profile" not in declared:
+        raise BookError(f"{source}: a book chapter needs a `profile: str = \"full\"` parameter")
+    return {} if default_value(declared["profile"]) == profile else {"profile": profile}
+
+
+def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebooks_dir: str | Path = "notebooks",
+               stage: str | Path | None = None, path_output: str | Path | None = None,
+               log=print) -> BookResult:
+    """Execute the toc's notebooks with ``profile`` and build the HTML book strictly.
+
+    ``stage`` defaults to ``build/<profile>``; ``path_output`` (where ``_build/html`` goes) to
+    ``book_dir`` for the full book and to the staging tree otherwise. Raises :class:`BookError`.
+    """
+    if profile not in PROFILES:
+        raise BookError(f"unknown profile {profile!r} (accepted: {', '.join(PROFILES)})")
+    start = time.perf_counter()
+    book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
+    stage = Path(stage) if stage is not None else Path("build") / profile
+    path_output = Path(path_output) if path_output is not None else (book_dir if profile == "full" else stage)
+    _stage_sources(book_dir, stage)
+    toc = yaml.safe_load((book_dir / "_toc.yml").read_text())
+
+    result = BookResult(html=path_output / "_build" / "html")
+    failures = []
+    for entry in toc_files(toc):
+        if any((book_dir / entry).with_suffix(s).is_file() or (book_dir / f"{entry}{s}").is_file()
+               for s in PAGE_SUFFIXES):
+            continue  # an authored page
+        source = resolve_notebook(Path(entry).name, notebooks_dir)
+        output, cwd = stage / f"{entry}.ipynb", stage / entry
+        log(f"{source.stem}: running (profile {profile}) ...", flush=True)
+        try:
+            executed, seconds = execute_cached(source, output, cwd, _profile_parameters(source, profile))
+        except NotebookFailed as failure:
+            log(f"error: {failure}")
+            failures.append(failure)
+            continue
+        (result.executed if executed else result.cached).append((source.stem, seconds))
+        log(f"{source.stem}: {'executed in' if executed else 'cached (last run'} {seconds:.1f} s"
+            f"{'' if executed else ')'}", flush=True)
+    if failures:
+        raise BookError(f"{len(failures)} notebook(s) failed: " + ", ".join(f.notebook.stem for f in failures))
+
+    html_stamp = path_output / "_build" / ".stagewise-html.json"
+    key = _tree_hash(stage)
+    index = result.html / "index.html"
+    try:
+        up_to_date = index.is_file() and json.loads(html_stamp.read_text()).get("key") == key
+    except (OSError, ValueError):
+        up_to_date = False
+    if up_to_date:
+        log(f"html: up to date ({index})")
+    else:
+        html_stamp.unlink(missing_ok=True)
+        html_start = time.perf_counter()
+        # --all: a fresh Sphinx environment, so a warning from an unchanged page is reported again.
+        command = [*_jupyter_book(), "build", str(stage), "--path-output", str(path_output),
+                   "-W", "-n", "--keep-going", "--all", "-q"]
+        log("html: " + " ".join(command[1:]), flush=True)
+        if subprocess.run(command).returncode != 0:
+            raise BookError("the strict Jupyter Book build failed (warnings or errors above)")
+        write_json_atomic({"key": key}, html_stamp)
+        log(f"html: built in {time.perf_counter() - html_start:.1f} s")
+    result.seconds = time.perf_counter() - start
+    log(f"book ({profile}): {len(result.executed)} notebook(s) executed, {len(result.cached)} cached; "
+        f"total {result.seconds:.1f} s -> {index}")
+    return result
