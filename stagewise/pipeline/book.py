@@ -29,8 +29,8 @@ from pathlib import Path
 import yaml
 
 from .metrics import write_json_atomic
-from .runner import (NotebookFailed, declared_parameters, default_value, execute_cached, load_notebook,
-                     resolve_notebook)
+from .runner import (NotebookFailed, cached_seconds, declared_parameters, default_value, execute_cached,
+                     load_notebook, resolve_notebook)
 
 __all__ = ["BookError", "BookResult", "build_book", "toc_files"]
 
@@ -130,16 +130,21 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
             continue  # an authored page
         source = resolve_notebook(Path(entry).name, notebooks_dir)
         output, cwd = stage / f"{entry}.ipynb", stage / entry
-        log(f"{source.stem}: running (profile {profile}) ...", flush=True)
+        parameters = _profile_parameters(source, profile)
+        seconds = cached_seconds(source, output, parameters)
+        if seconds is not None:
+            result.cached.append((source.stem, seconds))
+            log(f"{source.stem}: cached (last run took {seconds:.1f} s)")
+            continue
+        log(f"{source.stem}: running with profile {profile} ...", flush=True)
         try:
-            executed, seconds = execute_cached(source, output, cwd, _profile_parameters(source, profile))
+            _, seconds = execute_cached(source, output, cwd, parameters)
         except NotebookFailed as failure:
             log(f"error: {failure}")
             failures.append(failure)
             continue
-        (result.executed if executed else result.cached).append((source.stem, seconds))
-        log(f"{source.stem}: {'executed in' if executed else 'cached (last run'} {seconds:.1f} s"
-            f"{'' if executed else ')'}", flush=True)
+        result.executed.append((source.stem, seconds))
+        log(f"{source.stem}: executed in {seconds:.1f} s", flush=True)
     if failures:
         raise BookError(f"{len(failures)} notebook(s) failed: " + ", ".join(f.notebook.stem for f in failures))
 

@@ -27,6 +27,7 @@ __all__ = [
     "NotebookError",
     "NotebookFailed",
     "cache_key",
+    "cached_seconds",
     "check_run_parameters",
     "execute",
     "declared_parameters",
@@ -176,6 +177,21 @@ def _stamp_path(output: Path) -> Path:
     return output.with_name(output.stem + ".stamp.json")
 
 
+def cached_seconds(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None) -> float | None:
+    """Seconds the cached execution took when ``output`` is up to date (see :func:`execute_cached`), else None."""
+    output = Path(output)
+    stamp = _stamp_path(output)
+    if not (output.is_file() and stamp.is_file()):
+        return None
+    try:
+        recorded = json.loads(stamp.read_text())
+    except ValueError:
+        return None
+    if recorded.get("key") != cache_key(source, parameters or {}):
+        return None
+    return float(recorded.get("seconds", 0.0))
+
+
 def execute_cached(source: str | Path, output: str | Path, cwd: str | Path,
                    parameters: dict[str, Any] | None = None, *, progress: bool = False) -> tuple[bool, float]:
     """:func:`execute`, skipped when the stamp next to ``output`` matches :func:`cache_key`.
@@ -185,15 +201,11 @@ def execute_cached(source: str | Path, output: str | Path, cwd: str | Path,
     """
     source, output, cwd = Path(source), Path(output), Path(cwd)
     parameters = parameters or {}
+    seconds = cached_seconds(source, output, parameters)
+    if seconds is not None:
+        return False, seconds
     stamp = _stamp_path(output)
     key = cache_key(source, parameters)
-    if output.is_file() and stamp.is_file():
-        try:
-            recorded = json.loads(stamp.read_text())
-        except ValueError:
-            recorded = {}
-        if recorded.get("key") == key:
-            return False, float(recorded.get("seconds", 0.0))
     stamp.unlink(missing_ok=True)
     if cwd.exists():
         shutil.rmtree(cwd)
