@@ -293,7 +293,10 @@ def parse_parameters_cell(source: str) -> list[Parameter]:
     parameters, problems = [], []
     for node in tree.body:
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None):
-            parameters.append(Parameter(node.target.id, ast.unparse(node.annotation), ast.unparse(node.value),
+            default = ast.get_source_segment(source, node.value) or ""
+            if "\n" in default:  # a multi-line list or dict: shown on one line
+                default = ast.unparse(node.value)
+            parameters.append(Parameter(node.target.id, ast.unparse(node.annotation), default,
                                         comments.get(node.end_lineno, "")))
         else:
             problems.append(f"the parameters cell may hold only `name: type = default  # help` lines; "

@@ -1,0 +1,69 @@
+"""Building the book: staging, cached execution, strict Jupyter Book build (on the fixture chapter)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stagewise.pipeline.book import BookError, build_book, toc_files
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_toc_files_in_reading_order():
+    toc = {"format": "jb-book", "root": "intro",
+           "parts": [{"caption": "Chapters", "chapters": [{"file": "chapters/01_a", "sections": [{"file": "s"}]},
+                                                          {"file": "chapters/02_b"}]}]}
+    assert toc_files(toc) == ["intro", "chapters/01_a", "s", "chapters/02_b"]
+
+
+def test_repository_toc_has_intro_and_chapters():
+    entries = toc_files(yaml.safe_load((ROOT / "book" / "_toc.yml").read_text()))
+    assert entries[0] == "intro" and "chapters/01_slt" in entries
+
+
+@pytest.fixture
+def book(tmp_path):
+    """The repository's book sources with the fixture as the only chapter."""
+    book = tmp_path / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build"))
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    toc["parts"][0]["chapters"] = [{"file": "chapters/fixture_chapter"}]
+    (book / "_toc.yml").write_text(yaml.safe_dump(toc))
+    return book
+
+
+@pytest.mark.slow
+def test_quick_book_builds_strictly_then_is_cached(book, tmp_path):
+    stage, log = tmp_path / "stage", []
+    result = build_book("quick", book_dir=book, notebooks_dir=FIXTURES, stage=stage, log=lambda *a, **k: log.append(a[0]))
+    assert result.html == stage / "_build" / "html"
+    assert [name for name, _ in result.executed] == ["fixture_chapter"]
+    assert (stage / "chapters" / "fixture_chapter" / "metrics.json").is_file()
+    assert (stage / "chapters" / "fixture_chapter" / "histogram.png").is_file()
+    page = (result.html / "chapters" / "fixture_chapter.html").read_text()
+    assert "<img" in page and "A fixture chapter" in page
+    assert (result.html / "index.html").is_file() and (result.html / "references.html").is_file()
+    assert not (book / "_build").exists()  # the quick book never writes into the book sources
+
+    log.clear()
+    again = build_book("quick", book_dir=book, notebooks_dir=FIXTURES, stage=stage, log=lambda *a, **k: log.append(a[0]))
+    assert again.executed == [] and [name for name, _ in again.cached] == ["fixture_chapter"]
+    assert any(line.startswith("html: up to date") for line in log)
+    assert again.seconds < 5
+
+
+@pytest.mark.slow
+def test_a_sphinx_warning_fails_the_build(book, tmp_path):
+    with (book / "intro.md").open("a") as f:
+        f.write("\nSee {ref}`no-such-label`.\n")
+    with pytest.raises(BookError, match="strict Jupyter Book build failed"):
+        build_book("quick", book_dir=book, notebooks_dir=FIXTURES, stage=tmp_path / "stage", log=lambda *a, **k: None)
+    assert not (tmp_path / "stage" / "_build" / ".stagewise-html.json").exists()
+
+
+def test_unknown_profile_is_refused(book):
+    with pytest.raises(BookError, match="unknown profile"):
+        build_book("medium", book_dir=book, notebooks_dir=FIXTURES)

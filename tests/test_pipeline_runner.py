@@ -1,0 +1,138 @@
+"""Running notebooks: the fixture chapter through jupytext, papermill and a real kernel."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stagewise.__main__ import main
+from stagewise.pipeline import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
+from stagewise.pipeline.runner import execute_cached, load_notebook, new_run_dir
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE = FIXTURES / "fixture_chapter.md"
+
+
+def test_resolve_notebook_by_path_stem_and_number(tmp_path):
+    for name in ("01_slt.md", "02_bif.md", "10_lm.md"):
+        (tmp_path / name).write_text("")
+    assert resolve_notebook("01", tmp_path) == tmp_path / "01_slt.md"
+    assert resolve_notebook("02_bif", tmp_path) == tmp_path / "02_bif.md"
+    assert resolve_notebook(tmp_path / "10_lm.md") == tmp_path / "10_lm.md"
+    with pytest.raises(NotebookError, match="available: 01_slt, 02_bif, 10_lm"):
+        resolve_notebook("03", tmp_path)
+
+
+def test_new_run_dir_never_reuses_a_folder(tmp_path):
+    first, second = new_run_dir(tmp_path), new_run_dir(tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_parameter_table_reads_the_parameters_cell():
+    rows = parameter_table(FIXTURE)
+    assert [r.name for r in rows] == ["profile", "seed", "nbeta", "draws", "fail"]
+    assert tuple(rows[2]) == ("nbeta", "float", "100.0", "inverse temperature of the tempered posterior")
+
+
+def test_papermill_help_notebook_lists_type_default_and_help(tmp_path):
+    import jupytext
+
+    ipynb = tmp_path / "fixture.ipynb"
+    jupytext.write(load_notebook(FIXTURE), str(ipynb))
+    papermill = Path(sys.executable).with_name("papermill")
+    out = subprocess.run([str(papermill), "--help-notebook", str(ipynb)], capture_output=True, text=True,
+                         check=True).stdout
+    for row in parameter_table(FIXTURE):
+        assert f"{row.name}: {row.type} (default {row.default})" in out
+        assert row.help in out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two runs of the fixture with the same parameters, and the runs folder."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    first = run_notebook(FIXTURE, {"nbeta": 300, "profile": "quick"}, runs_dir=runs_dir, progress=False)
+    second = run_notebook(FIXTURE, {"nbeta": 300, "profile": "quick"}, runs_dir=runs_dir, progress=False)
+    return runs_dir, first, second
+
+
+@pytest.mark.slow
+def test_run_writes_notebook_metrics_and_figures(runs):
+    runs_dir, folder, _ = runs
+    assert folder.parent == runs_dir / "fixture_chapter"
+    assert {p.name for p in folder.iterdir()} >= {"fixture_chapter.ipynb", "metrics.json", "histogram.png",
+                                                  "run.json"}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["parameters"] == {"profile": "quick", "seed": 0, "nbeta": 300.0, "draws": 200, "fail": False}
+    assert metrics["seed"] == 0
+    assert metrics["metrics"]["draws"] == 20 and len(metrics["metrics"]["first"]) == 3
+    assert set(metrics["versions"]) >= {"python", "torch", "numpy", "stagewise", "platform"}
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "ok" and run["parameters"] == {"nbeta": 300.0, "profile": "quick"}
+    executed = json.loads((folder / "fixture_chapter.ipynb").read_text())
+    assert any(o.get("output_type") == "display_data" for c in executed["cells"] for o in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_second_run_gets_a_new_folder(runs):
+    _, first, second = runs
+    assert first != second and first.parent == second.parent
+    assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
+
+
+def test_unknown_name_and_wrong_type_fail_before_a_kernel_starts(tmp_path, capsys):
+    code = main(["run", str(FIXTURE), "-p", "bogus", "1", "-p", "seed", "True", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown parameter 'bogus' (accepted parameters: draws, fail, nbeta, profile, seed)" in err
+    assert "parameter 'seed' = True has the wrong type: expected int, got bool" in err
+    assert not any(tmp_path.iterdir())  # no run folder: nothing started
+
+
+@pytest.mark.slow
+def test_out_of_range_fails_at_the_validation_cell_before_compute(tmp_path, capsys):
+    code = main(["run", str(FIXTURE), "-p", "nbeta", "-5", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "ParameterError: parameter 'nbeta' = -5.0 is out of range: accepted values are > 0" in err
+    assert len(err.splitlines()) <= 3  # the message, not a traceback
+    (folder,) = (tmp_path / "fixture_chapter").iterdir()
+    assert not (folder / "compute_started").exists()
+    assert (folder / "fixture_chapter.ipynb").is_file()  # kept for inspection
+
+
+@pytest.mark.slow
+def test_failing_cell_is_reported_and_partial_notebook_kept(tmp_path, capsys):
+    code = main(["run", str(FIXTURE), "-p", "fail", "True", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "RuntimeError: the fixture was asked to fail" in err
+    (folder,) = (tmp_path / "fixture_chapter").iterdir()
+    assert (folder / "compute_started").exists() and (folder / "fixture_chapter.ipynb").is_file()
+    assert json.loads((folder / "run.json").read_text())["status"].startswith("failed: RuntimeError")
+
+
+@pytest.mark.slow
+def test_execution_is_cached_until_source_or_parameters_change(tmp_path):
+    source = tmp_path / "chapter.md"
+    shutil.copy(FIXTURE, source)
+    out, cwd = tmp_path / "out" / "chapter.ipynb", tmp_path / "out" / "chapter"
+    quick = {"profile": "quick"}
+    assert execute_cached(source, out, cwd, quick)[0] is True
+    assert execute_cached(source, out, cwd, quick)[0] is False
+    assert execute_cached(source, out, cwd, {"profile": "quick", "seed": 1})[0] is True
+    source.write_text(source.read_text() + "\nOne more sentence.\n")
+    assert execute_cached(source, out, cwd, {"profile": "quick", "seed": 1})[0] is True
+    assert execute_cached(source, out, cwd, {"profile": "quick", "seed": 1})[0] is False
+
+
+@pytest.mark.slow
+def test_failed_execution_leaves_no_stamp(tmp_path):
+    out = tmp_path / "chapter.ipynb"
+    with pytest.raises(NotebookFailed) as info:
+        execute_cached(FIXTURE, out, tmp_path / "chapter", {"nbeta": -1.0})
+    assert info.value.ename == "ParameterError"
+    assert out.is_file() and not (tmp_path / "chapter.stamp.json").exists()
