@@ -23,6 +23,18 @@ def _parameters(pairs: list[list[str]] | None) -> dict:
     return values
 
 
+def _take_parameters(argv: list[str]) -> tuple[list[str], list[list[str]]]:
+    rest, pairs, i = [], [], 0
+    while i < len(argv):
+        if argv[i] in ("-p", "--parameter") and i + 2 < len(argv):
+            pairs.append(argv[i + 1:i + 3])
+            i += 3
+        else:
+            rest.append(argv[i])
+            i += 1
+    return rest, pairs
+
+
 def _run(args) -> int:
     from stagewise.pipeline import run_notebook
 
@@ -73,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     params.add_argument("notebook", help="a path, a stem (01_slt) or a number (01)")
     params.set_defaults(handler=_params)
 
+    # `-p NAME VALUE` is taken verbatim, so values such as -1e-3 are not mistaken for options.
+    argv, pairs = _take_parameters(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
+    if pairs:
+        if args.command != "run":
+            parser.error("-p is an option of `run`")
+        args.parameters = (args.parameters or []) + pairs
     from stagewise.pipeline import NotebookError, NotebookFailed, ParameterError
     from stagewise.pipeline.book import BookError
 

@@ -136,3 +136,16 @@ def test_failed_execution_leaves_no_stamp(tmp_path):
         execute_cached(FIXTURE, out, tmp_path / "chapter", {"nbeta": -1.0})
     assert info.value.ename == "ParameterError"
     assert out.is_file() and not (tmp_path / "chapter.stamp.json").exists()
+
+
+def test_cli_takes_parameter_values_verbatim(monkeypatch):
+    seen = {}
+
+    def fake_run(spec, values, **kwargs):
+        seen.update(values)
+        return Path("runs/x/y")
+
+    monkeypatch.setattr("stagewise.pipeline.run_notebook", fake_run)
+    assert main(["run", "01", "-p", "lr", "-1e-3", "-p", "nbeta", "300", "-p", "name", "two words",
+                 "-p", "flag", "False"]) == 0
+    assert seen == {"lr": -1e-3, "nbeta": 300, "name": "two words", "flag": False}
