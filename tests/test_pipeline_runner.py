@@ -149,3 +149,18 @@ def test_cli_takes_parameter_values_verbatim(monkeypatch):
     assert main(["run", "01", "-p", "lr", "-1e-3", "-p", "nbeta", "300", "-p", "name", "two words",
                  "-p", "flag", "False"]) == 0
     assert seen == {"lr": -1e-3, "nbeta": 300, "name": "two words", "flag": False}
+
+
+@pytest.mark.slow
+def test_kernel_runs_this_interpreter(tmp_path):
+    import nbformat
+
+    from stagewise.pipeline.runner import execute
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import sys; print(sys.executable)")]
+    source = tmp_path / "which.ipynb"
+    nbformat.write(nb, source)
+    execute(source, tmp_path / "out.ipynb", tmp_path / "cwd")
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"].strip() == sys.executable
