@@ -67,3 +67,21 @@ def test_a_sphinx_warning_fails_the_build(book, tmp_path):
 def test_unknown_profile_is_refused(book):
     with pytest.raises(BookError, match="unknown profile"):
         build_book("medium", book_dir=book, notebooks_dir=FIXTURES)
+
+
+def test_staging_copies_sources_and_drops_removed_ones(tmp_path):
+    from stagewise.pipeline.book import _stage_sources
+
+    book, stage = tmp_path / "book", tmp_path / "stage"
+    (book / "_build").mkdir(parents=True)
+    (book / "_build" / "junk.html").write_text("x")
+    (book / "intro.md").write_text("# Intro\n")
+    (book / "old.md").write_text("# Old\n")
+    _stage_sources(book, stage)
+    assert (stage / "intro.md").read_text() == "# Intro\n" and (stage / "old.md").is_file()
+    assert not (stage / "_build").exists()
+    (book / "old.md").unlink()
+    (stage / "chapters").mkdir()
+    (stage / "chapters" / "01.ipynb").write_text("{}")  # generated files are kept
+    _stage_sources(book, stage)
+    assert not (stage / "old.md").exists() and (stage / "chapters" / "01.ipynb").is_file()

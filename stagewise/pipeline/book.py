@@ -71,23 +71,37 @@ def toc_files(toc: dict) -> list[str]:
 
 
 def _stage_sources(book_dir: Path, stage: Path) -> None:
-    """Copy the authored book sources into the staging tree (unchanged files are left alone)."""
+    """Copy the authored book sources into the staging tree.
+
+    Unchanged files are left alone; files staged before but since removed from ``book_dir`` are
+    removed (a manifest, ``.staged.json``, lists what was copied).
+    """
+    manifest = stage / ".staged.json"
+    try:
+        before = set(json.loads(manifest.read_text()))
+    except (OSError, ValueError):
+        before = set()
+    copied = []
     for source in sorted(book_dir.rglob("*")):
         relative = source.relative_to(book_dir)
         if relative.parts[0].startswith("_build") or source.is_dir():
             continue
+        copied.append(relative.as_posix())
         target = stage / relative
         if target.is_file() and filecmp.cmp(source, target, shallow=False):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+    for gone in before - set(copied):
+        (stage / gone).unlink(missing_ok=True)
+    write_json_atomic(copied, manifest)
 
 
 def _tree_hash(stage: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(stage.rglob("*")):
         relative = file.relative_to(stage)
-        if file.is_file() and not relative.parts[0].startswith("_build"):
+        if file.is_file() and not relative.parts[0].startswith(("_build", ".staged")):
             digest.update(relative.as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
