@@ -1,7 +1,7 @@
 # make book   execute every chapter of book/_toc.yml (profile "full", cached) and build book/_build/html
 # make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html)
 # make run    NB=01 PARAMS="-p nbeta 300 -p profile quick": one chapter, new parameters, new runs/ folder
-# make clean  remove build outputs and caches (never runs/: those are your results)
+# make clean  remove build outputs and caches, .cache included (never runs/: those are your results)
 #
 # Every target creates .venv on first use from the pinned requirements.lock.
 
@@ -31,7 +31,8 @@ run: $(INSTALLED)
 	@test -n "$(NB)" || { echo 'usage: make run NB=<notebook> PARAMS="-p name value ..."'; exit 2; }
 	$(PY) -m stagewise run $(NB) $(PARAMS)
 
+# Removes build outputs and caches (.cache holds cached artifacts such as trained checkpoints).
 # runs/ is deliberately not removed: it holds the results of `make run`, which are never deleted for you.
 clean:
-	rm -rf build book/_build .pytest_cache *.egg-info
+	rm -rf build book/_build .cache .pytest_cache *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
