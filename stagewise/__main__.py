@@ -39,8 +39,8 @@ def _run(args) -> int:
     from stagewise.pipeline import run_notebook
 
     folder = run_notebook(args.notebook, _parameters(args.parameters), runs_dir=args.runs_dir,
-                          notebooks_dir=args.notebooks_dir)
-    print(f"results: {folder}/")
+                          notebooks_dir=args.notebooks_dir, log=print)
+    print(f"done: results in {folder}/")
     return 0
 
 

@@ -239,7 +239,7 @@ def default_value(parameter: Parameter) -> Any:
 
 
 def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Path = "runs",
-                 notebooks_dir: str | Path = "notebooks", progress: bool | None = None) -> Path:
+                 notebooks_dir: str | Path = "notebooks", progress: bool | None = None, log=None) -> Path:
     """Run one notebook with new parameters into a new folder ``runs/<stem>/<timestamp>/``.
 
     Unknown names and wrong types fail with :class:`ParameterError` before a kernel starts.
@@ -257,6 +257,9 @@ def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Pa
     write_json_atomic(record, folder / "run.json")
     if progress is None:
         progress = sys.stderr.isatty()
+    if log is not None:
+        given = ", ".join(f"{k}={v!r}" for k, v in parameters.items()) or "default parameters"
+        log(f"running {path} with {given} in {folder}/ ...", flush=True)
     try:
         seconds = execute(path, folder / f"{path.stem}.ipynb", folder, parameters, progress=progress)
     except NotebookFailed as failure:
