@@ -16,8 +16,6 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
-
 from .sampling import SampleTrace
 
 
@@ -87,13 +85,3 @@ def rrr_llc(M: int, H: int, N: int, r: int = 0) -> float:
     if N + H < M + r:
         return (H * N - H * r + M * r) / 2
     return M * N / 2
-
-
-def normal_crossing_loss(exponents: Sequence[int]):
-    """The potential L(w) = Π_i w_i^(2 k_i) as a loss of a parameter vector w of shape (len(exponents),)."""
-    k = torch.tensor(list(exponents))
-
-    def loss(w: torch.Tensor, batch=None) -> torch.Tensor:
-        return torch.prod(w ** (2 * k.to(w.dtype)))
-
-    return loss
