@@ -57,8 +57,8 @@ def normal_crossing_llc(exponents: Sequence[int]) -> float:
 
 def regular_llc(num_params: int) -> float:
     """λ = d/2 of a regular model (non-degenerate minimum) with d parameters."""
-    if num_params < 1:
-        raise ValueError(f"num_params = {num_params}: accepted values are integers ≥ 1")
+    if isinstance(num_params, bool) or not isinstance(num_params, int) or num_params < 1:
+        raise ValueError(f"num_params = {num_params!r}: accepted values are integers ≥ 1")
     return num_params / 2
 
 
