@@ -264,13 +264,19 @@ def _leaves(data: Batch) -> list[torch.Tensor]:
     return []
 
 
+def _take(tensor: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    # index_select on the flat index is much cheaper than advanced indexing with a 2-D index tensor.
+    flat = tensor.index_select(0, idx.reshape(-1).to(tensor.device))
+    return flat.reshape(*idx.shape, *tensor.shape[1:])
+
+
 def _index(data: Batch, idx: torch.Tensor) -> Batch:
     """Select samples ``idx`` (any shape) from every tensor of ``data``."""
     if isinstance(data, torch.Tensor):
-        return data[idx]
+        return _take(data, idx)
     if isinstance(data, Mapping):
-        return {k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
-    return type(data)(v[idx] if isinstance(v, torch.Tensor) else v for v in data)
+        return {k: (_take(v, idx) if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
+    return type(data)(_take(v, idx) if isinstance(v, torch.Tensor) else v for v in data)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -391,14 +397,12 @@ def sample(
             batch = _index(data, torch.randint(n, (num_chains, config.batch_size), generator=generator))
         grads, values = step_grad(state.params, batch)
         loss_trace[:, step] = values.detach()
-        noise = {
-            k: torch.randn(v.shape, generator=generator, dtype=v.dtype, device=v.device)
-            for k, v in state.params.items()
-        }
+        # Noise comes from one CPU generator so that a seed gives the same chains on any device.
+        noise = {k: torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device) for k, v in state.params.items()}
         state = sgld_step(state, grads, center, noise, config)
 
         bad_loss = ~torch.isfinite(values)
-        bad_params = torch.zeros(num_chains, dtype=torch.bool)
+        bad_params = torch.zeros(num_chains, dtype=torch.bool, device=bad_loss.device)
         for v in state.params.values():
             bad_params |= ~torch.isfinite(v.reshape(num_chains, -1)).all(dim=1)
         if bad_loss.any() or bad_params.any():
