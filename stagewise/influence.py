@@ -1,0 +1,294 @@
+"""Bayesian influence functions from recorded losses, and the classical (damped) influence function.
+
+Sign convention (the paper's, PAPER.md §1), used in every function here:
+
+    BIF(z_i, z_j) = −Cov(ℓ_i(w), ℓ_j(w))   over the (localized, tempered) posterior.
+
+**Negative BIF: up-weighting training sample i lowers query j's loss (i helps j); positive: i harms j.**
+The *normalized* BIF is −corr(ℓ_i, ℓ_j) ∈ [−1, 1]. (devinterp 2.0.1's ``bif()`` returns +corr: the opposite
+sign.)
+
+All estimators take the (chain, draw, sample[, token]) loss arrays recorded by :func:`stagewise.sampling.sample`
+and pool chains × draws into one sample of size C·T ("stacked"), with covariance divisor C·T − 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+__all__ = [
+    "InfluenceTrajectory",
+    "bif",
+    "bif_trajectory",
+    "bif_stderr",
+    "group_bif",
+    "token_bif",
+    "classical_influence",
+]
+
+
+def _stack(losses: torch.Tensor) -> torch.Tensor:
+    """(chain, draw, ...) → (chain·draw, ...), in float64 for stable covariances."""
+    if losses.dim() < 3:
+        raise ValueError(f"losses must have shape (chain, draw, sample, ...); got {tuple(losses.shape)}")
+    return losses.reshape(losses.shape[0] * losses.shape[1], *losses.shape[2:]).double()
+
+
+def _cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Covariance of the columns of a (N, I) with those of b (N, J): (I, J), divisor N − 1."""
+    n = a.shape[0]
+    if n < 2:
+        raise ValueError("need at least 2 pooled draws (chains × draws) to estimate a covariance")
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    return a.T @ b / (n - 1)
+
+
+def bif(
+    train_losses: torch.Tensor,
+    query_losses: torch.Tensor | None = None,
+    *,
+    normalized: bool = False,
+) -> torch.Tensor:
+    """Bayesian influence of each training sample i on each query j: −Cov(ℓ_i, ℓ_j), shape (I, J).
+
+    train_losses: (chain, draw, I) per-sample losses of the training samples at each draw.
+    query_losses: (chain, draw, J) losses of the queries; None means the training samples themselves (I × I).
+    normalized:   return −corr(ℓ_i, ℓ_j) ∈ [−1, 1] instead of −Cov.
+
+    Negative = up-weighting i lowers j's loss (i helps j); positive = i harms j. Chains and draws are pooled.
+    """
+    a = _stack(train_losses)
+    b = a if query_losses is None else _stack(query_losses)
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError("bif takes (chain, draw, sample) arrays; for per-token losses use token_bif or group_bif")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"train and query losses must come from the same draws: {a.shape[0]} vs {b.shape[0]} pooled draws"
+        )
+    cov = _cov(a, b)
+    if normalized:
+        sa = a.std(0, unbiased=True)
+        sb = b.std(0, unbiased=True)
+        cov = cov / torch.outer(sa, sb)
+    return -cov
+
+
+def bif_stderr(
+    train_losses: torch.Tensor,
+    query_losses: torch.Tensor | None = None,
+    *,
+    normalized: bool = False,
+    num_batches: int | None = None,
+) -> torch.Tensor:
+    """Standard error of :func:`bif`, shape (I, J), from the spread of the estimate over independent pieces.
+
+    With several chains the pieces are the chains; with one chain, ``num_batches`` contiguous batches of draws
+    (batch means). The standard error is std(piece estimates) / √pieces, the usual jackknife-free estimate for
+    independent pieces of equal size.
+    """
+    chains, draws = train_losses.shape[:2]
+    query = train_losses if query_losses is None else query_losses
+    if num_batches is None:
+        if chains < 2:
+            raise ValueError("bif_stderr needs ≥ 2 chains, or num_batches ≥ 2 to split a single chain")
+        pieces = [(train_losses[c : c + 1], query[c : c + 1]) for c in range(chains)]
+    else:
+        if not 2 <= num_batches <= draws // 2:
+            raise ValueError(f"num_batches = {num_batches}: accepted values are 2 … draws/2 = {draws // 2}")
+        size = draws // num_batches
+        pieces = [
+            (train_losses[:, k * size : (k + 1) * size], query[:, k * size : (k + 1) * size])
+            for k in range(num_batches)
+        ]
+    estimates = torch.stack([bif(a, b, normalized=normalized) for a, b in pieces])
+    return estimates.std(0, unbiased=True) / math.sqrt(len(pieces))
+
+
+def token_bif(
+    train_losses: torch.Tensor,
+    query_losses: torch.Tensor | None = None,
+    *,
+    normalized: bool = False,
+) -> torch.Tensor:
+    """Per-token BIF between every token of the training sequences and every token of the queries.
+
+    train_losses: (chain, draw, I, T) per-token losses; query_losses: (chain, draw, J, U) or None (= train).
+    Returns (I, T, J, U). Sign as in :func:`bif`. Memory O(I·T·J·U): for class-level influence use
+    :func:`group_bif`, which never builds this matrix.
+    """
+    c, d, i, t = train_losses.shape
+    q = train_losses if query_losses is None else query_losses
+    j, u = q.shape[2:]
+    flat = bif(train_losses.reshape(c, d, i * t), q.reshape(c, d, j * u), normalized=normalized)
+    return flat.reshape(i, t, j, u)
+
+
+def group_bif(
+    train_losses: torch.Tensor,
+    train_groups: torch.Tensor,
+    query_losses: torch.Tensor | None = None,
+    query_groups: torch.Tensor | None = None,
+    *,
+    num_groups: int | None = None,
+) -> torch.Tensor:
+    """Group × group BIF: the mean of −Cov(ℓ_a, ℓ_b) over all token pairs a ∈ group g, b ∈ group h.
+
+    train_losses: (chain, draw, ...) per-token losses; train_groups: bool membership (G, ...) with the same
+    trailing shape (groups may overlap; a token may be in none). query_* likewise (None = the training ones).
+    Returns (G, H). By bilinearity the mean pairwise covariance equals Cov(mean_g ℓ, mean_h ℓ), so only the
+    group-mean losses are formed: memory O(draws · (tokens + groups)), never tokens × tokens.
+    (This identity holds for covariances, not for correlations: there is no normalized variant.)
+    Groups with no member give NaN rows/columns.
+    """
+    del num_groups  # the number of groups is read from the membership masks
+
+    def group_means(losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        c, d = losses.shape[:2]
+        flat = losses.reshape(c * d, -1).double()
+        mask = groups.reshape(groups.shape[0], -1).double()
+        if mask.shape[1] != flat.shape[1]:
+            raise ValueError(
+                f"group masks cover {mask.shape[1]} tokens but the losses have {flat.shape[1]} per draw"
+            )
+        counts = mask.sum(1)
+        means = flat @ mask.T / counts  # (N, G); 0/0 → NaN for empty groups
+        return means
+
+    a = group_means(train_losses, train_groups)
+    if query_losses is None:
+        b = a if query_groups is None else group_means(train_losses, query_groups)
+    else:
+        b = group_means(query_losses, train_groups if query_groups is None else query_groups)
+    return -_cov(a, b)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Classical influence function
+
+
+def classical_influence(
+    loss_fn: Callable,
+    params: torch.Tensor,
+    train_batch,
+    query_batch,
+    *,
+    damping: float,
+) -> torch.Tensor:
+    """Damped classical influence −∇ℓ_jᵀ (H + γI)⁻¹ ∇ℓ_i at w*, shape (I, J), with the exact Hessian.
+
+    loss_fn(w, batch) → per-sample losses for a flat parameter vector w (shape (d,)); H is the Hessian of the
+    mean training loss L_n on ``train_batch`` (torch.func.hessian), which must fit in memory (d × d).
+    Sign as for the BIF: negative = up-weighting i lowers j's loss. For a regular model near a minimum the
+    localized posterior is ≈ Gaussian with covariance (nβH + γI)⁻¹, so nβ·BIF(localization γ) ≈ this IF with
+    damping γ/nβ.
+    """
+    if not (isinstance(damping, (int, float)) and damping >= 0 and math.isfinite(damping)):
+        raise ValueError(f"damping = {damping!r}: accepted values are finite numbers ≥ 0")
+    w = params.detach().double().reshape(-1)
+    mean_loss = lambda v: loss_fn(v, train_batch).mean()  # noqa: E731
+    hessian = torch.func.hessian(mean_loss)(w)
+    train_grads = torch.func.jacrev(lambda v: loss_fn(v, train_batch))(w)  # (I, d)
+    query_grads = torch.func.jacrev(lambda v: loss_fn(v, query_batch))(w)  # (J, d)
+    system = hessian + damping * torch.eye(w.numel(), dtype=w.dtype)
+    solved = torch.linalg.solve(system, train_grads.T)  # (d, I)
+    return -(query_grads @ solved).T
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Trajectories over checkpoints
+
+
+@dataclass
+class InfluenceTrajectory:
+    """Influence at every checkpoint, labelled (step, i, j).
+
+    steps:   training step of each checkpoint, shape (S,).
+    values:  BIF (or group BIF) at each checkpoint, shape (S, I, J); sign as in :func:`bif`.
+    stderr:  standard error across chains, shape (S, I, J) (NaN with one chain).
+    traces:  the :class:`~stagewise.sampling.SampleTrace` of each checkpoint (for diagnostics), or None.
+    """
+
+    steps: torch.Tensor
+    values: torch.Tensor
+    stderr: torch.Tensor
+    traces: list | None = None
+
+    def pair(self, i: int, j: int) -> torch.Tensor:
+        """The trajectory of one (i, j) entry over the checkpoints, shape (S,)."""
+        return self.values[:, i, j]
+
+    def to_frame(self, names_i: Sequence[str] | None = None, names_j: Sequence[str] | None = None):
+        """A long pandas table with columns step, i, j, bif, stderr."""
+        import pandas as pd
+
+        s, ni, nj = self.values.shape
+        names_i = list(names_i) if names_i is not None else list(range(ni))
+        names_j = list(names_j) if names_j is not None else list(range(nj))
+        rows = [
+            (int(self.steps[k]), names_i[a], names_j[b], float(self.values[k, a, b]), float(self.stderr[k, a, b]))
+            for k in range(s)
+            for a in range(ni)
+            for b in range(nj)
+        ]
+        return pd.DataFrame(rows, columns=["step", "i", "j", "bif", "stderr"])
+
+
+def bif_trajectory(
+    loss_fn: Callable,
+    checkpoints: Sequence[tuple[int, object]],
+    data,
+    observables,
+    config,
+    *,
+    train: Sequence[int] | None = None,
+    query: Sequence[int] | None = None,
+    normalized: bool = False,
+    groups: torch.Tensor | None = None,
+    keep_traces: bool = False,
+    progress: bool = True,
+    **sample_kwargs,
+) -> InfluenceTrajectory:
+    """BIF at every checkpoint of a training run: one call, labelled (step, i, j) out.
+
+    checkpoints: a list of (step, params) pairs (params as for :func:`stagewise.sampling.sample`).
+    data, observables, config: as for :func:`~stagewise.sampling.sample` (the same config, hence the same seed,
+    at every checkpoint). ``train`` / ``query`` select rows / columns among the observables (default: all).
+    ``groups``: bool (G, sample, ...) masks → group × group influence (:func:`group_bif`) instead of sample × sample.
+    Sign as in :func:`bif`. Each checkpoint's sampler run is independent, so a divergence names its step.
+    """
+    from tqdm.auto import tqdm
+
+    from .sampling import SamplerDivergence, sample
+
+    if not checkpoints:
+        raise ValueError("checkpoints must hold at least one (step, params) pair")
+    steps, values, errors, traces = [], [], [], []
+    for step, params in tqdm(checkpoints, desc="checkpoints", disable=not progress):
+        try:
+            trace = sample(loss_fn, params, data, observables, config, progress=False, **sample_kwargs)
+        except SamplerDivergence as error:
+            raise SamplerDivergence(error.chains, error.step, f"{error.reason} at checkpoint step {step}",
+                                    error.trace) from error
+        losses = trace.losses
+        chains = losses.shape[0]
+        if groups is not None:
+            value = group_bif(losses, groups)
+            per_chain = torch.stack([group_bif(losses[c : c + 1], groups) for c in range(chains)])
+            stderr = per_chain.std(0, unbiased=True) / math.sqrt(chains) if chains > 1 else value * math.nan
+        else:
+            a = losses if train is None else losses[:, :, list(train)]
+            b = losses if query is None else losses[:, :, list(query)]
+            value = bif(a, b, normalized=normalized)
+            stderr = bif_stderr(a, b, normalized=normalized) if chains > 1 else value * math.nan
+        steps.append(int(step))
+        values.append(value)
+        errors.append(stderr)
+        if keep_traces:
+            traces.append(trace)
+    return InfluenceTrajectory(torch.tensor(steps), torch.stack(values), torch.stack(errors),
+                               traces if keep_traces else None)
