@@ -113,8 +113,10 @@ def summarize(trace: SampleTrace, *, z_threshold: float = 4.0) -> str:
     ]
     reports = settling_report(trace, z_threshold=z_threshold)
     unsettled = [r.chain for r in reports if not r.settled]
+    means = sorted(r.second_half_mean for r in reports)
     lines.append(
-        "loss after burn-in, per chain: " + ", ".join(f"{r.second_half_mean:.4g}" for r in reports)
+        f"mean loss after burn-in across chains: min {means[0]:.4g}, median {means[len(means) // 2]:.4g}, "
+        f"max {means[-1]:.4g}"
     )
     if trace.losses is not None:
         r = rhat(trace.losses)
