@@ -152,7 +152,7 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
             continue
         log(f"{source.stem}: running with profile {profile} ...", flush=True)
         try:
-            _, seconds = execute_cached(source, output, cwd, parameters)
+            _, seconds = execute_cached(source, output, cwd, parameters, progress=sys.stderr.isatty())
         except NotebookFailed as failure:
             log(f"error: {failure}")
             failures.append(failure)
