@@ -40,6 +40,11 @@ def test_unknown_parameter_names_the_accepted_ones():
     assert message == "unknown parameter 'bogus' (accepted parameters: chains, nbeta, profile, seed)"
 
 
+def test_unknown_parameter_close_to_a_declared_one_gets_a_hint():
+    (message,) = problems(namespace(nbeat=1.0))
+    assert message.startswith("unknown parameter 'nbeat' (did you mean 'nbeta'? accepted parameters: ")
+
+
 def test_private_names_and_non_data_are_not_parameters():
     import math
 

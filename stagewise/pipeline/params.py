@@ -16,6 +16,7 @@ before a kernel starts, against the declarations parsed from the notebook (:func
 from __future__ import annotations
 
 import ast
+import difflib
 import io
 import math
 import tokenize
@@ -184,7 +185,9 @@ def check_parameters(declared: Mapping[str, Any], values: Mapping[str, Any],
     accepted = ", ".join(sorted(declared))
     for name, value in values.items():
         if name not in declared:
-            problems.append(f"unknown parameter {name!r} (accepted parameters: {accepted})")
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"unknown parameter {name!r} ({hint}accepted parameters: {accepted})")
             continue
         ok, new = _convert(value, declared[name])
         if not ok:
