@@ -1,0 +1,536 @@
+"""The toy model of PAPER.md §4: a deep linear network learning a hierarchy, stage by stage.
+
+- Data (Saxe et al. 2019): 8 items (one-hot inputs) in the order dog, cat, sparrow, robin | rose, lily, oak, pine
+  and 15 binary features, one per node of a depth-3 binary tree (living thing; animal, plant; mammal, bird,
+  flower, tree; the 8 leaves): feature = 1 if the item lies under the node. Σ_yx = YᵀX/8 has singular values
+  √15/8 = 0.484, √7/8 = 0.331, √3/8 = 0.2165 (×2), 1/8 = 0.125 (×4): four learning stages.
+  :func:`hierarchical_dataset` with ``stochastic=True`` samples ±1 features by branching diffusion instead,
+  which breaks the degeneracies.
+- Network: W_L ⋯ W_1 (default W₁ 16×8, W₂ 15×16, no bias), init N(0, σ²) with σ = 1e-3, seeded.
+- Training: full-batch gradient descent on (1/N)·Σ_i β_i·½‖y_i − W_L⋯W_1 x_i‖² with the divisor N kept fixed
+  whatever the β_i. Runs are a leading dimension of every weight tensor, so leave-one-out for all items (and
+  time-window ablations) is one batched run, not a loop.
+- Influence, all in one sign convention (the BIF's, PAPER.md §1): **negative = i helps j**.
+    LOO:       Δ_ij(t) = ℓ_j(t; all data) − ℓ_j(t; β_i = 0)          (:func:`leave_one_out`)
+    analytic:  dℓ_j(t)/dβ_i at β = 1, from Saxe's mode dynamics       (:func:`analytic_influence`)
+    BIF:       −Cov(ℓ_i, ℓ_j) under the localized posterior          (:func:`bif_loss_fn` + ``bif_trajectory``)
+  LOO removes a sample (β_i: 1 → 0), so to first order Δ_ij ≈ (1 − 0)·dℓ_j/dβ_i: the LOO difference and the
+  analytic derivative are on the same scale. The BIF is ∂E[ℓ_j]/∂β_i of the tempered posterior: the same sign,
+  a different (local, posterior) scale — compare its shape or its normalized version.
+
+Time is measured in gradient-descent steps throughout (continuous-time formulas use t = step, rate = lr).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+__all__ = [
+    "ITEMS",
+    "NODES",
+    "GROUPS",
+    "HierarchyConfig",
+    "HierarchicalData",
+    "hierarchical_dataset",
+    "DLNConfig",
+    "init_params",
+    "TrainConfig",
+    "TrainingRun",
+    "train",
+    "train_runs",
+    "per_item_losses",
+    "LOOResult",
+    "leave_one_out",
+    "WindowAblation",
+    "window_ablation",
+    "effective_initial_strength",
+    "predicted_stage_steps",
+    "detect_transitions",
+    "mode_strength",
+    "ModeBasis",
+    "mode_basis",
+    "analytic_influence",
+    "finite_difference_influence",
+    "bif_loss_fn",
+    "PLAIN_SGLD",
+]
+
+ITEMS = ("dog", "cat", "sparrow", "robin", "rose", "lily", "oak", "pine")
+# One name per node of the depth-3 tree, in breadth-first order (the feature order of the deterministic data).
+NODES = ("living thing", "animal", "plant", "mammal", "bird", "flower", "tree", *ITEMS)
+# Items under each internal node (indices into ITEMS), for plotting and grouping.
+GROUPS = {
+    "animal": (0, 1, 2, 3),
+    "plant": (4, 5, 6, 7),
+    "mammal": (0, 1),
+    "bird": (2, 3),
+    "flower": (4, 5),
+    "tree": (6, 7),
+}
+
+
+class ConfigError(ValueError):
+    """A toy-model setting outside its accepted range (the message names the field and the range)."""
+
+
+def _problems(obj, checks) -> None:
+    bad = [f"{name} = {getattr(obj, name)!r} (accepted: {accepted})" for name, ok, accepted in checks if not ok]
+    if bad:
+        raise ConfigError(f"invalid {type(obj).__name__} setting: " + "; ".join(bad))
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class HierarchyConfig:
+    """The hierarchical data set.
+
+    depth:        depth of the binary tree; 2**depth items (≥ 1; names are the paper's only for depth 3).
+    stochastic:   False: one 0/1 feature per tree node (deterministic, degenerate singular values);
+                  True: ±1 features sampled by branching diffusion (Saxe et al. 2019).
+    num_features: features sampled in the stochastic variant (≥ 1; ignored otherwise).
+    flip_prob:    probability that a feature flips sign at each branch, stochastic variant (in [0, 0.5]).
+    seed:         seed of the stochastic variant (≥ 0).
+    """
+
+    depth: int = 3
+    stochastic: bool = False
+    num_features: int = 1000
+    flip_prob: float = 0.15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _problems(self, [
+            ("depth", _is_int(self.depth, 1) and self.depth <= 10, "an integer in 1 … 10"),
+            ("stochastic", isinstance(self.stochastic, bool), "True or False"),
+            ("num_features", _is_int(self.num_features, 1), "an integer ≥ 1"),
+            ("flip_prob", _is_number(self.flip_prob) and 0 <= self.flip_prob <= 0.5, "a number in [0, 0.5]"),
+            ("seed", _is_int(self.seed, 0), "an integer ≥ 0"),
+        ])
+
+
+@dataclass
+class HierarchicalData:
+    """Inputs (N, N) one-hot, targets (N, P), with names and tree metadata.
+
+    items:    item names, in the order of the rows.
+    features: feature names (tree nodes for the deterministic data; "f0", … for the stochastic one).
+    groups:   internal node → indices of the items under it (depth 3: animal, plant, mammal, bird, flower, tree).
+    levels:   for each tree level 0 … depth, the tuple of item-index groups at that level.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    items: tuple[str, ...]
+    features: tuple[str, ...]
+    groups: dict[str, tuple[int, ...]]
+    levels: tuple[tuple[tuple[int, ...], ...], ...]
+    config: HierarchyConfig = field(default_factory=HierarchyConfig)
+
+    @property
+    def num_items(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), the full batch as :func:`bif_loss_fn` and the sampler take it."""
+        return self.inputs, self.targets
+
+    def input_output_correlation(self) -> torch.Tensor:
+        """Σ_yx = YᵀX/N, shape (P, N)."""
+        return self.targets.T @ self.inputs / self.num_items
+
+    def singular_values(self) -> torch.Tensor:
+        """Singular values of Σ_yx, descending."""
+        return torch.linalg.svdvals(self.input_output_correlation())
+
+
+def hierarchical_dataset(config: HierarchyConfig | None = None, **overrides) -> HierarchicalData:
+    """The hierarchy of PAPER.md §4 (keyword overrides build the config, e.g. ``stochastic=True``)."""
+    if config is not None and overrides:
+        raise TypeError("pass either a HierarchyConfig or keyword overrides, not both")
+    config = config or HierarchyConfig(**overrides)
+    n = 2**config.depth
+    # Items under node k of level l: the contiguous block [k·n/2^l, (k+1)·n/2^l).
+    levels = tuple(
+        tuple(tuple(range(k * n // 2**lvl, (k + 1) * n // 2**lvl)) for k in range(2**lvl))
+        for lvl in range(config.depth + 1)
+    )
+    items = ITEMS if config.depth == 3 else tuple(f"item{i}" for i in range(n))
+    if config.depth == 3:
+        groups = dict(GROUPS)
+    else:
+        groups = {f"node{lvl}.{k}": g for lvl in range(1, config.depth) for k, g in enumerate(levels[lvl])}
+    inputs = torch.eye(n, dtype=torch.float64)
+    if not config.stochastic:
+        nodes = [g for level in levels for g in level]
+        targets = torch.zeros(n, len(nodes), dtype=torch.float64)
+        for f, members in enumerate(nodes):
+            targets[list(members), f] = 1.0
+        features = NODES if config.depth == 3 else tuple(f"node{f}" for f in range(len(nodes)))
+    else:
+        g = torch.Generator().manual_seed(config.seed)
+        values = torch.where(torch.rand(1, config.num_features, generator=g) < 0.5, -1.0, 1.0).double()
+        for _ in range(config.depth):
+            # Each node hands its value to two children, each flipping it independently with flip_prob.
+            values = values.repeat_interleave(2, dim=0)
+            flips = torch.rand(values.shape, generator=g) < config.flip_prob
+            values = torch.where(flips, -values, values)
+        targets = values
+        features = tuple(f"f{f}" for f in range(config.num_features))
+    return HierarchicalData(inputs, targets, items, features, groups, levels, config)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Network
+
+
+@dataclass(frozen=True)
+class DLNConfig:
+    """A deep linear network y = W_L ⋯ W_1 x without biases.
+
+    widths:     layer widths from input to output, (d_in, h_1, …, d_out); default (8, 16, 15): W₁ 16×8, W₂ 15×16.
+    init_scale: σ of the N(0, σ²) initialization of every weight (> 0).
+    seed:       seed of the initialization (≥ 0).
+    """
+
+    widths: tuple[int, ...] = (8, 16, 15)
+    init_scale: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        widths = tuple(self.widths) if isinstance(self.widths, (tuple, list)) else None
+        _problems(self, [
+            ("widths", widths is not None and len(widths) >= 2 and all(_is_int(w, 1) for w in widths),
+             "a tuple of ≥ 2 integers ≥ 1 (input, hidden…, output)"),
+            ("init_scale", _is_number(self.init_scale) and self.init_scale > 0, "a finite number > 0"),
+            ("seed", _is_int(self.seed, 0), "an integer ≥ 0"),
+        ])
+        object.__setattr__(self, "widths", widths)
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths) - 1
+
+    @property
+    def num_params(self) -> int:
+        return sum(a * b for a, b in zip(self.widths[:-1], self.widths[1:]))
+
+
+def init_params(config: DLNConfig | None = None) -> dict[str, torch.Tensor]:
+    """{"W1": (h_1, d_in), …, "WL": (d_out, h_{L−1})}, float64, drawn in that order from ``config.seed``."""
+    config = config or DLNConfig()
+    g = torch.Generator().manual_seed(config.seed)
+    return {
+        f"W{l + 1}": config.init_scale * torch.randn(o, i, generator=g, dtype=torch.float64)
+        for l, (i, o) in enumerate(zip(config.widths[:-1], config.widths[1:]))
+    }
+
+
+def _layer_names(params: dict[str, torch.Tensor]) -> list[str]:
+    names = sorted(params, key=lambda k: int(k[1:]))
+    if names != [f"W{l + 1}" for l in range(len(names))]:
+        raise ValueError(f"params must be named W1 … WL; got {sorted(params)}")
+    return names
+
+
+def end_to_end(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The product W = W_L ⋯ W_1, shape (..., d_out, d_in) (leading run/chain dimensions are kept)."""
+    names = _layer_names(params)
+    w = params[names[0]]
+    for name in names[1:]:
+        w = params[name] @ w
+    return w
+
+
+def per_item_losses(params: dict[str, torch.Tensor], data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """ℓ_i = ½‖y_i − W x_i‖², shape (..., N) for params with leading dimensions (...)."""
+    x, y = data
+    out = x @ end_to_end(params).transpose(-1, -2)  # (..., N, d_out)
+    return 0.5 * ((y - out) ** 2).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Full-batch gradient descent.
+
+    lr:               learning rate (> 0).
+    num_steps:        gradient steps (≥ 1).
+    checkpoint_every: a checkpoint every this many steps, step 0 and the last step included (≥ 1).
+    checkpoint_steps: an explicit checkpoint schedule (sorted steps in 0 … num_steps) replacing the regular one.
+    """
+
+    lr: float = 0.05
+    num_steps: int = 1600
+    checkpoint_every: int = 25
+    checkpoint_steps: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        steps = self.checkpoint_steps
+        steps_ok = steps is None or (
+            isinstance(steps, (tuple, list)) and len(steps) > 0
+            and all(_is_int(s, 0) and s <= self.num_steps for s in steps)
+            and list(steps) == sorted(set(steps))
+        )
+        _problems(self, [
+            ("lr", _is_number(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("num_steps", _is_int(self.num_steps, 1), "an integer ≥ 1"),
+            ("checkpoint_every", _is_int(self.checkpoint_every, 1), "an integer ≥ 1"),
+            ("checkpoint_steps", steps_ok, "None or strictly increasing integers in 0 … num_steps"),
+        ])
+        if steps is not None:
+            object.__setattr__(self, "checkpoint_steps", tuple(steps))
+
+    def schedule(self) -> tuple[int, ...]:
+        """The checkpoint steps."""
+        if self.checkpoint_steps is not None:
+            return self.checkpoint_steps
+        steps = list(range(0, self.num_steps + 1, self.checkpoint_every))
+        if steps[-1] != self.num_steps:
+            steps.append(self.num_steps)
+        return tuple(steps)
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`train_runs` records, for R runs trained side by side (R is absent for :func:`train`).
+
+    steps:        checkpoint steps, shape (S,).
+    checkpoints:  name → weights at each checkpoint, shape (S, [R,] out, in).
+    loss:         training objective (1/N)·Σ β_i ℓ_i at every step 0 … T, shape ([R,] T+1).
+    item_losses:  unweighted per-item losses ℓ_i at every step, shape ([R,] T+1, N).
+    item_losses_at_checkpoints: the same at the checkpoints, shape (S, [R,] N).
+    """
+
+    steps: torch.Tensor
+    checkpoints: dict[str, torch.Tensor]
+    loss: torch.Tensor
+    item_losses: torch.Tensor
+    item_losses_at_checkpoints: torch.Tensor
+
+    def checkpoint_list(self, run: int | None = None) -> list[tuple[int, dict[str, torch.Tensor]]]:
+        """[(step, {"W1": …, …})] for ``bif_trajectory``; ``run`` picks one run of a batched training."""
+        out = []
+        for k, step in enumerate(self.steps.tolist()):
+            p = {name: w[k] if run is None else w[k, run] for name, w in self.checkpoints.items()}
+            out.append((int(step), p))
+        return out
+
+    def flat_checkpoints(self) -> torch.Tensor:
+        """Checkpoints as flat parameter vectors (W1 first, row-major), shape (S, [R,] num_params)."""
+        names = _layer_names(self.checkpoints)
+        s = self.steps.numel()
+        lead = self.checkpoints[names[0]].shape[:-2]
+        return torch.cat([self.checkpoints[n].reshape(*lead, -1) for n in names], dim=-1).reshape(*lead, -1) \
+            if s else torch.empty(0)
+
+
+BetaSchedule = Callable[[int], torch.Tensor]
+
+
+def train_runs(
+    params: dict[str, torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor] | HierarchicalData,
+    config: TrainConfig | None = None,
+    beta: torch.Tensor | BetaSchedule | None = None,
+) -> TrainingRun:
+    """Train R networks at once by full-batch GD, each with its own per-item weights β.
+
+    params: initial weights {"W1": (h, d_in), …}, shared by all runs, or with a leading run dimension (R, …).
+    beta:   per-item weights, (R, N) (constant), or ``beta(step) -> (R, N)`` giving the weights of the update
+            from step t to t + 1 (time-window ablations), or None (one run, all β_i = 1).
+    The objective is (1/N)·Σ_i β_i·½‖y_i − W x_i‖²: the divisor stays N when some β_i = 0. Runs are the leading
+    dimension of every weight tensor (batched matmul), so R runs cost about one. Gradients are the exact
+    backpropagation of a linear network, written out (no autograd graph).
+    """
+    config = config or TrainConfig()
+    x, y = data.batch if isinstance(data, HierarchicalData) else data
+    n = x.shape[0]
+    names = _layer_names(params)
+    if beta is None:
+        beta = torch.ones(1, n, dtype=x.dtype)
+    schedule = beta if callable(beta) else (lambda step, b=beta: b)
+    num_runs = schedule(0).shape[0]
+    weights = []
+    for name in names:
+        w = params[name].to(x.dtype)
+        if w.dim() == 2:
+            w = w.expand(num_runs, *w.shape)
+        weights.append(w.clone())
+    xt = x.T  # (d_in, N): activations are (R, width, N)
+    checkpoint_steps = config.schedule()
+    wanted = set(checkpoint_steps)
+    saved: list[list[torch.Tensor]] = []
+    item_losses = torch.empty(num_runs, config.num_steps + 1, n, dtype=x.dtype)
+    objective = torch.empty(num_runs, config.num_steps + 1, dtype=x.dtype)
+    for step in range(config.num_steps + 1):
+        acts = [xt.expand(num_runs, *xt.shape)]
+        for w in weights:
+            acts.append(w @ acts[-1])
+        residual = y.T - acts[-1]  # (R, d_out, N)
+        losses = 0.5 * (residual**2).sum(1)  # (R, N)
+        item_losses[:, step] = losses
+        b = schedule(step).to(x.dtype)
+        objective[:, step] = (b * losses).sum(1) / n
+        if step in wanted:
+            saved.append([w.clone() for w in weights])
+        if step == config.num_steps:
+            break
+        # ∂L/∂(output) = −β_i r_i / N; back through the layers.
+        delta = -residual * b.unsqueeze(1) / n
+        grads = []
+        for l in range(len(weights) - 1, -1, -1):
+            grads.append(delta @ acts[l].transpose(1, 2))
+            delta = weights[l].transpose(1, 2) @ delta
+        for w, g in zip(weights, reversed(grads)):
+            w.sub_(config.lr * g)
+    checkpoints = {name: torch.stack([s[l] for s in saved]) for l, name in enumerate(names)}
+    steps = torch.tensor(checkpoint_steps)
+    return TrainingRun(steps, checkpoints, objective, item_losses, item_losses[:, steps].transpose(0, 1))
+
+
+def train(
+    params: dict[str, torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor] | HierarchicalData,
+    config: TrainConfig | None = None,
+    beta: torch.Tensor | None = None,
+) -> TrainingRun:
+    """One GD run (β: (N,) per-item weights, default all 1); shapes as :class:`TrainingRun` without R."""
+    b = None if beta is None else torch.as_tensor(beta, dtype=torch.float64).reshape(1, -1)
+    run = train_runs(params, data, config, b)
+    return TrainingRun(
+        run.steps,
+        {k: v[:, 0] for k, v in run.checkpoints.items()},
+        run.loss[0],
+        run.item_losses[0],
+        run.item_losses_at_checkpoints[:, 0],
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Leave-one-out and time-window ablations
+
+
+@dataclass
+class LOOResult:
+    """Exact leave-one-out influence at every checkpoint.
+
+    steps:  checkpoint steps (S,).
+    delta:  Δ_ij(t) = ℓ_j(t; all data) − ℓ_j(t; without i), shape (S, I, J) (I = left-out items, J = all items).
+            Negative = i helped j (the BIF's sign).
+    full:   the full-data run's per-item losses at every step, (T+1, N).
+    left_out: per-item losses of each leave-one-out run at every step, (I, T+1, N).
+    items:  the left-out item indices (I,).
+    """
+
+    steps: torch.Tensor
+    delta: torch.Tensor
+    full: torch.Tensor
+    left_out: torch.Tensor
+    items: tuple[int, ...]
+
+    def pair(self, i: int, j: int) -> torch.Tensor:
+        """Δ_ij over the checkpoints, (S,) (i is an item index, looked up among the left-out items)."""
+        return self.delta[:, self.items.index(i), j]
+
+    def delta_every_step(self) -> torch.Tensor:
+        """Δ_ij at every step 0 … T, shape (T+1, I, J)."""
+        return self.full.unsqueeze(1) - self.left_out.transpose(0, 1)
+
+
+def leave_one_out(
+    params: dict[str, torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor] | HierarchicalData,
+    config: TrainConfig | None = None,
+    items: Sequence[int] | None = None,
+) -> LOOResult:
+    """Retrain without each item (β_i = 0, divisor kept at N) from the same init, all runs in one batch.
+
+    Run 0 uses all data, run 1 + k leaves out ``items[k]`` (default: every item).
+    """
+    x, _ = data.batch if isinstance(data, HierarchicalData) else data
+    n = x.shape[0]
+    items = tuple(range(n)) if items is None else tuple(int(i) for i in items)
+    beta = torch.ones(1 + len(items), n, dtype=torch.float64)
+    for k, i in enumerate(items):
+        beta[1 + k, i] = 0.0
+    run = train_runs(params, data, config, beta)
+    at = run.item_losses_at_checkpoints  # (S, R, N)
+    delta = at[:, :1] - at[:, 1:]
+    return LOOResult(run.steps, delta, run.item_losses[0], run.item_losses[1:], items)
+
+
+@dataclass
+class WindowAblation:
+    """Influence of removing item i only during a window of steps.
+
+    steps:   checkpoint steps (S,).
+    windows: the windows (t₀, t₁): β_i = 0 for the updates at steps t₀ ≤ t < t₁, 1 otherwise.
+    delta:   ℓ_j(t; all data) − ℓ_j(t; i removed in window w), shape (S, W, I, J); negative = i helped j.
+    items:   the ablated item indices (I,).
+    """
+
+    steps: torch.Tensor
+    windows: tuple[tuple[int, int], ...]
+    delta: torch.Tensor
+    items: tuple[int, ...]
+
+
+def window_ablation(
+    params: dict[str, torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor] | HierarchicalData,
+    windows: Sequence[tuple[int, int]],
+    config: TrainConfig | None = None,
+    items: Sequence[int] | None = None,
+) -> WindowAblation:
+    """Remove each item only during each window, all (window, item) runs plus the full run in one batch.
+
+    An empty window (t₀ = t₁) is no ablation; the window (0, num_steps) is leave-one-out.
+    """
+    config = config or TrainConfig()
+    x, _ = data.batch if isinstance(data, HierarchicalData) else data
+    n = x.shape[0]
+    items = tuple(range(n)) if items is None else tuple(int(i) for i in items)
+    windows = tuple((int(a), int(b)) for a, b in windows)
+    for a, b in windows:
+        if not 0 <= a <= b <= config.num_steps:
+            raise ValueError(f"window ({a}, {b}): accepted windows have 0 ≤ t₀ ≤ t₁ ≤ num_steps = {config.num_steps}")
+    num_runs = 1 + len(windows) * len(items)
+    starts = torch.tensor([a for a, _ in windows]).repeat_interleave(len(items))
+    ends = torch.tensor([b for _, b in windows]).repeat_interleave(len(items))
+    ablated = torch.tensor(items).repeat(len(windows))
+    ones = torch.ones(num_runs, n, dtype=torch.float64)
+
+    def beta(step: int) -> torch.Tensor:
+        b = ones.clone()
+        inside = (starts <= step) & (step < ends)
+        rows = torch.nonzero(inside).flatten()
+        b[1 + rows, ablated[rows]] = 0.0
+        return b
+
+    run = train_runs(params, data, config, beta)
+    at = run.item_losses_at_checkpoints  # (S, R, N)
+    delta = (at[:, :1] - at[:, 1:]).reshape(at.shape[0], len(windows), len(items), n)
+    return WindowAblation(run.steps, windows, delta, items)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Stages: predicted and observed
