@@ -36,3 +36,18 @@ run: $(INSTALLED)
 clean:
 	rm -rf build book/_build .cache .pytest_cache *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# make bench  stagewise vs devinterp 2.0.1 on one BIF job (benchmarks/bif_vs_devinterp.py; BENCH_ARGS="--pairs 1").
+# devinterp lives only in the benchmark's own environment .venv-bench (requirements.lock + benchmarks/requirements.txt).
+.PHONY: bench
+BENCH_VENV := .venv-bench
+BENCH_INSTALLED := $(BENCH_VENV)/.installed
+
+$(BENCH_INSTALLED): requirements.lock benchmarks/requirements.txt pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements.lock -r benchmarks/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . --no-deps
+	touch $@
+
+bench: $(BENCH_INSTALLED)
+	$(BENCH_VENV)/bin/python benchmarks/bif_vs_devinterp.py $(BENCH_ARGS)
