@@ -15,8 +15,10 @@
     analytic:  dℓ_j(t)/dβ_i at β = 1, from Saxe's mode dynamics       (:func:`analytic_influence`)
     BIF:       −Cov(ℓ_i, ℓ_j) under the localized posterior          (:func:`bif_loss_fn` + ``bif_trajectory``)
   LOO removes a sample (β_i: 1 → 0), so to first order Δ_ij ≈ (1 − 0)·dℓ_j/dβ_i: the LOO difference and the
-  analytic derivative are on the same scale. The BIF is ∂E[ℓ_j]/∂β_i of the tempered posterior: the same sign,
-  a different (local, posterior) scale — compare its shape or its normalized version.
+  analytic derivative are on the same scale (LOO is not small, so it differs from the derivative by the
+  higher orders: removing an item also delays the stages). The BIF is a derivative too, of the posterior mean:
+  with p(w) ∝ exp(−(nβ/N)·Σ_i β_i ℓ_i(w) − (γ/2)‖w − w*‖²), ∂E[ℓ_j]/∂β_i = −(nβ/N)·Cov(ℓ_i, ℓ_j), i.e.
+  (nβ/N)·BIF. Same sign, a different (local, posterior) quantity: compare shapes, signs and the normalized BIF.
 
 Time is measured in gradient-descent steps throughout (continuous-time formulas use t = step, rate = lr).
 """
@@ -338,10 +340,8 @@ class TrainingRun:
     def flat_checkpoints(self) -> torch.Tensor:
         """Checkpoints as flat parameter vectors (W1 first, row-major), shape (S, [R,] num_params)."""
         names = _layer_names(self.checkpoints)
-        s = self.steps.numel()
         lead = self.checkpoints[names[0]].shape[:-2]
-        return torch.cat([self.checkpoints[n].reshape(*lead, -1) for n in names], dim=-1).reshape(*lead, -1) \
-            if s else torch.empty(0)
+        return torch.cat([self.checkpoints[n].reshape(*lead, -1) for n in names], dim=-1)
 
 
 BetaSchedule = Callable[[int], torch.Tensor]
