@@ -109,7 +109,7 @@ def _parameters_cell(nb, path: Path):
 def parameter_table(notebook_path: str | Path) -> list[Parameter]:
     """(name, type, default, help) rows of the notebook's parameters cell, in order."""
     path = Path(notebook_path)
-    return parse_parameters_cell(_parameters_cell(load_notebook(path), path).source)
+    return declared_parameters(load_notebook(path), path)
 
 
 def declared_parameters(nb, path: Path) -> list[Parameter]:
