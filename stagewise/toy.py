@@ -13,7 +13,7 @@
 - Influence, all in one sign convention (the BIF's, PAPER.md §1): **negative = i helps j**.
     LOO:       Δ_ij(t) = ℓ_j(t; all data) − ℓ_j(t; β_i = 0)          (:func:`leave_one_out`)
     analytic:  dℓ_j(t)/dβ_i at β = 1, from Saxe's mode dynamics       (:func:`analytic_influence`)
-    BIF:       −Cov(ℓ_i, ℓ_j) under the localized posterior          (:func:`bif_loss_fn` + ``bif_trajectory``)
+    BIF:       −Cov(ℓ_i, ℓ_j) under the localized posterior          (:func:`toy_bif_trajectory`)
   LOO removes a sample (β_i: 1 → 0), so to first order Δ_ij ≈ (1 − 0)·dℓ_j/dβ_i: the LOO difference and the
   analytic derivative are on the same scale (LOO is not small, so it differs from the derivative by the
   higher orders: removing an item also delays the stages). The BIF is a derivative too, of the posterior mean:
