@@ -44,7 +44,7 @@ def ess(x: torch.Tensor) -> torch.Tensor:
     """Effective sample size of each quantity in a (chain, draw, ...) array, pooled over chains.
 
     Uses the chain-averaged autocorrelation (computed by FFT) summed over lags with Geyer's initial positive
-    sequence. Returns shape x.shape[2:]; at most chains × draws.
+    sequence. Returns shape x.shape[2:]; ≈ chains × draws for independent draws (more for anti-correlated ones).
     """
     y = _as_chains(x)
     c, n, k = y.shape
@@ -88,7 +88,10 @@ def settling_report(trace: SampleTrace, *, z_threshold: float = 4.0) -> list[Cha
     """Flag chains whose loss still drifts after burn-in.
 
     For each chain, compare the mean loss of the first and second halves of the post-burn-in steps; the
-    difference is scaled by its standard error (from each half's ESS). |z| > ``z_threshold`` → not settled.
+    difference is scaled by its standard error under the null hypothesis that the chain is stationary, when
+    both halves have the same law: Var(mean₂ − mean₁) ≈ 2·var/ESS, with var and ESS taken from the second
+    half. (The first half is where a leftover transient sits; measured on it, the transient would inflate its
+    own error bar and hide itself.) |z| > ``z_threshold`` → not settled.
     """
     loss = trace.loss_trace[:, trace.config.num_burnin :].double()
     half = loss.shape[1] // 2
@@ -98,7 +101,7 @@ def settling_report(trace: SampleTrace, *, z_threshold: float = 4.0) -> list[Cha
     reports = []
     for c in range(loss.shape[0]):
         a, b = first[c : c + 1, :, None], second[c : c + 1, :, None]
-        var = a.var() / ess(a).clamp(min=1) + b.var() / ess(b).clamp(min=1)
+        var = 2 * b.var() / ess(b).clamp(min=1)
         z = float((b.mean() - a.mean()) / var.sqrt().clamp(min=1e-300))
         reports.append(ChainReport(c, float(a.mean()), float(b.mean()), z, abs(z) <= z_threshold))
     return reports

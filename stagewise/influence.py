@@ -15,6 +15,7 @@ and pool chains × draws into one sample of size C·T ("stacked"), with covarian
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -98,8 +99,11 @@ def bif_stderr(
             raise ValueError("bif_stderr needs ≥ 2 chains, or num_batches ≥ 2 to split a single chain")
         pieces = [(train_losses[c : c + 1], query[c : c + 1]) for c in range(chains)]
     else:
-        if not 2 <= num_batches <= draws // 2:
-            raise ValueError(f"num_batches = {num_batches}: accepted values are 2 … draws/2 = {draws // 2}")
+        integer = isinstance(num_batches, numbers.Integral) and not isinstance(num_batches, bool)
+        if not (integer and 2 <= num_batches <= draws // 2):
+            raise ValueError(
+                f"num_batches = {num_batches!r}: accepted values are integers 2 … draws/2 = {draws // 2}"
+            )
         size = draws // num_batches
         pieces = [
             (train_losses[:, k * size : (k + 1) * size], query[:, k * size : (k + 1) * size])
