@@ -18,10 +18,10 @@ def test_write_metrics_converts_numpy_and_torch(tmp_path):
                           "trace": np.arange(3.0), "draws": torch.tensor([[1.0, 2.0]]), "loss": torch.tensor(0.25),
                           "nested": {"a": (1, 2)}, "missing": float("nan")}, params, tmp_path / "metrics.json")
     record = json.loads(path.read_text())
-    assert record["metrics"] == {"llc": 1.5, "steps": 7, "ok": True, "trace": [0.0, 1.0, 2.0],
-                                 "draws": [[1.0, 2.0]], "loss": 0.25, "nested": {"a": [1, 2]},
-                                 "missing": record["metrics"]["missing"]}
-    assert record["metrics"]["missing"] != record["metrics"]["missing"]  # NaN survives the round trip
+    numbers = {k: v for k, v in record.items() if k not in ("parameters", "seed", "versions")}
+    assert numbers == {"llc": 1.5, "steps": 7, "ok": True, "trace": [0.0, 1.0, 2.0],
+                       "draws": [[1.0, 2.0]], "loss": 0.25, "nested": {"a": [1, 2]}, "missing": record["missing"]}
+    assert record["missing"] != record["missing"]  # NaN survives the round trip
     assert record["parameters"] == {"profile": "quick", "seed": 3} and record["seed"] == 3
     assert record["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert record["versions"]["torch"].startswith(torch.__version__.split("+")[0])
@@ -36,3 +36,8 @@ def test_seed_is_none_without_a_seed_parameter(tmp_path):
 def test_unconvertible_values_are_refused():
     with pytest.raises(TypeError, match="cannot write object"):
         to_json({"x": object()})
+
+
+def test_reserved_metric_names_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="reserved"):
+        write_metrics({"seed": 1}, {"profile": "full"}, tmp_path / "m.json")

@@ -68,7 +68,7 @@ def test_run_writes_notebook_metrics_and_figures(runs):
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["parameters"] == {"profile": "quick", "seed": 0, "nbeta": 300.0, "draws": 200, "fail": False}
     assert metrics["seed"] == 0
-    assert metrics["metrics"]["draws"] == 20 and len(metrics["metrics"]["first"]) == 3
+    assert metrics["draws"] == 20 and len(metrics["first"]) == 3
     assert set(metrics["versions"]) >= {"python", "torch", "numpy", "stagewise", "platform"}
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "ok" and run["parameters"] == {"nbeta": 300.0, "profile": "quick"}
@@ -115,8 +115,24 @@ def test_failing_cell_is_reported_and_partial_notebook_kept(tmp_path, capsys):
     assert json.loads((folder / "run.json").read_text())["status"].startswith("failed: RuntimeError")
 
 
+def test_package_hash_covers_every_module(tmp_path, monkeypatch):
+    from stagewise.pipeline import runner
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 1\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    monkeypatch.setattr(runner, "PACKAGE_DIR", tmp_path)
+    before = runner.package_hash()
+    (tmp_path / "notes.txt").write_text("changed")
+    assert runner.package_hash() == before
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    assert runner.package_hash() != before
+
+
 @pytest.mark.slow
-def test_execution_is_cached_until_source_or_parameters_change(tmp_path):
+def test_execution_is_cached_until_source_or_parameters_change(tmp_path, monkeypatch):
+    monkeypatch.setattr("stagewise.pipeline.runner.package_hash", lambda: "fixed")
     source = tmp_path / "chapter.md"
     shutil.copy(FIXTURE, source)
     out, cwd = tmp_path / "out" / "chapter.ipynb", tmp_path / "out" / "chapter"

@@ -12,7 +12,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["to_json", "versions", "write_json_atomic", "write_metrics"]
+__all__ = ["RESERVED_KEYS", "to_json", "versions", "write_json_atomic", "write_metrics"]
+
+#: Keys that metrics.json uses for the record itself; a chapter's key numbers may not use them.
+RESERVED_KEYS = frozenset({"parameters", "seed", "versions"})
 
 
 def versions() -> dict[str, str]:
@@ -75,12 +78,17 @@ def write_metrics(metrics: Mapping[str, Any], params: Mapping[str, Any],
                   path: str | os.PathLike = "metrics.json") -> Path:
     """Write a notebook's key numbers, its parameters, seed and versions to ``path`` (atomically).
 
-    ``metrics`` maps names to numbers (or arrays: written as lists); ``params`` is what
-    :func:`~stagewise.pipeline.validate_parameters` returned. Returns the path written.
+    The key numbers are top-level keys (``metrics.json["llc"]``, as the chapters and issues name them), next to
+    the reserved keys ``parameters``, ``seed`` and ``versions``. ``metrics`` maps names to numbers (or arrays:
+    written as lists); ``params`` is what :func:`~stagewise.pipeline.validate_parameters` returned.
+    Returns the path written.
     """
     params = to_json(dict(params))
+    clash = sorted(set(metrics) & RESERVED_KEYS)
+    if clash:
+        raise ValueError(f"metric names {clash} are reserved in metrics.json (reserved: {sorted(RESERVED_KEYS)})")
     record = {
-        "metrics": to_json(dict(metrics)),
+        **to_json(dict(metrics)),
         "parameters": params,
         "seed": params.get("seed"),
         "versions": versions(),
