@@ -36,7 +36,9 @@ def book(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_book_builds_strictly_then_is_cached(book, tmp_path):
+def test_quick_book_builds_strictly_then_is_cached(book, tmp_path, monkeypatch):
+    # a fixed package hash: edits to the package while the test runs must not defeat the cache
+    monkeypatch.setattr("stagewise.pipeline.runner.package_hash", lambda: "fixed")
     stage, log = tmp_path / "stage", []
     result = build_book("quick", book_dir=book, notebooks_dir=FIXTURES, stage=stage, log=lambda *a, **k: log.append(a[0]))
     assert result.html == stage / "_build" / "html"
@@ -52,7 +54,7 @@ def test_quick_book_builds_strictly_then_is_cached(book, tmp_path):
     again = build_book("quick", book_dir=book, notebooks_dir=FIXTURES, stage=stage, log=lambda *a, **k: log.append(a[0]))
     assert again.executed == [] and [name for name, _ in again.cached] == ["fixture_chapter"]
     assert any(line.startswith("html: up to date") for line in log)
-    assert again.seconds < 5
+    assert again.seconds < 30  # no kernel, no Sphinx (about a second when the machine is idle)
 
 
 @pytest.mark.slow
