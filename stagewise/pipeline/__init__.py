@@ -4,7 +4,7 @@ Used by the chapters (``validate_parameters``, ``write_metrics``) and by ``pytho
 Nothing of the science lives here, and the science never imports it.
 """
 
-from .metrics import write_metrics
+from .metrics import versions, write_metrics
 from .params import Interval, OneOf, Parameter, ParameterError, Parameters, parse_value, validate_parameters
 from .runner import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
 
@@ -21,5 +21,6 @@ __all__ = [
     "resolve_notebook",
     "run_notebook",
     "validate_parameters",
+    "versions",
     "write_metrics",
 ]
