@@ -10,8 +10,15 @@ builder stages a source tree ``build/<profile>/``:
     build/<profile>/chapters/01_slt.stamp.json             its cache key and execution time
     build/<profile>/chapters/01_slt/                       its working directory: metrics.json, figures
 
+    build/<profile>/rerun.md                               generated: every chapter's parameters (rerun.py)
+    build/<profile>/_static/mathjax/tex-svg-full.js        MathJax, from the npm registry (cached in .cache/npm)
+
 and builds it with ``jupyter-book build -W -n --keep-going`` (Jupyter Book's own execution is off).
 The full book's HTML goes to ``book/_build/html``, the quick one's to ``build/quick/_build/html``.
+
+The book reads offline: MathJax is served from ``_static`` (``sphinx: config: mathjax_path`` in
+``_config.yml``; its SVG output needs no web fonts), and nothing else of a page loads from the network
+(``tests/test_browser.py`` opens every page with the network blocked).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from .metrics import write_json_atomic
+from .rerun import PAGE as RERUN_PAGE, write_rerun_page
 from .runner import (NotebookFailed, cached_seconds, declared_parameters, default_value, execute_cached,
                      load_notebook, resolve_notebook)
 
@@ -36,6 +45,12 @@ __all__ = ["BookError", "BookResult", "build_book", "toc_files"]
 
 PROFILES = ("full", "quick")
 PAGE_SUFFIXES = (".md", ".ipynb", ".rst")
+
+#: MathJax, installed from the npm registry at build time and served from the book's ``_static``.
+MATHJAX_VERSION = "3.2.2"
+MATHJAX_FILE = "es5/tex-svg-full.js"  # every TeX extension built in, SVG output: no fonts or extensions to fetch
+MATHJAX_STATIC = "mathjax/tex-svg-full.js"  # under _static; _config.yml's mathjax_path names the same
+CACHE_DIR = Path(os.environ.get("STAGEWISE_CACHE", ".cache"))
 
 
 class BookError(Exception):
@@ -106,6 +121,34 @@ def _tree_hash(stage: Path) -> str:
     return digest.hexdigest()
 
 
+def mathjax_script(cache: str | Path | None = None, *, log=print) -> Path:
+    """MathJax's single-file TeX-to-SVG script, installed with npm into ``<cache>/npm/mathjax-<version>`` once."""
+    prefix = Path(cache if cache is not None else CACHE_DIR) / "npm" / f"mathjax-{MATHJAX_VERSION}"
+    script = prefix / "node_modules" / "mathjax" / MATHJAX_FILE
+    if script.is_file():
+        return script
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BookError(f"npm is needed to install MathJax {MATHJAX_VERSION} for the book (it is served offline "
+                        "from the book's _static folder): install Node.js and npm, e.g. `apt-get install npm`")
+    prefix.mkdir(parents=True, exist_ok=True)
+    command = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
+               "--no-package-lock", "--loglevel=error", f"mathjax@{MATHJAX_VERSION}"]
+    log(f"mathjax: npm install mathjax@{MATHJAX_VERSION} into {prefix}", flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not script.is_file():
+        raise BookError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{done.stderr.strip()}")
+    return script
+
+
+def _stage_mathjax(stage: Path, cache: str | Path | None, log) -> None:
+    source, target = mathjax_script(cache, log=log), stage / "_static" / MATHJAX_STATIC
+    if target.is_file() and filecmp.cmp(source, target, shallow=False):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
 def _jupyter_book() -> list[str]:
     script = Path(sys.executable).with_name("jupyter-book")
     return [str(script)] if script.exists() else ["jupyter-book"]
@@ -121,11 +164,12 @@ def _profile_parameters(source: Path, profile: str) -> dict:
 
 def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebooks_dir: str | Path = "notebooks",
                stage: str | Path | None = None, path_output: str | Path | None = None,
-               log=print) -> BookResult:
+               cache: str | Path | None = None, log=print) -> BookResult:
     """Execute the toc's notebooks with ``profile`` and build the HTML book strictly.
 
     ``stage`` defaults to ``build/<profile>``; ``path_output`` (where ``_build/html`` goes) to
-    ``book_dir`` for the full book and to the staging tree otherwise. Raises :class:`BookError`.
+    ``book_dir`` for the full book and to the staging tree otherwise; ``cache`` (npm packages) to
+    ``.cache`` (or ``$STAGEWISE_CACHE``). Raises :class:`BookError`.
     """
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r} (accepted: {', '.join(PROFILES)})")
@@ -134,15 +178,18 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
     stage = Path(stage) if stage is not None else Path("build") / profile
     path_output = Path(path_output) if path_output is not None else (book_dir if profile == "full" else stage)
     _stage_sources(book_dir, stage)
+    _stage_mathjax(stage, cache, log)
     toc = yaml.safe_load((book_dir / "_toc.yml").read_text())
 
     result = BookResult(html=path_output / "_build" / "html")
     failures = []
+    chapters = []  # (toc entry, notebook source) of every chapter, for the generated rerun page
     for entry in toc_files(toc):
-        if any((book_dir / entry).with_suffix(s).is_file() or (book_dir / f"{entry}{s}").is_file()
-               for s in PAGE_SUFFIXES):
-            continue  # an authored page
+        if entry == RERUN_PAGE or any((book_dir / entry).with_suffix(s).is_file()
+                                      or (book_dir / f"{entry}{s}").is_file() for s in PAGE_SUFFIXES):
+            continue  # an authored or generated page
         source = resolve_notebook(Path(entry).name, notebooks_dir)
+        chapters.append((entry, source))
         output, cwd = stage / f"{entry}.ipynb", stage / entry
         parameters = _profile_parameters(source, profile)
         seconds = cached_seconds(source, output, parameters)
@@ -161,6 +208,8 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
         log(f"{source.stem}: executed in {seconds:.1f} s", flush=True)
     if failures:
         raise BookError(f"{len(failures)} notebook(s) failed: " + ", ".join(f.notebook.stem for f in failures))
+    if RERUN_PAGE in toc_files(toc):
+        write_rerun_page(stage / f"{RERUN_PAGE}.md", chapters)
 
     html_stamp = path_output / "_build" / ".stagewise-html.json"
     key = _tree_hash(stage)

@@ -1,0 +1,125 @@
+"""The book's "Rerunning the chapters" page, generated at build time from the chapters' parameters cells.
+
+:func:`rerun_page` turns the parameters cell of every chapter of the table of contents (read with
+:func:`~stagewise.pipeline.runner.parameter_table`) into a MyST page: one table per chapter (name, type,
+default, meaning) and example ``make run`` / ``python -m stagewise run`` commands. The builder writes it
+into the staged source tree as ``rerun.md`` (:data:`PAGE`), so the page can never drift from the notebooks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from .params import Parameter
+from .runner import default_value, parameter_table
+
+__all__ = ["PAGE", "example_parameters", "rerun_page", "write_rerun_page"]
+
+#: The toc entry (and staged file stem) of the generated page.
+PAGE = "rerun"
+
+_SKIP_IN_EXAMPLE = {"profile", "seed"}
+_MARKUP = set("\\`*_{}[]<>$|~")  # escaped in table text: Markdown emphasis, links, roles, maths, columns
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (no column breaks, no accidental maths or roles)."""
+    return "".join(f"\\{c}" if c in _MARKUP else c for c in text) or " "
+
+
+def _code(text: str) -> str:
+    """Inline code for a table cell: the text in backticks (a `|` is escaped, as tables require)."""
+    text = text.replace("|", "\\|")
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
+def _example_value(parameter: Parameter) -> Any:
+    value = default_value(parameter)
+    if isinstance(value, bool) or parameter.type not in ("int", "float"):
+        return None
+    if isinstance(value, (int, float)) and value:
+        return value * 2
+    return None
+
+
+def example_parameters(parameters: Iterable[Parameter]) -> list[tuple[str, str]]:
+    """The ``-p name value`` pairs of a chapter's example command: one changed value, then ``profile quick``.
+
+    The changed value is the first numeric parameter other than ``profile``/``seed`` with a non-zero
+    default, doubled; without one, ``seed 1``.
+    """
+    parameters = list(parameters)
+    names = {p.name for p in parameters}
+    pairs: list[tuple[str, str]] = []
+    for parameter in parameters:
+        if parameter.name in _SKIP_IN_EXAMPLE:
+            continue
+        value = _example_value(parameter)
+        if value is not None:
+            pairs.append((parameter.name, repr(value)))
+            break
+    if not pairs and "seed" in names:
+        pairs.append(("seed", "1"))
+    if "profile" in names:
+        pairs.append(("profile", "quick"))
+    return pairs
+
+
+def _chapter_section(entry: str, source: Path) -> list[str]:
+    stem = source.stem
+    rows = parameter_table(source)
+    pairs = example_parameters(rows)
+    flags = " ".join(f"-p {name} {value}" for name, value in pairs)
+    lines = [
+        f"## {{doc}}`{entry}`",
+        "",
+        f"Source: `notebooks/{source.name}`. Parameters, in the order of its parameters cell:",
+        "",
+        "| name | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(f"| {_code(row.name)} | {_code(row.type)} | {_code(row.default)} | {_cell(row.help)} |")
+    lines += [
+        "",
+        "```bash",
+        f'make run NB={stem} PARAMS="{flags}"',
+        "# the same, from the activated .venv:",
+        f"python -m stagewise params {stem}",
+        f"python -m stagewise run {stem} {flags}".rstrip(),
+        "```",
+        "",
+    ]
+    return lines
+
+
+def rerun_page(chapters: Iterable[tuple[str, Path]]) -> str:
+    """The page's MyST source for ``chapters``: (toc entry such as ``chapters/01_slt``, notebook source) pairs."""
+    lines = [
+        "# Rerunning the chapters",
+        "",
+        "Every chapter starts with a cell of parameters. This page is generated when the book is built, from",
+        "those cells, so it always lists what the chapters accept. Rerun a chapter with other values from the",
+        "repository's root; each run goes to a new folder `runs/<chapter>/<date-time>/` (the executed notebook,",
+        "`metrics.json` and the figures) and never overwrites the book. `NB` is a chapter's name or number",
+        "(`01`); a value after `-p` is read as an integer, a float, `True`/`False`/`None`, else a string.",
+        "An unknown parameter, or a value of the wrong type or out of range, stops the run before any",
+        "computation, with a message naming the accepted values. `-p profile quick` runs the smaller",
+        "settings the tests use; leave it out for the book's settings.",
+        "",
+    ]
+    for entry, source in chapters:
+        lines += _chapter_section(entry, Path(source))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_rerun_page(path: str | Path, chapters: Iterable[tuple[str, Path]]) -> bool:
+    """Write :func:`rerun_page` to ``path`` unless it already holds it; True when it was (re)written."""
+    path, text = Path(path), rerun_page(chapters)
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
