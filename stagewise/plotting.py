@@ -17,6 +17,7 @@ COLORS = {
     "regular": sns.color_palette("deep")[2],
     "singular": sns.color_palette("deep")[3],
     "diverged": sns.color_palette("deep")[3],
+    "analytic": sns.color_palette("deep")[4],  # Saxe-mode theory of influence (BIF: estimate, LOO: truth)
 }
 
 
