@@ -1,5 +1,6 @@
 # make book   execute every chapter of book/_toc.yml (profile "full", cached) and build book/_build/html
-# make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html)
+# make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html),
+#             then every page of that book in headless Chromium with the network blocked (tests/test_browser.py)
 # make run    NB=01 PARAMS="-p nbeta 300 -p profile quick": one chapter, new parameters, new runs/ folder
 # make clean  remove build outputs and caches, .cache included (never runs/: those are your results)
 #
@@ -10,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv book test run clean
+.PHONY: venv book test run clean browser-deps
 
 venv: $(INSTALLED)
 
@@ -23,9 +24,31 @@ $(INSTALLED): requirements.lock pyproject.toml
 book: $(INSTALLED)
 	$(PY) -m stagewise book --profile full
 
-test: $(INSTALLED)
-	$(PY) -m pytest
+# The browser test needs the built quick book, so it runs last, in its own pytest run (the first ignores it);
+# STAGEWISE_BOOK_BUILT=1 makes a missing book a failure there, not a skip.
+test: $(INSTALLED) browser-deps
+	$(PY) -m pytest --ignore=tests/test_browser.py
 	$(PY) -m stagewise book --profile quick
+	STAGEWISE_BOOK_BUILT=1 $(PY) -m pytest -rs tests/test_browser.py
+
+# Headless Chromium for tests/test_browser.py: Debian's chromium (apt-get, as root) and the npm package
+# playwright-core (pinned; cached in .cache/npm/browser) that drives it. Best effort: where either cannot
+# be installed, the browser test is skipped and says why.
+PLAYWRIGHT_CORE := playwright-core@1.65.1
+BROWSER_NPM := .cache/npm/browser
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test ..."; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  else echo "warning: chromium is not installed and apt-get cannot install it here (not root); the browser test will be skipped"; fi; }
+	@test -f $(BROWSER_NPM)/node_modules/playwright-core/package.json \
+	  && grep -q '"version": "$(subst playwright-core@,,$(PLAYWRIGHT_CORE))"' $(BROWSER_NPM)/node_modules/playwright-core/package.json || { \
+	  if command -v npm >/dev/null 2>&1; then \
+	    mkdir -p $(BROWSER_NPM) && npm install --prefix $(BROWSER_NPM) --no-audit --no-fund --no-save --no-package-lock \
+	      --loglevel=error $(PLAYWRIGHT_CORE) || echo "warning: could not install $(PLAYWRIGHT_CORE); the browser test will be skipped"; \
+	  else echo "warning: npm is not installed; the browser test will be skipped"; fi; }
 
 run: $(INSTALLED)
 	@test -n "$(NB)" || { echo 'usage: make run NB=<notebook> PARAMS="-p name value ..."'; exit 2; }

@@ -11,13 +11,15 @@ builder stages a source tree ``build/<profile>/``:
     build/<profile>/chapters/01_slt/                       its working directory: metrics.json, figures
 
     build/<profile>/rerun.md                               generated: every chapter's parameters (rerun.py)
-    build/<profile>/_static/mathjax/tex-svg-full.js        MathJax, from the npm registry (cached in .cache/npm)
+    build/<profile>/_vendor/_static/mathjax/tex-svg-full.js  MathJax, from the npm registry (cached in .cache/npm)
 
 and builds it with ``jupyter-book build -W -n --keep-going`` (Jupyter Book's own execution is off).
 The full book's HTML goes to ``book/_build/html``, the quick one's to ``build/quick/_build/html``.
 
 The book reads offline: MathJax is served from ``_static`` (``sphinx: config: mathjax_path`` in
-``_config.yml``; its SVG output needs no web fonts), and nothing else of a page loads from the network
+``_config.yml``; its SVG output needs no web fonts). It is staged under ``_vendor/`` and copied by
+``html_extra_path``, not put in a ``_static`` source folder, where Jupyter Book would add every .js file
+to every page a second time. Nothing else of a page loads from the network
 (``tests/test_browser.py`` opens every page with the network blocked).
 """
 
@@ -50,6 +52,7 @@ PAGE_SUFFIXES = (".md", ".ipynb", ".rst")
 MATHJAX_VERSION = "3.2.2"
 MATHJAX_FILE = "es5/tex-svg-full.js"  # every TeX extension built in, SVG output: no fonts or extensions to fetch
 MATHJAX_STATIC = "mathjax/tex-svg-full.js"  # under _static; _config.yml's mathjax_path names the same
+VENDOR_DIR = "_vendor"  # staged beside the sources; _config.yml's html_extra_path names it
 CACHE_DIR = Path(os.environ.get("STAGEWISE_CACHE", ".cache"))
 
 
@@ -121,6 +124,12 @@ def _tree_hash(stage: Path) -> str:
     return digest.hexdigest()
 
 
+def book_repository(book_dir: str | Path = "book") -> str:
+    """The repository URL of the book's ``_config.yml`` (launch links and the repository button use it)."""
+    config = yaml.safe_load((Path(book_dir) / "_config.yml").read_text())
+    return str(config["repository"]["url"])
+
+
 def mathjax_script(cache: str | Path | None = None, *, log=print) -> Path:
     """MathJax's single-file TeX-to-SVG script, installed with npm into ``<cache>/npm/mathjax-<version>`` once."""
     prefix = Path(cache if cache is not None else CACHE_DIR) / "npm" / f"mathjax-{MATHJAX_VERSION}"
@@ -142,7 +151,7 @@ def mathjax_script(cache: str | Path | None = None, *, log=print) -> Path:
 
 
 def _stage_mathjax(stage: Path, cache: str | Path | None, log) -> None:
-    source, target = mathjax_script(cache, log=log), stage / "_static" / MATHJAX_STATIC
+    source, target = mathjax_script(cache, log=log), stage / VENDOR_DIR / "_static" / MATHJAX_STATIC
     if target.is_file() and filecmp.cmp(source, target, shallow=False):
         return
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,137 @@
+// Opens pages of the built book in headless Chromium with the network blocked and reports what it saw.
+//
+//   node check_pages.js <config.json>
+//
+// config: {playwright, chromium, base, pages: [relative paths], redirects: [those of pages that only redirect],
+//          screenshots: dir, report: file}.
+// Every request that does not go to `base` (the local server) is aborted and recorded. For each page the
+// report holds: console errors and page errors, failed or >= 400 local requests, blocked requests, the
+// maths found and rendered by MathJax, raw TeX left in the text, every <img> and whether it loaded, every
+// link (absolute) and every id on the page (for the link check done by tests/test_browser.py), and the
+// download buttons. A full-page screenshot of each page goes to `screenshots`.
+"use strict";
+const fs = require("fs");
+const path = require("path");
+
+const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const { chromium } = require(config.playwright);
+
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+function inspectPage() {
+  // Runs in the page, after MathJax has typeset it.
+  const maths = Array.from(document.querySelectorAll(".math"));
+  const unrendered = maths.filter((m) => !m.querySelector("mjx-container")).map((m) => m.textContent.slice(0, 80));
+  const body = document.body.cloneNode(true);
+  for (const skip of body.querySelectorAll("pre, code, script, style, textarea, mjx-container, .highlight")) {
+    skip.remove();
+  }
+  const text = body.textContent;
+  const rawTex = [];
+  for (const token of ["$$", "\\(", "\\)", "\\[", "\\]", "\\begin{"]) {
+    const at = text.indexOf(token);
+    if (at >= 0) rawTex.push(text.slice(Math.max(0, at - 40), at + 40).replace(/\s+/g, " "));
+  }
+  const inline = text.match(/\$[^$\n]{0,200}[\\^_{][^$\n]{0,200}\$/);  // $x^2$ or $\lambda$ left as text
+  if (inline) rawTex.push(inline[0].slice(0, 80));
+  const images = Array.from(document.images).map((img) => ({
+    src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0,
+  }));
+  const links = Array.from(document.querySelectorAll("a[href]")).map((a) => ({
+    href: a.href, raw: a.getAttribute("href"),
+  }));
+  const ids = Array.from(document.querySelectorAll("[id]")).map((e) => e.id)
+    .concat(Array.from(document.querySelectorAll("a[name]")).map((a) => a.name));
+  const downloads = Array.from(document.querySelectorAll(".dropdown-download-buttons a[href]")).map((a) => a.href);
+  const launches = Array.from(document.querySelectorAll(".dropdown-launch-buttons a[href]")).map((a) => a.href);
+  return {
+    title: document.title, mathElements: maths.length,
+    mjxContainers: document.querySelectorAll("mjx-container").length,
+    mathjaxLoaded: typeof window.MathJax === "object" && !!window.MathJax.startup,
+    unrendered, rawTex, images, links, ids, downloads, launches,
+  };
+}
+
+async function waitForImages(page) {
+  await page.evaluate(async () => {
+    const pending = Array.from(document.images).map((img) => {
+      img.loading = "eager";
+      if (img.complete) return null;
+      return new Promise((resolve) => {
+        img.addEventListener("load", resolve, { once: true });
+        img.addEventListener("error", resolve, { once: true });
+        setTimeout(resolve, 10000);
+      });
+    });
+    await Promise.all(pending.filter(Boolean));
+  });
+}
+
+async function main() {
+  const userDataDir = fs.mkdtempSync(path.join(require("os").tmpdir(), "stagewise-chromium-"));
+  // A new, empty profile (--user-data-dir) for every run; Playwright passes it to Chromium itself.
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: config.chromium, headless: true, args: FLAGS.filter((f) => f !== "--headless"),
+    viewport: { width: 1280, height: 900 }, serviceWorkers: "block",
+  });
+  const report = { pages: [] };
+  let current = null;
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (url.startsWith(config.base) || url.startsWith("data:") || url.startsWith("blob:")) return route.continue();
+    if (current) current.blocked.push(url);
+    return route.abort("blockedbyclient");
+  });
+  fs.mkdirSync(config.screenshots, { recursive: true });
+  for (const relative of config.pages) {
+    const page = await context.newPage();
+    current = { page: relative, consoleErrors: [], pageErrors: [], failedRequests: [], blocked: [] };
+    page.on("console", (msg) => {
+      if (msg.type() === "error") current.consoleErrors.push(msg.text());
+    });
+    page.on("pageerror", (err) => current.pageErrors.push(String(err)));
+    page.on("requestfailed", (req) => {
+      if (req.url().startsWith(config.base)) current.failedRequests.push(`${req.url()} (${req.failure().errorText})`);
+    });
+    page.on("response", (res) => {
+      if (res.status() >= 400) current.failedRequests.push(`${res.url()} (HTTP ${res.status()})`);
+    });
+    const started = Date.now();
+    try {
+      await page.goto(config.base + relative, { waitUntil: "load", timeout: 30000 });
+      // A redirect page (index.html: <meta http-equiv="refresh">): follow it, then check where it lands.
+      if (config.redirects.includes(relative)) {
+        await page.waitForURL((u) => u.toString() !== config.base + relative, { timeout: 10000 });
+        await page.waitForLoadState("load");
+        current.redirectedTo = page.url();
+      }
+      // MathJax (deferred) typesets after load; its startup promise resolves when the page is done.
+      await page.evaluate(async () => {
+        if (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise) {
+          await window.MathJax.startup.promise;
+        }
+      });
+      await waitForImages(page);
+      await page.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
+      Object.assign(current, await page.evaluate(inspectPage));
+      const shot = path.join(config.screenshots, relative.replace(/\.html$/, ".png").replace(/\//g, "__"));
+      await page.screenshot({ path: shot, fullPage: true });
+      current.screenshot = shot;
+    } catch (err) {
+      current.error = String(err);
+    }
+    current.seconds = (Date.now() - started) / 1000;
+    report.pages.push(current);
+    await page.close();
+  }
+  current = null;
+  await context.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+  fs.writeFileSync(config.report, JSON.stringify(report, null, 1));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

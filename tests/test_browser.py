@@ -1,0 +1,196 @@
+"""Every page of the quick book in headless Chromium, with the network blocked.
+
+Runs after the quick book is built (``make test`` runs it as a second pytest invocation, after
+``python -m stagewise book --profile quick``; the first one ignores this file). It needs Debian's
+``chromium`` and the npm package ``playwright-core`` in ``.cache/npm/browser``, both installed by
+``make browser-deps``; where they are missing the test is skipped with a message saying so. With
+``STAGEWISE_BOOK_BUILT=1`` (set by ``make test``) a missing book is a failure, not a skip.
+
+For every HTML page (tests/browser/check_pages.js does the browsing) it checks that no request left
+the machine (all are aborted and counted), there are no console errors, every <img> loaded, every
+maths element was rendered by the book's own MathJax (no raw TeX left), every internal link points
+to an existing file and anchor, and each chapter offers its executed notebook for download. A
+screenshot of each page goes to ``build/quick/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "build" / "quick" / "_build" / "html"
+SCREENSHOTS = ROOT / "build" / "quick" / "screenshots"
+DRIVER = Path(__file__).parent / "browser" / "check_pages.js"
+PLAYWRIGHT = Path(os.environ.get("STAGEWISE_CACHE", ROOT / ".cache")) / "npm" / "browser" / "node_modules" / "playwright-core"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+NOT_PAGES = ("_static", "_sources", "_images")
+
+def _require_or_skip(missing: str, hint: str):
+    pytest.skip(f"browser test skipped: {missing} ({hint})")
+
+
+@pytest.fixture(scope="module")
+def book_pages() -> list[str]:
+    if not (HTML / "index.html").is_file():
+        message = f"{HTML} has no index.html: build the quick book first (`python -m stagewise book --profile quick`)"
+        if os.environ.get("STAGEWISE_BOOK_BUILT"):
+            pytest.fail(message)
+        _require_or_skip("the quick book is not built", message)
+    return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+                  if p.relative_to(HTML).parts[0] not in NOT_PAGES)
+
+
+def _redirects(page: Path) -> bool:
+    return re.search(r'<meta[^>]+http-equiv="?refresh', page.read_text(), re.IGNORECASE) is not None
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def report(book_pages, tmp_path_factory) -> dict:
+    node = shutil.which("node")
+    if node is None:
+        _require_or_skip("Node.js is not installed", "install nodejs and npm")
+    if not Path(CHROMIUM).is_file():
+        _require_or_skip(f"no Chromium at {CHROMIUM}", "`make browser-deps` installs Debian's chromium with apt-get")
+    if not (PLAYWRIGHT / "package.json").is_file():
+        _require_or_skip(f"playwright-core is not in {PLAYWRIGHT.parent}", "`make browser-deps` installs it with npm")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    work = tmp_path_factory.mktemp("browser")
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
+    config = {"playwright": str(PLAYWRIGHT), "chromium": CHROMIUM, "base": f"http://127.0.0.1:{server.server_port}/",
+              "pages": book_pages, "redirects": [p for p in book_pages if _redirects(HTML / p)],
+              "screenshots": str(SCREENSHOTS), "report": str(work / "report.json")}
+    (work / "config.json").write_text(json.dumps(config))
+    try:
+        done = subprocess.run([node, str(DRIVER), str(work / "config.json")], capture_output=True, text=True,
+                              timeout=600)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, f"the browser driver failed:\n{done.stdout}\n{done.stderr}"
+    result = json.loads((work / "report.json").read_text())
+    result["base"] = config["base"]
+    return result
+
+
+def _problems(report: dict, check) -> list[str]:
+    found = []
+    for page in report["pages"]:
+        if "error" not in page:  # reported by test_every_page_was_opened
+            found += [f"{page['page']}: {problem}" for problem in check(page)]
+    return found
+
+
+def test_every_page_was_opened(report, book_pages):
+    assert [p["page"] for p in report["pages"]] == book_pages
+    assert not [f"{p['page']}: {p['error']}" for p in report["pages"] if "error" in p]
+    assert "index.html" in book_pages and "rerun.html" in book_pages
+    assert any(p.startswith("chapters/") for p in book_pages)
+    for page in report["pages"]:
+        assert Path(page["screenshot"]).is_file()
+
+
+def test_no_request_leaves_the_machine(report):
+    assert not _problems(report, lambda p: [f"blocked request to {url}" for url in p["blocked"]])
+
+
+def test_no_console_errors_and_no_failed_local_requests(report):
+    assert not _problems(report, lambda p: [f"console error: {m}" for m in p["consoleErrors"]]
+                         + [f"page error: {m}" for m in p["pageErrors"]]
+                         + [f"failed request: {m}" for m in p["failedRequests"]])
+
+
+def test_every_image_loads(report):
+    assert not _problems(report, lambda p: [f"image did not load: {i['src']}" for i in p["images"] if not i["ok"]])
+    chapters = [p for p in report["pages"] if p["page"].startswith("chapters/")]
+    assert all(p["images"] for p in chapters), "a chapter without figures: were its outputs lost?"
+
+
+def test_maths_is_rendered_offline(report):
+    def check(page):
+        problems = [f"maths not rendered: {text!r}" for text in page["unrendered"]]
+        problems += [f"raw TeX in the text: {text!r}" for text in page["rawTex"]]
+        if page["mathElements"] and not page["mjxContainers"]:
+            problems.append("maths on the page but no MathJax output")
+        return problems
+
+    assert not _problems(report, check)
+    with_maths = [p for p in report["pages"] if p["mathElements"]]
+    assert with_maths, "no page has maths: is dollarmath still enabled?"
+    assert all(p["mathjaxLoaded"] for p in with_maths)
+
+
+def _local_target(report: dict, href: str) -> tuple[str, str] | None:
+    """(path relative to the html root, fragment) of a link into the book; None for other links."""
+    if not href.startswith(report["base"]):
+        return None
+    parts = urlsplit(href)
+    path = unquote(parts.path).lstrip("/")
+    if path == "" or path.endswith("/"):
+        path += "index.html"
+    return path, unquote(parts.fragment)
+
+
+def test_every_internal_link_resolves(report):
+    ids = {p["page"]: set(p["ids"]) for p in report["pages"]}
+
+    def check(page):
+        problems = []
+        for link in page["links"]:
+            target = _local_target(report, link["href"])
+            if target is None:
+                continue
+            path, fragment = target
+            if not (HTML / path).is_file():
+                problems.append(f"link {link['raw']!r}: no file {path}")
+            elif fragment and path in ids and fragment not in ids[path]:
+                problems.append(f"link {link['raw']!r}: no anchor #{fragment} in {path}")
+        return problems
+
+    assert not _problems(report, check)
+    assert sum(len(p["links"]) for p in report["pages"]) > 0
+
+
+def test_chapters_offer_their_executed_notebook(report):
+    def check(page):
+        if not page["page"].startswith("chapters/"):
+            return []
+        notebooks = [href for href in page["downloads"] if href.endswith(".ipynb")]
+        if not notebooks:
+            return ["no .ipynb download button"]
+        path, _ = _local_target(report, notebooks[0])
+        notebook = json.loads((HTML / path).read_text())
+        outputs = sum(len(cell.get("outputs", [])) for cell in notebook["cells"] if cell["cell_type"] == "code")
+        return [] if outputs else [f"{path} has no outputs: not the executed notebook"]
+
+    assert not _problems(report, check)
+
+
+def test_launch_links_are_links_to_the_repository(report):
+    from stagewise.pipeline.book import book_repository
+
+    repository = book_repository(ROOT / "book")
+    for page in report["pages"]:
+        if page["page"].startswith("chapters/"):
+            hosts = {urlsplit(href).netloc for href in page["launches"]}
+            assert hosts == {"mybinder.org", "colab.research.google.com"}, page["page"]
+            assert all(repository.split("github.com/")[1] in href for href in page["launches"])
