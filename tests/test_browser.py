@@ -194,3 +194,7 @@ def test_launch_links_are_links_to_the_repository(report):
             hosts = {urlsplit(href).netloc for href in page["launches"]}
             assert hosts == {"mybinder.org", "colab.research.google.com"}, page["page"]
             assert all(repository.split("github.com/")[1] in href for href in page["launches"])
+            stem = Path(page["page"]).stem
+            binder = [href for href in page["launches"] if "mybinder.org" in href]
+            assert binder and binder[0].endswith(f"?urlpath=tree/notebooks/{stem}.md"), binder  # a committed file
+            assert (ROOT / "notebooks" / f"{stem}.md").is_file()

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .params import Parameter
-from .runner import default_value, parameter_table
+from .runner import default_value, load_notebook, parameter_table
 
-__all__ = ["PAGE", "example_parameters", "rerun_page", "write_rerun_page"]
+__all__ = ["PAGE", "chapter_title", "example_parameters", "rerun_page", "write_rerun_page"]
 
 #: The toc entry (and staged file stem) of the generated page.
 PAGE = "rerun"
@@ -67,15 +67,26 @@ def example_parameters(parameters: Iterable[Parameter]) -> list[tuple[str, str]]
     return pairs
 
 
+def chapter_title(source: str | Path) -> str:
+    """The notebook's first level-1 heading (its title in the book); its stem when it has none."""
+    for cell in load_notebook(source).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return Path(source).stem
+
+
 def _chapter_section(entry: str, source: Path) -> list[str]:
     stem = source.stem
     rows = parameter_table(source)
     pairs = example_parameters(rows)
     flags = " ".join(f"-p {name} {value}" for name, value in pairs)
     lines = [
-        f"## {{doc}}`{entry}`",
+        f"## {_cell(chapter_title(source))}",
         "",
-        f"Source: `notebooks/{source.name}`. Parameters, in the order of its parameters cell:",
+        f"The chapter: {{doc}}`{entry}`; its source: `notebooks/{source.name}`. Parameters, in the order of",
+        "its parameters cell:",
         "",
         "| name | type | default | meaning |",
         "| --- | --- | --- | --- |",
