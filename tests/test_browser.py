@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import threading
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -98,6 +99,43 @@ def _problems(report: dict, check) -> list[str]:
         if "error" not in page:  # reported by test_every_page_was_opened
             found += [f"{page['page']}: {problem}" for problem in check(page)]
     return found
+
+
+class _Resources(HTMLParser):
+    """The URLs a page loads by itself: <script src>, <link href> (not rel=prev/next/...), <img src>, <iframe src>."""
+
+    NAVIGATION = {"index", "search", "next", "prev", "canonical", "author", "license", "help", "alternate"}
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "video", "audio") and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        elif tag == "link" and attrs.get("href") and not set((attrs.get("rel") or "").split()) <= self.NAVIGATION:
+            self.urls.append(attrs["href"])
+
+
+def test_no_page_names_an_external_resource(book_pages):
+    """A static check, without a browser: nothing a page loads by itself is on the network."""
+    external = []
+    for page in book_pages:
+        parser = _Resources()
+        parser.feed((HTML / page).read_text())
+        external += [f"{page}: {url}" for url in parser.urls if re.match(r"(https?:)?//", url)]
+    assert not external
+    mathjax = HTML / "_static" / "mathjax" / "tex-svg-full.js"
+    assert mathjax.is_file() and mathjax.stat().st_size > 1_000_000  # the vendored MathJax, served locally
+
+
+def test_mathjax_without_npm_says_what_to_install(tmp_path, monkeypatch):
+    from stagewise.pipeline import book
+
+    monkeypatch.setattr(book.shutil, "which", lambda name: None)
+    with pytest.raises(book.BookError, match="npm is needed to install MathJax"):
+        book.mathjax_script(tmp_path / "empty-cache")
 
 
 def test_every_page_was_opened(report, book_pages):

@@ -30,7 +30,10 @@ def book(tmp_path):
     book = tmp_path / "book"
     shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build"))
     toc = yaml.safe_load((book / "_toc.yml").read_text())
-    toc["parts"][0]["chapters"] = [{"file": "chapters/fixture_chapter"}]
+    # the book's own pages cite its real chapters: keep only the back matter, and a plain landing page
+    back = [part for part in toc["parts"] if part.get("caption") == "Back matter"]
+    toc["parts"] = [{"caption": "Chapters", "chapters": [{"file": "chapters/fixture_chapter"}]}, *back]
+    (book / "intro.md").write_text("# The fixture book\n\nOne chapter, {doc}`chapters/fixture_chapter`.\n")
     (book / "_toc.yml").write_text(yaml.safe_dump(toc))
     return book
 
