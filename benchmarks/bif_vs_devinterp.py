@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -39,6 +39,7 @@ ROOT = HERE.parent
 DEFAULT_OUT = HERE / "results" / "bif_vs_devinterp.json"
 DEFAULT_WORK = ROOT / "build" / "bench"
 
+PROFILE_DRAWS = 25  # profiles cover a quarter of the job (torch.profiler keeps every op event in memory)
 MODES = {"plain": ("none", "sgmcmc_sgld"), "rmsprop": ("rmsprop", "rmsprop_sgld")}
 
 
@@ -51,11 +52,12 @@ class Settings:
     intermediate: int = 256
     vocab: int = 512
     seq_len: int = 64
-    # data: a random bigram Markov chain over the vocabulary
+    # data: random bigram Markov chains over the vocabulary
     n_train: int = 1024
     n_query: int = 48
     data_seed: int = 0
-    bigram_temperature: float = 0.25  # logits of each row ~ N(0, 1)/temperature: lower = more predictable
+    topics: int = 8  # a mixture of 8 bigram chains, each on its own block of 64 tokens
+    bigram_temperature: float = 0.5  # logits of each row ~ N(0, 1)/temperature: lower = more predictable
     # checkpoint w*: a few hundred AdamW steps on the training set, so that w* is not pure noise
     train_steps: int = 300
     train_lr: float = 3e-3
@@ -67,7 +69,7 @@ class Settings:
     batch_size: int = 16
     step_size: float = 1e-5  # ε (devinterp: lr)
     localization: float = 1000.0  # γ
-    nbeta: float = 30.0  # nβ (devinterp: n_beta)
+    nbeta: float = 100.0  # nβ (devinterp: n_beta)
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 0.1
     observable_chunk: int = 16  # stagewise evaluates the observables 16 sequences × all chains at a time
@@ -79,7 +81,7 @@ class Settings:
 
 
 _CHECKPOINT_FIELDS = (
-    "layers hidden heads intermediate vocab seq_len n_train n_query data_seed bigram_temperature "
+    "layers hidden heads intermediate vocab seq_len n_train n_query data_seed topics bigram_temperature "
     "train_steps train_lr train_batch init_seed"
 ).split()
 S = Settings()
@@ -107,17 +109,30 @@ def make_model(attn: str = "eager"):
 
 
 def make_data():
-    """(train ids (n_train, seq_len), query ids (n_query, seq_len)) from one random bigram chain."""
+    """(train ids (n_train, seq_len), query ids (n_query, seq_len)) from a mixture of bigram chains ("topics").
+
+    Topic k is a random bigram chain on its own block of vocab / topics tokens; every sequence comes from one
+    topic. Queries are ordered by topic (n_query / topics each), so the BIF has a block structure that a sampler
+    either recovers or not (between unrelated random sequences it would be close to zero, and agreement
+    between two runs would measure noise only).
+    """
     import torch
 
     g = torch.Generator().manual_seed(S.data_seed)
-    transition = torch.softmax(torch.randn(S.vocab, S.vocab, generator=g) / S.bigram_temperature, dim=-1)
-    n = S.n_train + S.n_query
-    seqs = torch.empty(n, S.seq_len, dtype=torch.long)
-    seqs[:, 0] = torch.randint(S.vocab, (n,), generator=g)
-    for t in range(1, S.seq_len):
-        seqs[:, t] = torch.multinomial(transition[seqs[:, t - 1]], 1, generator=g).squeeze(1)
-    return seqs[: S.n_train].contiguous(), seqs[S.n_train :].contiguous()
+    block = S.vocab // S.topics
+    transition = torch.softmax(torch.randn(S.topics, block, block, generator=g) / S.bigram_temperature, dim=-1)
+
+    def draw(topic):
+        n = topic.shape[0]
+        seqs = torch.empty(n, S.seq_len, dtype=torch.long)
+        seqs[:, 0] = torch.randint(block, (n,), generator=g)
+        for t in range(1, S.seq_len):
+            seqs[:, t] = torch.multinomial(transition[topic, seqs[:, t - 1]], 1, generator=g).squeeze(1)
+        return seqs + (topic * block)[:, None]
+
+    train = draw(torch.arange(S.n_train) % S.topics)
+    query = draw(torch.arange(S.n_query) // (S.n_query // S.topics))
+    return train.contiguous(), query.contiguous()
 
 
 def token_losses(logits, ids):
@@ -225,6 +240,11 @@ def run_stagewise(mode: str, seed: int, work: Path):
     return matrix.numpy(), wall, rss_before, extra
 
 
+def devinterp_seed(seed: int) -> int:
+    """devinterp seeds chain c with init_seed + c: runs get init_seed 1000 + 10·seed so no chain seed is reused."""
+    return 1000 + 10 * seed
+
+
 def run_devinterp(mode: str, seed: int, work: Path):
     import numpy as np
     import torch
@@ -263,7 +283,7 @@ def run_devinterp(mode: str, seed: int, work: Path):
         correlation_method="sequence",
         # L_n(w*) from 16 batches × 4 chains = 1024 sequences: the forward work of stagewise's full-data L_n(w*)
         num_init_loss_batches=S.n_train // (S.batch_size * S.chains),
-        init_seed=seed,
+        init_seed=devinterp_seed(seed),
         output_path=out_dir / "samples.zarr",
         loss_fn=loss_fn,
         **kwargs,
@@ -357,7 +377,9 @@ def child_profile(args) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    global S
     torch.set_num_threads(args.threads)
+    S = replace(S, draws=PROFILE_DRAWS)
     fn = run_stagewise if args.lib == "stagewise" else run_devinterp
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         _, wall, _, _ = fn(args.mode, args.seed, Path(args.work))
@@ -372,6 +394,7 @@ def child_profile(args) -> None:
             {
                 "lib": args.lib,
                 "mode": args.mode,
+                "draws": S.draws,
                 "wall_s_under_profiler": wall,
                 "aten_self_s": aten_total,
                 "matmul_self_s": matmul,
@@ -492,7 +515,7 @@ def orchestrate(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="runs-", dir=work))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     print(f"bench: {args.pairs} pairs × modes {args.modes}, torch threads {args.threads}", flush=True)
-    checkpoint = prepare(work, args.threads)
+    checkpoint = prepare(work, 1)
     print(f"checkpoint: {checkpoint}", flush=True)
     peaks = [json.loads(_child(["matmul-peak"]).stdout.strip().splitlines()[-1])]
     flops = count_flops()
@@ -581,7 +604,8 @@ def orchestrate(args) -> None:
         "protocol": {
             "pairs_per_mode": args.pairs,
             "order": "alternating: stagewise, devinterp, stagewise, devinterp, … (one fresh process per run)",
-            "seeds": f"pair i uses seed {args.seed0}+i in both libraries (stagewise SGLDConfig.seed; devinterp init_seed)",
+            "seeds": f"pair i uses seed i = {args.seed0}+i: stagewise SGLDConfig(seed=i); devinterp init_seed=1000+10·i "
+            "(devinterp seeds chain c with init_seed+c, so runs share no chain seed)",
             "torch_threads": args.threads,
             "attention": "eager in both (sdpa has no vmap batching rule; for devinterp eager and sdpa time the same)",
             "loss": "the same per-token cross entropy in both (devinterp via its loss_fn argument); stagewise samples "
@@ -650,7 +674,9 @@ def main(argv=None) -> None:
     p.add_argument("command", nargs="?", default="bench", choices=["bench", "run", "matmul-peak", "profile"])
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "1")))
+    p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "1")),
+                   help="torch threads of every run (default 1: the 2-core machines are shared, and 2 OpenMP threads "
+                        "on a loaded machine slow both libraries down several-fold)")
     p.add_argument("--seed0", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="also profile one run of each library")
     p.add_argument("--work", default=str(DEFAULT_WORK))
