@@ -268,7 +268,7 @@ def bif_trajectory(
     ``batch_checkpoints=True`` runs all checkpoints' chains in one batched pass
     (:func:`~stagewise.sampling.sample_many`): much faster for small models, K times the memory.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
     from .sampling import SamplerDivergence, sample, sample_many
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch.func import functional_call, vmap
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
 Params = dict[str, torch.Tensor]
 Batch = Any  # a tensor, a tuple of tensors or a dict of tensors with a leading sample dimension, or None
