@@ -122,3 +122,18 @@ def test_parse_parameters_cell():
                                         ("nbeta", "float", "100.0", "")]
     with pytest.raises(ParameterError, match="only `name: type = default"):
         parse_parameters_cell("x = 1\n")
+
+
+def test_folder_rule_accepts_existing_folders_and_the_empty_default(tmp_path):
+    from stagewise.pipeline import Folder, ParameterError, validate_parameters
+
+    ns = {"__annotations__": {"results_dir": str}, "results_dir": str(tmp_path)}
+    assert validate_parameters(ns, results_dir=Folder())["results_dir"] == str(tmp_path)
+    ns["results_dir"] = ""
+    assert validate_parameters(ns, results_dir=Folder())["results_dir"] == ""
+    ns["results_dir"] = str(tmp_path / "missing")
+    with pytest.raises(ParameterError, match="results_dir.*existing folder"):
+        validate_parameters(ns, results_dir=Folder())
+    ns["results_dir"] = ""
+    with pytest.raises(ParameterError, match="results_dir"):
+        validate_parameters(ns, results_dir=Folder(allow_empty=False))

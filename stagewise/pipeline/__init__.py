@@ -5,10 +5,11 @@ Nothing of the science lives here, and the science never imports it.
 """
 
 from .metrics import versions, write_metrics
-from .params import Interval, OneOf, Parameter, ParameterError, Parameters, parse_value, validate_parameters
+from .params import Folder, Interval, OneOf, Parameter, ParameterError, Parameters, parse_value, validate_parameters
 from .runner import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
 
 __all__ = [
+    "Folder",
     "Interval",
     "NotebookError",
     "NotebookFailed",

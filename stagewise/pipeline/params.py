@@ -23,6 +23,7 @@ import tokenize
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -104,7 +105,24 @@ class OneOf:
         return any(value == v and type(value) is type(v) for v in self.values)
 
 
-Rule = Interval | OneOf
+@dataclass(frozen=True)
+class Folder:
+    """Accept the path of an existing folder (or, with ``allow_empty``, the empty string for a default)."""
+
+    allow_empty: bool = True
+
+    def describe(self) -> str:
+        return "an existing folder" + (' or "" for the default' if self.allow_empty else "")
+
+    def accepts(self, value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        if value == "":
+            return self.allow_empty
+        return Path(value).expanduser().is_dir()
+
+
+Rule = Interval | OneOf | Folder
 
 
 # ------------------------------------------------------------------------------------- type checks
