@@ -1,0 +1,212 @@
+"""The language models of chapter 5: a small attention-only transformer (the default) and GPT-NeoX (Pythia).
+
+:class:`AttentionOnlyForCausalLM` is the 2-layer attention-only model of Olsson et al. / Hoogland et al. written
+as a transformers ``PreTrainedModel``: token and learned positional embeddings, ``num_layers`` blocks of
+multi-head causal self-attention added to the residual stream (no MLP), an optional layer norm before each
+block and before the unembedding, and an unembedding. It saves and loads with ``save_pretrained`` /
+``from_pretrained`` and, being plain tensor code, runs under ``torch.func.functional_call`` + ``vmap`` (what the
+sampler needs). GPT-NeoX, the architecture of Pythia, stays available: :func:`load_checkpoint` opens either from
+a local folder, and :func:`pythia_checkpoints` names the hub revisions of Pythia's training checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+
+__all__ = [
+    "AttentionOnlyConfig",
+    "AttentionOnlyForCausalLM",
+    "PYTHIA_STEPS",
+    "load_checkpoint",
+    "per_token_loss",
+    "pythia_checkpoints",
+]
+
+
+class AttentionOnlyConfig(PretrainedConfig):
+    """Sizes of the attention-only transformer (each checked when the config is made).
+
+    vocab_size:   tokens in the vocabulary (≥ 2).
+    n_ctx:        context length in tokens = number of learned positions (≥ 1).
+    d_model:      width of the residual stream (≥ 1, a multiple of n_heads).
+    n_layers:     attention blocks (≥ 1).
+    n_heads:      heads per block (≥ 1); each has width d_model / n_heads.
+    layer_norm:   a LayerNorm before each block and before the unembedding (True) or none (False).
+    init_std:     standard deviation of the normal initialization of every weight matrix (> 0).
+    """
+
+    model_type = "stagewise-attention-only"
+
+    def __init__(
+        self,
+        vocab_size: int = 64,
+        n_ctx: int = 64,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        layer_norm: bool = False,
+        init_std: float = 0.02,
+        **kwargs,
+    ):
+        problems = []
+        for name, value, minimum in (("vocab_size", vocab_size, 2), ("n_ctx", n_ctx, 1), ("d_model", d_model, 1),
+                                     ("n_layers", n_layers, 1), ("n_heads", n_heads, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                problems.append(f"{name} = {value!r} (accepted: an integer ≥ {minimum})")
+        if not problems and d_model % n_heads:
+            problems.append(f"d_model = {d_model} (accepted: a multiple of n_heads = {n_heads})")
+        if not (isinstance(init_std, (int, float)) and math.isfinite(init_std) and init_std > 0):
+            problems.append(f"init_std = {init_std!r} (accepted: a finite number > 0)")
+        if problems:
+            raise ValueError("invalid model setting: " + "; ".join(problems))
+        self.vocab_size = vocab_size
+        self.n_ctx = n_ctx
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.layer_norm = bool(layer_norm)
+        self.init_std = float(init_std)
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention; returns the block's output and its pattern (batch, head, query, key)."""
+
+    def __init__(self, config: AttentionOnlyConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model) if config.layer_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.norm(x)).split(width, dim=-1)
+        heads = lambda t: t.view(batch, length, self.n_heads, width // self.n_heads).transpose(1, 2)  # noqa: E731
+        q, k, v = heads(q), heads(k), heads(v)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(width // self.n_heads)
+        # Written out (not scaled_dot_product_attention) so that the pattern can be returned and vmapped.
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        pattern = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        mixed = (pattern @ v).transpose(1, 2).reshape(batch, length, width)
+        return self.out(mixed), pattern
+
+
+class AttentionOnlyForCausalLM(PreTrainedModel):
+    """Attention-only transformer: ``forward(input_ids, labels=None)`` → ``CausalLMOutput``.
+
+    input_ids: (batch, seq) token ids, seq ≤ n_ctx. logits: (batch, seq, vocab). loss (when labels are given):
+    mean next-token cross-entropy in nats, labels shifted inside as in transformers (label −100 is ignored).
+    attentions (when ``output_attentions=True``): one (batch, head, query, key) pattern per layer.
+    """
+
+    config_class = AttentionOnlyConfig
+    base_model_prefix = "transformer"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: AttentionOnlyConfig):
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(config.n_ctx, config.d_model)
+        self.blocks = nn.ModuleList(CausalSelfAttention(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.d_model) if config.layer_norm else nn.Identity()
+        self.unembed = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.unembed
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        **kwargs,
+    ) -> CausalLMOutput:
+        length = input_ids.shape[-1]
+        if length > self.config.n_ctx:
+            raise ValueError(f"sequence of {length} tokens is longer than the context n_ctx = {self.config.n_ctx}")
+        x = self.embed(input_ids) + self.pos_embed.weight[:length]
+        patterns = []
+        for block in self.blocks:
+            update, pattern = block(x)
+            x = x + update
+            patterns.append(pattern)
+        logits = self.unembed(self.final_norm(x))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
+        return CausalLMOutput(loss=loss, logits=logits, attentions=tuple(patterns) if output_attentions else None)
+
+
+def per_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy (nats) of every predicted token: logits (..., seq, vocab) → (..., seq − 1).
+
+    Entry t is the loss of predicting token t + 1 from tokens ≤ t.
+    """
+    logp = logits[..., :-1, :].log_softmax(-1)
+    return -logp.gather(-1, input_ids[..., 1:, None]).squeeze(-1)
+
+
+# The attention-only model opens through the Auto classes like any transformers model.
+AutoConfig.register(AttentionOnlyConfig.model_type, AttentionOnlyConfig, exist_ok=True)
+AutoModelForCausalLM.register(AttentionOnlyConfig, AttentionOnlyForCausalLM, exist_ok=True)
+
+
+def load_checkpoint(path: str | Path, revision: str | None = None, **kwargs) -> PreTrainedModel:
+    """Open a saved checkpoint (a folder written by ``save_pretrained``, or a hub name with ``revision``).
+
+    Works for :class:`AttentionOnlyForCausalLM` and for any causal LM transformers knows (GPT-NeoX / Pythia).
+    Returns the model in eval mode. Hub names need network access; local folders never touch the network.
+    """
+    local = Path(path).is_dir()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), revision=None if local else revision, local_files_only=local, **kwargs
+    )
+    return model.eval()
+
+
+# Pythia's published training checkpoints: step 0, log-spaced 1 … 512, then every 1000 steps to 143000.
+PYTHIA_STEPS: tuple[int, ...] = (0, *(2**k for k in range(10)), *range(1000, 143001, 1000))
+
+
+def pythia_checkpoints(
+    name: str = "EleutherAI/pythia-14m",
+    steps: Sequence[int] | None = None,
+) -> list[tuple[str, str]]:
+    """(model name, hub revision) pairs of Pythia's training checkpoints, e.g. ("EleutherAI/pythia-14m", "step1000").
+
+    steps: the training steps wanted (each must be one Pythia published, see :data:`PYTHIA_STEPS`); None = all.
+    Nothing is downloaded: pass each pair to :func:`load_checkpoint` (``load_checkpoint(name, revision=rev)``).
+    """
+    chosen = PYTHIA_STEPS if steps is None else tuple(steps)
+    missing = sorted(set(chosen) - set(PYTHIA_STEPS))
+    if missing:
+        raise ValueError(f"steps {missing} are not Pythia checkpoints (0, 1, 2, 4, …, 512, then multiples of 1000 "
+                         "up to 143000)")
+    return [(name, f"step{step}") for step in chosen]
