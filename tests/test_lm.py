@@ -7,9 +7,12 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from stagewise.lm import (
     AttentionOnlyConfig,
     AttentionOnlyForCausalLM,
+    induction_scores,
     load_checkpoint,
     per_token_loss,
+    prefix_matching_score,
     pythia_checkpoints,
+    repeated_random_sequences,
 )
 from stagewise.sampling import SGLDConfig, module_loss_fn, sample
 
@@ -94,3 +97,68 @@ def test_attention_only_samples_under_vmap():
     with torch.no_grad():
         expected = per_token_loss(model(observables).logits, observables)
     assert torch.allclose(trace.init_observable_losses, expected, atol=1e-5)
+
+
+# --- induction scores -----------------------------------------------------------------------------------
+
+
+def test_prefix_matching_score_on_synthetic_patterns():
+    length, size = 5, 10
+    causal = torch.ones(size, size).tril()
+    uniform = causal / causal.sum(-1, keepdim=True)
+    induction = uniform.clone()
+    for j in range(length - 1):
+        induction[length + j] = 0
+        induction[length + j, j + 1] = 1
+    previous = torch.eye(size).roll(-1, dims=1).T.tril()  # query q attends q − 1
+    previous[0, 0] = 1
+    # (layer = 1, batch = 2, head = 3, query, key)
+    patterns = torch.stack([induction, uniform, previous])[None, None].expand(1, 2, 3, size, size)
+    score = prefix_matching_score(patterns, length)
+    assert score.shape == (1, 3)
+    expected_uniform = sum(1 / (length + j + 1) for j in range(length - 1)) / (length - 1)
+    assert torch.allclose(score[0], torch.tensor([1.0, expected_uniform, 0.0]))
+    assert torch.allclose(prefix_matching_score([patterns[0]], length), score)
+
+
+def hand_built_induction_model(length: int, vocab: int) -> AttentionOnlyForCausalLM:
+    """One head that attends from position p to p − L + 1 and copies that token to the output.
+
+    Residual dims: [0, 2L) one-hot position, [2L, 2L+V) one-hot token, [2L+V, 2L+2V) the copied token (read out).
+    """
+    ctx, d = 2 * length, 2 * length + 2 * vocab
+    model = AttentionOnlyForCausalLM(AttentionOnlyConfig(vocab_size=vocab, n_ctx=ctx, d_model=d, n_layers=1,
+                                                         n_heads=1)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.pos_embed.weight[:, :ctx] = torch.eye(ctx)
+        model.embed.weight[:, ctx:ctx + vocab] = torch.eye(vocab)
+        w = model.blocks[0].qkv.weight  # rows: query, key, value
+        for p in range(ctx):
+            w[p, p] = 50.0  # query of position p: e_p
+            if p + length - 1 < ctx:
+                w[d + p + length - 1, p] = 50.0  # key of position p: e_{p + L − 1}
+        for t in range(vocab):
+            w[2 * d + ctx + vocab + t, ctx + t] = 1.0  # value: the token, moved to the read-out dims
+        model.blocks[0].out.weight.copy_(torch.eye(d))
+        model.unembed.weight[:, ctx + vocab:] = 30.0 * torch.eye(vocab)
+    return model
+
+
+def test_induction_scores_of_hand_built_induction_head():
+    length, vocab = 6, 8
+    ids = repeated_random_sequences(vocab, length, num=4, seed=3)
+    assert ids.shape == (4, 12) and torch.equal(ids[:, :6], ids[:, 6:])
+    scores = induction_scores(hand_built_induction_model(length, vocab), length=length, num=16)
+    assert scores.prefix_matching.shape == (1, 1)
+    assert scores.best_prefix_matching > 0.999
+    assert scores.second_copy_loss < 1e-3
+    assert scores.first_copy_loss > 0.5
+    assert set(scores.summary()) >= {"prefix_matching", "second_copy_loss", "first_copy_loss"}
+
+
+def test_induction_scores_of_untrained_model_are_low():
+    scores = induction_scores(tiny_model(), length=8, num=8)
+    assert scores.prefix_matching.shape == (2, 2)
+    assert scores.best_prefix_matching < 0.3

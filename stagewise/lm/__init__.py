@@ -17,3 +17,11 @@ __all__ = [
     "per_token_loss",
     "pythia_checkpoints",
 ]
+from stagewise.lm.induction import (  # noqa: E402
+    InductionScores,
+    induction_scores,
+    prefix_matching_score,
+    repeated_random_sequences,
+)
+
+__all__ += ["InductionScores", "induction_scores", "prefix_matching_score", "repeated_random_sequences"]

@@ -1,0 +1,87 @@
+"""Induction-head measurements (Olsson et al. 2022): prefix-matching score per head and loss on second copies.
+
+Both are read on *repeated random sequences* [r_1 … r_L, r_1 … r_L] with r_i uniform over the vocabulary: the
+second copy can only be predicted by looking back to the first. A head prefix-matches when position L + k
+(which holds r_k) attends to position k + 1 (the token that followed r_k last time), 1-based; an induction
+head forms when some head's prefix-matching score jumps and the loss on the second copy falls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from stagewise.lm.model import per_token_loss
+
+__all__ = ["InductionScores", "induction_scores", "prefix_matching_score", "repeated_random_sequences"]
+
+
+def repeated_random_sequences(vocab_size: int, length: int, num: int, seed: int = 0) -> torch.Tensor:
+    """``num`` sequences [r_1 … r_L, r_1 … r_L] with r uniform over ``vocab_size`` tokens: (num, 2·length)."""
+    if length < 2:
+        raise ValueError(f"length = {length} (accepted: an integer ≥ 2)")
+    first = torch.randint(0, vocab_size, (num, length), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([first, first], dim=1)
+
+
+def prefix_matching_score(attentions: torch.Tensor | Sequence[torch.Tensor], length: int) -> torch.Tensor:
+    """Mean attention from each second-copy token to the successor of its first occurrence, per layer and head.
+
+    attentions: (layer, batch, head, 2L, 2L) or a sequence of (batch, head, 2L, 2L) patterns (query × key) on
+    sequences [r_1 … r_L, r_1 … r_L] of ``length`` = L. 0-based: query L + j attends to key j + 1, averaged over
+    j = 0 … L − 2 and the batch. Returns (layer, head), each in [0, 1] (1 = a perfect induction pattern).
+    """
+    stacked = attentions if isinstance(attentions, torch.Tensor) else torch.stack(tuple(attentions))
+    if stacked.shape[-1] != 2 * length or stacked.shape[-2] != 2 * length:
+        raise ValueError(f"attention patterns are {tuple(stacked.shape[-2:])}; expected ({2 * length}, {2 * length})")
+    j = torch.arange(length - 1)
+    return stacked[..., length + j, j + 1].mean(dim=(1, 3))
+
+
+@dataclass
+class InductionScores:
+    """Induction measurements of one model.
+
+    prefix_matching:   (layer, head) prefix-matching score of every head.
+    second_copy_loss:  mean next-token loss (nats) on tokens 2 … L of the second copy (the predictable ones).
+    first_copy_loss:   mean next-token loss (nats) on tokens 2 … L of the first copy (≈ log vocab if unlearnt).
+    """
+
+    prefix_matching: torch.Tensor
+    second_copy_loss: float
+    first_copy_loss: float
+
+    @property
+    def best_prefix_matching(self) -> float:
+        """The largest prefix-matching score over all heads."""
+        return float(self.prefix_matching.max())
+
+    def summary(self) -> dict:
+        """Plain data (for metrics files)."""
+        return {
+            "prefix_matching": self.prefix_matching.tolist(),
+            "best_prefix_matching": self.best_prefix_matching,
+            "second_copy_loss": self.second_copy_loss,
+            "first_copy_loss": self.first_copy_loss,
+        }
+
+
+@torch.no_grad()
+def induction_scores(model, length: int = 16, num: int = 64, seed: int = 0,
+                     vocab_size: int | None = None) -> InductionScores:
+    """Prefix-matching score of every head and second-copy loss of ``model`` on repeated random sequences.
+
+    model: a causal LM whose forward accepts ``output_attentions=True`` (the attention-only model; GPT-NeoX
+    with eager attention). length: L, tokens per copy (2L must fit the context). num: sequences averaged.
+    vocab_size: tokens drawn from (default: the model's vocabulary).
+    """
+    vocab = vocab_size or model.config.vocab_size
+    ids = repeated_random_sequences(vocab, length, num, seed)
+    out = model(ids, output_attentions=True)
+    losses = per_token_loss(out.logits, ids)  # entry t predicts token t + 1
+    # token i (0-based) is predicted by entry i − 1: first copy tokens 1 … L−1, second copy tokens L+1 … 2L−1
+    first = losses[:, 0:length - 1].mean()
+    second = losses[:, length:2 * length - 1].mean()
+    return InductionScores(prefix_matching_score(out.attentions, length), float(second), float(first))
