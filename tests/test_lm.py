@@ -1,9 +1,18 @@
 """Language-model part (stagewise.lm): tiny models only, no network."""
 
 import pytest
+from transformers import PreTrainedTokenizerFast
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from stagewise.lm.corpus import (
+    CLASS_NAMES,
+    CorpusConfig,
+    generate_documents,
+    make_corpus,
+    token_classes,
+    train_tokenizer,
+)
 from stagewise.lm import (
     AttentionOnlyConfig,
     AttentionOnlyForCausalLM,
@@ -162,3 +171,106 @@ def test_induction_scores_of_untrained_model_are_low():
     scores = induction_scores(tiny_model(), length=8, num=8)
     assert scores.prefix_matching.shape == (2, 2)
     assert scores.best_prefix_matching < 0.3
+
+
+# --- corpus, tokenizer, token classes ------------------------------------------------------------------
+
+SMALL = CorpusConfig(num_documents=60, lexicon_size=80, seed=5)
+
+
+@pytest.fixture(scope="module")
+def small_corpus():
+    return make_corpus(SMALL, n_ctx=32, vocab_size=120)
+
+
+def test_corpus_is_deterministic(small_corpus):
+    again = make_corpus(SMALL, n_ctx=32, vocab_size=120)
+    assert torch.equal(again.input_ids, small_corpus.input_ids)
+    assert torch.equal(again.classes, small_corpus.classes)
+    other = generate_documents(CorpusConfig(num_documents=60, lexicon_size=80, seed=6))
+    assert [d.text for d in other] != [d.text for d in small_corpus.documents]
+
+
+def test_corpus_shapes_and_config_validation(small_corpus):
+    num = small_corpus.input_ids.shape[0]
+    assert small_corpus.input_ids.shape == (num, 32) and num > 5
+    assert small_corpus.classes.shape == (len(CLASS_NAMES), num, 32)
+    assert small_corpus.classes.any(dim=(1, 2)).all()  # every class occurs
+    with pytest.raises(ValueError, match="repeat_prob"):
+        CorpusConfig(repeat_prob=1.5)
+    with pytest.raises(ValueError, match="span_words"):
+        CorpusConfig(span_words=(4, 2))
+
+
+def test_token_classes_follow_the_characters(small_corpus):
+    tok = small_corpus.tokenizer
+    ids, classes = small_corpus.input_ids.flatten(), small_corpus.classes.flatten(1)
+    names = dict(zip(CLASS_NAMES, classes))
+    texts = tok.convert_ids_to_tokens(ids.tolist())
+    for t, text in enumerate(texts):
+        if any(c in text for c in "([{"):
+            assert names["left_delimiter"][t], text
+        if any(c in text for c in ")]}"):
+            assert names["right_delimiter"][t], text
+        if "\n" in text:
+            assert names["formatting"][t] and not names["word_start"][t], text
+        if text.strip().isalpha() and text.startswith(" "):
+            assert names["word_start"][t], text  # a word token after a space starts a word
+    quotes = [t for t, text in enumerate(texts) if '"' in text]
+    assert quotes and all(names["left_delimiter"][t] ^ names["right_delimiter"][t] for t in quotes)
+    eos = ids == tok.eos_token_id
+    assert not classes[:, eos].any()
+
+
+def test_induction_class_marks_the_b_of_a_repeat():
+    config = CorpusConfig(num_documents=20, lexicon_size=60, repeat_prob=1.0, seed=1)
+    doc = generate_documents(config)[0]
+    first, second, length = doc.copies[0]
+    assert doc.text[first:first + length] == doc.text[second:second + length]
+    tokenizer = train_tokenizer([d.text for d in generate_documents(config)], vocab_size=100)
+    encoding = tokenizer.backend_tokenizer.encode(doc.text, add_special_tokens=False)
+    classes = token_classes(doc, encoding.offsets)
+    induction = [t for t in range(len(encoding.ids)) if classes[6, t]]
+    assert induction
+    for t in induction:  # inside the second copy, after its first token
+        s, e = encoding.offsets[t]
+        assert second < s and e <= second + length
+    in_first = [t for t, (s, e) in enumerate(encoding.offsets) if first <= s and e <= first + length]
+    assert not classes[6, in_first].any()
+    # in the corpus, every induction token B follows an A such that "A B" occurred earlier in the sequence
+    corpus = make_corpus(config, n_ctx=256, vocab_size=100)
+    seq, pos = torch.nonzero(corpus.classes[6], as_tuple=True)
+    assert len(seq) > 20
+    for i, t in zip(seq.tolist(), pos.tolist()):
+        row = corpus.input_ids[i].tolist()
+        pairs = {(row[u - 1], row[u]) for u in range(1, t - 1)}
+        assert (row[t - 1], row[t]) in pairs
+
+
+def test_tokenizer_round_trip(tmp_path, small_corpus):
+    tok = small_corpus.tokenizer
+    text = small_corpus.documents[3].text
+    ids = tok(text)["input_ids"]
+    assert tok.decode(ids) == text
+    tok.save_pretrained(tmp_path / "tok")
+    loaded = PreTrainedTokenizerFast.from_pretrained(tmp_path / "tok")
+    assert loaded(text)["input_ids"] == ids and loaded.eos_token == tok.eos_token
+    reused = make_corpus(SMALL, n_ctx=32, tokenizer=loaded)
+    assert torch.equal(reused.input_ids, small_corpus.input_ids)
+
+
+def test_corpus_from_a_plain_text_file(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text('def f(x):\n    return "a b" + g[x]\n\nthe cat sat. the cat sat.\n', encoding="utf-8")
+    corpus = make_corpus(text_file=path, n_ctx=8, vocab_size=60)
+    tok = corpus.tokenizer
+    ids, classes = corpus.input_ids.flatten(), corpus.classes.flatten(1)
+    texts = tok.convert_ids_to_tokens(ids.tolist())
+    assert any(c in "".join(texts) for c in "(")
+    for t, text in enumerate(texts):
+        if "(" in text or "[" in text:
+            assert classes[3, t]
+        if ")" in text or "]" in text:
+            assert classes[4, t]
+        if text.startswith("\n"):
+            assert classes[5, t]

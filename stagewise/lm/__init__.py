@@ -25,3 +25,17 @@ from stagewise.lm.induction import (  # noqa: E402
 )
 
 __all__ += ["InductionScores", "induction_scores", "prefix_matching_score", "repeated_random_sequences"]
+from stagewise.lm.corpus import (  # noqa: E402
+    CLASS_NAMES,
+    AnnotatedText,
+    Corpus,
+    CorpusConfig,
+    annotate_plain_text,
+    generate_documents,
+    make_corpus,
+    token_classes,
+    train_tokenizer,
+)
+
+__all__ += ["CLASS_NAMES", "AnnotatedText", "Corpus", "CorpusConfig", "annotate_plain_text", "generate_documents",
+            "make_corpus", "token_classes", "train_tokenizer"]

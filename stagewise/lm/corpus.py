@@ -1,0 +1,421 @@
+"""A text-like corpus the project generates (nothing is downloaded), its BPE tokenizer and per-token classes.
+
+Documents are lines of words separated by spaces. Words are made of syllables, so the tokenizer splits rarer
+words into several sub-tokens; word order follows a sparse bigram table (n-gram structure) over a Zipf-distributed
+lexicon; some lines are indented; some groups of words are wrapped in brackets or quotes (delimiters). Most
+documents also hold a *repeated span*: a run of words drawn uniformly from the lexicon (high entropy, so it can be
+predicted only by copying) that appears twice, the second time at a random later position. Random offsets matter:
+at a fixed offset a model learns a positional copy instead of an induction head.
+
+Every token gets the classes of PAPER.md §5 (after Baker et al. 2025), from the generator's own record of what
+each character is, never from a guess about the text. A token may be in several classes or in none:
+
+    word_start       covers the first character of a word
+    word_part        lies inside a word, covering neither its first nor its last character
+    word_end         covers the last character of a word
+    left_delimiter   holds an opening bracket or quote
+    right_delimiter  holds a closing bracket or quote
+    formatting       is whitespace holding a newline or indentation
+    induction        the B of "A B … A B": a token of a span's second copy whose predecessor is in that copy
+                     too, and whose first occurrence lies in the same sequence after the same token A
+
+A reader's own plain-text file can replace the generated text (:func:`annotate_plain_text`); its classes are then
+read from the characters, and induction tokens are those whose (previous token, token) bigram already occurred
+earlier in the same sequence.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+__all__ = [
+    "CLASS_NAMES",
+    "AnnotatedText",
+    "Corpus",
+    "CorpusConfig",
+    "annotate_plain_text",
+    "generate_documents",
+    "make_corpus",
+    "token_classes",
+    "train_tokenizer",
+]
+
+CLASS_NAMES = ("word_start", "word_part", "word_end", "left_delimiter", "right_delimiter", "formatting", "induction")
+EOS = "<|endoftext|>"
+UNK = "<unk>"
+# GPT-2's split without contractions: a word or a run of punctuation takes its leading space; whitespace before a
+# word keeps one space for the word, so "\n    foo" becomes "\n   " (formatting) and " foo".
+PRE_TOKENIZER = r" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+# Character kinds in an AnnotatedText.
+OTHER, WORD, LEFT, RIGHT, FORMAT = 0, 1, 2, 3, 4
+DELIMITERS = (("(", ")"), ("[", "]"), ("{", "}"), ('"', '"'))
+
+
+@dataclass
+class AnnotatedText:
+    """A text with what each character is.
+
+    kind:        (chars,) int8: 0 other (spaces between words, punctuation), 1 word, 2 opening delimiter,
+                 3 closing delimiter, 4 formatting (newline or indentation).
+    word_start:  (chars,) bool: the first character of a word.  word_end: the last character of a word.
+    copies:      (first_start, second_start, length) character ranges of repeated spans: the characters
+                 second_start … second_start + length − 1 repeat first_start …; None = unknown (plain text).
+    """
+
+    text: str
+    kind: np.ndarray
+    word_start: np.ndarray
+    word_end: np.ndarray
+    copies: list[tuple[int, int, int]] | None = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Settings of the generated corpus (every count is ≥ 1, every probability in [0, 1]).
+
+    num_documents:      documents generated.
+    lexicon_size:       distinct words.
+    syllables:          (min, max) syllables per word.
+    zipf_exponent:      s in the word frequencies ∝ rank^(−s) (≥ 0).
+    successors:         likely next words of each word (the bigram table).
+    ngram_prob:         probability that the next word comes from the bigram table (else a Zipf draw).
+    lines:              (min, max) lines per document.
+    words_per_line:     (min, max) words per line.
+    indent_prob:        probability that a line is indented (2 or 4 spaces).
+    delimiter_prob:     probability that a line holds a bracketed or quoted group of 1–3 words.
+    repeat_prob:        probability that a document holds a repeated span.
+    span_words:         (min, max) words in a repeated span, drawn uniformly from the lexicon.
+    seed:               seed of everything random here (≥ 0).
+    """
+
+    num_documents: int = 2000
+    lexicon_size: int = 300
+    syllables: tuple[int, int] = (1, 3)
+    zipf_exponent: float = 1.0
+    successors: int = 3
+    ngram_prob: float = 0.8
+    lines: tuple[int, int] = (1, 3)
+    words_per_line: tuple[int, int] = (3, 8)
+    indent_prob: float = 0.3
+    delimiter_prob: float = 0.4
+    repeat_prob: float = 0.9
+    span_words: tuple[int, int] = (3, 6)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("num_documents", "lexicon_size", "successors"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} = {value!r} (accepted: an integer ≥ 1)")
+        for name in ("syllables", "lines", "words_per_line", "span_words"):
+            value = getattr(self, name)
+            if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value)
+                    and 1 <= value[0] <= value[1]):
+                problems.append(f"{name} = {value!r} (accepted: (min, max) integers with 1 ≤ min ≤ max)")
+        for name in ("ngram_prob", "indent_prob", "delimiter_prob", "repeat_prob"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                problems.append(f"{name} = {value!r} (accepted: a number in [0, 1])")
+        if not (isinstance(self.zipf_exponent, (int, float)) and math.isfinite(self.zipf_exponent)
+                and self.zipf_exponent >= 0):
+            problems.append(f"zipf_exponent = {self.zipf_exponent!r} (accepted: a finite number ≥ 0)")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            problems.append(f"seed = {self.seed!r} (accepted: an integer ≥ 0)")
+        if problems:
+            raise ValueError("invalid corpus setting: " + "; ".join(problems))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Generation
+
+
+def _lexicon(config: CorpusConfig, rng: random.Random) -> list[str]:
+    onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "sh", "th", "br", "st", "kl"]
+    vowels = ["a", "e", "i", "o", "u", "ai", "ou"]
+    codas = ["", "", "", "n", "r", "s", "t", "m"]
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < config.lexicon_size:
+        word = "".join(rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas)
+                       for _ in range(rng.randint(*config.syllables)))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+class _Writer:
+    """Builds a text piece by piece while recording what every character is."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.kinds: list[int] = []
+        self.starts: list[bool] = []
+        self.ends: list[bool] = []
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def add(self, text: str, kind: int) -> None:
+        self.parts.append(text)
+        self.kinds += [kind] * len(text)
+        self.starts += [kind == WORD and i == 0 for i in range(len(text))]
+        self.ends += [kind == WORD and i == len(text) - 1 for i in range(len(text))]
+
+    def result(self, copies: list[tuple[int, int, int]]) -> AnnotatedText:
+        return AnnotatedText("".join(self.parts), np.array(self.kinds, dtype=np.int8), np.array(self.starts, bool),
+                             np.array(self.ends, bool), copies)
+
+
+def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedText]:
+    """The annotated documents of the corpus; the same config (seed included) gives the same documents."""
+    rng = random.Random(config.seed)
+    words = _lexicon(config, rng)
+    weights = [1.0 / (rank + 1) ** config.zipf_exponent for rank in range(len(words))]
+    table = [rng.choices(range(len(words)), weights, k=config.successors) for _ in words]
+
+    def next_word(previous: int | None) -> int:
+        if previous is not None and rng.random() < config.ngram_prob:
+            return rng.choice(table[previous])
+        return rng.choices(range(len(words)), weights)[0]
+
+    documents = []
+    for _ in range(config.num_documents):
+        # a document is a list of lines; a line is a list of items: a word index, ("open"/"close", char) or "span"
+        lines: list[list] = []
+        previous = None
+        for _ in range(rng.randint(*config.lines)):
+            line: list = []
+            for _ in range(rng.randint(*config.words_per_line)):
+                previous = next_word(previous)
+                line.append(previous)
+            if rng.random() < config.delimiter_prob:
+                left, right = rng.choice(DELIMITERS)
+                start = rng.randrange(len(line))
+                stop = min(len(line), start + rng.randint(1, 3))
+                line[start:stop] = [("open", left), *line[start:stop], ("close", right)]
+            lines.append(line)
+        span = None
+        if rng.random() < config.repeat_prob:
+            # two copies of a uniform random run of words, inserted at two random word slots (random offset)
+            span = [rng.randrange(len(words)) for _ in range(rng.randint(*config.span_words))]
+            slots = [(i, j) for i, line in enumerate(lines) for j in range(len(line) + 1)]
+            first, second = sorted(rng.sample(slots, 2)) if len(slots) > 1 else (slots[0], slots[0])
+            for i, j in (second, first):  # the later slot first, so the earlier indices stay valid
+                lines[i].insert(j, "span")
+        indents = [rng.choice(("  ", "    ")) if rng.random() < config.indent_prob else "" for _ in lines]
+        documents.append(_render(lines, indents, words, span))
+    return documents
+
+
+def _render(lines: list[list], indents: list[str], words: list[str], span: list[int] | None) -> AnnotatedText:
+    out = _Writer()
+    span_starts = []
+    span_length = 0
+    for number, (line, indent) in enumerate(zip(lines, indents)):
+        if number:
+            out.add("\n", FORMAT)
+        if indent:
+            out.add(indent, FORMAT)
+        glue = False  # no space after an opening delimiter or at the start of a line
+        for item in line:
+            is_close = isinstance(item, tuple) and item[0] == "close"
+            if glue and not is_close:
+                out.add(" ", OTHER)
+            if item == "span":
+                span_starts.append(len(out))
+                for k, w in enumerate(span):
+                    if k:
+                        out.add(" ", OTHER)
+                    out.add(words[w], WORD)
+                span_length = len(out) - span_starts[-1]
+            elif isinstance(item, tuple):
+                out.add(item[1], LEFT if item[0] == "open" else RIGHT)
+            else:
+                out.add(words[item], WORD)
+            glue = not (isinstance(item, tuple) and item[0] == "open")
+    copies = [(span_starts[0], span_starts[1], span_length)] if len(span_starts) == 2 else []
+    return out.result(copies)
+
+
+def annotate_plain_text(text: str) -> AnnotatedText:
+    """Classes of a reader's own text, read from its characters (no repeated spans are known: ``copies=None``).
+
+    Words are runs of letters or digits; (, [, { open and ), ], } close; straight double quotes alternate
+    between opening and closing within a line; newlines and the whitespace that starts a line are formatting.
+    """
+    kind = np.zeros(len(text), dtype=np.int8)
+    quote_open = False
+    line_start = True
+    for i, ch in enumerate(text):
+        if ch.isalnum():
+            kind[i] = WORD
+        elif ch in "([{":
+            kind[i] = LEFT
+        elif ch in ")]}":
+            kind[i] = RIGHT
+        elif ch == '"':
+            kind[i] = RIGHT if quote_open else LEFT
+            quote_open = not quote_open
+        elif ch == "\n" or (line_start and ch.isspace()):
+            kind[i] = FORMAT
+        if ch == "\n":
+            quote_open = False
+        line_start = ch == "\n" or (line_start and ch.isspace())
+    is_word = kind == WORD
+    before = np.concatenate([[False], is_word[:-1]])
+    after = np.concatenate([is_word[1:], [False]])
+    return AnnotatedText(text, kind, is_word & ~before, is_word & ~after, None)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int = 256) -> PreTrainedTokenizerFast:
+    """A BPE tokenizer trained on ``texts`` with HF tokenizers, as a transformers tokenizer.
+
+    Pre-tokenization keeps every character (decode(encode(text)) == text); ``<|endoftext|>`` (id 0) separates
+    documents and ``<unk>`` (id 1) stands for characters never seen in training. Save it with the run through
+    ``save_pretrained``; reopen with ``PreTrainedTokenizerFast.from_pretrained``.
+    """
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(PRE_TOKENIZER), behavior="isolated")
+    tokenizer.decoder = decoders.Fuse()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, UNK], show_progress=False)
+    tokenizer.train_from_iterator(list(texts), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, unk_token=UNK, pad_token=EOS,
+                                   clean_up_tokenization_spaces=False)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Token classes and sequences
+
+
+def token_classes(doc: AnnotatedText, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Classes of the tokens of one document: (class, token) bool, classes in the order of CLASS_NAMES.
+
+    The induction class here marks second-copy tokens whose predecessor is in the copy too (for generated text)
+    or nothing (plain text); :func:`make_corpus` then keeps only those whose first occurrence is in the same
+    sequence.
+    """
+    classes = np.zeros((len(CLASS_NAMES), len(offsets)), dtype=bool)
+    in_copy = np.zeros(len(offsets), dtype=bool)
+    for t, (s, e) in enumerate(offsets):
+        kind = doc.kind[s:e]
+        has_start, has_end = doc.word_start[s:e].any(), doc.word_end[s:e].any()
+        classes[0, t] = has_start
+        classes[1, t] = (kind == WORD).any() and not has_start and not has_end
+        classes[2, t] = has_end
+        classes[3, t] = (kind == LEFT).any()
+        classes[4, t] = (kind == RIGHT).any()
+        classes[5, t] = (kind == FORMAT).any() and doc.text[s:e].isspace()
+        in_copy[t] = any(second <= s and e <= second + length for _, second, length in doc.copies or ())
+    classes[6, 1:] = in_copy[1:] & in_copy[:-1]
+    return classes
+
+
+@dataclass
+class Corpus:
+    """Token sequences with their classes.
+
+    input_ids:   (sequence, n_ctx) token ids: documents joined by <|endoftext|>, cut into equal sequences.
+    classes:     (class, sequence, n_ctx) bool membership, classes in the order of ``class_names`` (the layout
+                 :func:`stagewise.influence.group_bif` takes).
+    class_names: CLASS_NAMES.
+    tokenizer:   the tokenizer that made the ids.
+    documents:   the annotated source documents.
+    """
+
+    input_ids: torch.Tensor
+    classes: torch.Tensor
+    class_names: tuple[str, ...]
+    tokenizer: PreTrainedTokenizerFast
+    documents: list[AnnotatedText]
+
+
+def make_corpus(
+    config: CorpusConfig = CorpusConfig(),
+    n_ctx: int = 64,
+    vocab_size: int = 256,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    text_file: str | Path | None = None,
+) -> Corpus:
+    """Generate (or read), tokenize and classify a corpus.
+
+    config:     the generated corpus' settings (ignored when ``text_file`` is given).
+    n_ctx:      tokens per sequence; the remainder of the token stream is dropped.
+    vocab_size: size of the BPE vocabulary trained when no ``tokenizer`` is given.
+    tokenizer:  a tokenizer to reuse (e.g. the one saved with a run); None = train one on this text.
+    text_file:  a reader's plain-text file, used instead of generated text; documents are its blank-line
+                separated paragraphs.
+    """
+    if text_file is not None:
+        paragraphs = [p for p in Path(text_file).read_text(encoding="utf-8").split("\n\n") if p.strip()]
+        documents = [annotate_plain_text(p) for p in paragraphs]
+    else:
+        documents = generate_documents(config)
+    if tokenizer is None:
+        tokenizer = train_tokenizer([d.text for d in documents], vocab_size)
+    backend = tokenizer.backend_tokenizer
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    masks: list[np.ndarray] = []
+    source: list[int] = []  # for each token in a second copy: the stream index of its first occurrence; else −1
+    for doc in documents:
+        encoding = backend.encode(doc.text, add_special_tokens=False)
+        classes = token_classes(doc, encoding.offsets)
+        first_token = {s: len(ids) + t for t, (s, _) in enumerate(encoding.offsets)}
+        for t, (s, e) in enumerate(encoding.offsets):
+            src = -1
+            for first, second, length in doc.copies or ():
+                if second <= s and e <= second + length:
+                    src = first_token.get(s - (second - first), -1)
+            source.append(src)
+        ids += encoding.ids
+        masks.append(classes)
+        ids.append(eos)
+        masks.append(np.zeros((len(CLASS_NAMES), 1), dtype=bool))
+        source.append(-1)
+    stream_classes = np.concatenate(masks, axis=1)
+    stream_ids = np.array(ids)
+    positions = np.arange(len(ids))
+    if all(doc.copies is None for doc in documents):
+        stream_classes[6] = _repeated_bigrams(stream_ids, n_ctx)
+    else:
+        # induction only where the first occurrence, and the token before it, lie in the same sequence,
+        src = np.array(source)
+        same = (src >= 0) & (src // n_ctx == positions // n_ctx) & (src % n_ctx >= 1)
+        # and the first occurrence reads the same "A B" in tokens (a span after "(" starts with another A token)
+        src_safe = np.maximum(src, 1)
+        same &= (stream_ids[src_safe] == stream_ids) & (stream_ids[src_safe - 1] == np.roll(stream_ids, 1))
+        stream_classes[6] &= same
+    num = len(ids) // n_ctx
+    if num == 0:
+        raise ValueError(f"the text gives {len(ids)} tokens, fewer than one sequence of n_ctx = {n_ctx}")
+    input_ids = torch.from_numpy(stream_ids[: num * n_ctx].reshape(num, n_ctx)).long()
+    classes = torch.from_numpy(stream_classes[:, : num * n_ctx].reshape(len(CLASS_NAMES), num, n_ctx).copy())
+    return Corpus(input_ids, classes, CLASS_NAMES, tokenizer, documents)
+
+
+def _repeated_bigrams(ids: np.ndarray, n_ctx: int) -> np.ndarray:
+    """Token t is the B of a repeated bigram (A B) seen earlier in its sequence: (tokens,) bool."""
+    out = np.zeros(len(ids), dtype=bool)
+    for start in range(0, len(ids), n_ctx):
+        seen: set[tuple[int, int]] = set()
+        for t in range(start + 1, min(start + n_ctx, len(ids))):
+            pair = (int(ids[t - 1]), int(ids[t]))
+            out[t] = pair in seen
+            seen.add(pair)
+    return out
