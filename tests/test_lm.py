@@ -13,6 +13,7 @@ from stagewise.lm.corpus import (
     token_classes,
     train_tokenizer,
 )
+from stagewise.lm.train import TrainConfig, checkpoint_steps, train
 from stagewise.lm import (
     AttentionOnlyConfig,
     AttentionOnlyForCausalLM,
@@ -274,3 +275,42 @@ def test_corpus_from_a_plain_text_file(tmp_path):
             assert classes[4, t]
         if text.startswith("\n"):
             assert classes[5, t]
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_steps_log_spaced_and_dense_in_window():
+    steps = checkpoint_steps(TrainConfig(steps=1000, log_checkpoints=10, transition=(400, 500), dense_checkpoints=11))
+    assert steps[0] == 0 and steps[-1] == 1000 and steps == sorted(set(steps))
+    assert {1, 2, 1000} <= set(steps)
+    assert set(range(400, 501, 10)) <= set(steps)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)
+
+
+@pytest.mark.parametrize("kind", ["attention-only", "gpt-neox"])
+def test_train_saves_reloadable_checkpoints_and_caches(tmp_path, kind, small_corpus):
+    data = small_corpus.input_ids[:, :16]
+    vocab = len(small_corpus.tokenizer)
+    if kind == "attention-only":
+        model_config = AttentionOnlyConfig(**{**TINY, "vocab_size": vocab})
+    else:
+        model_config = GPTNeoXConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16)
+    config = TrainConfig(steps=6, lr=1e-2, batch_size=4, log_checkpoints=3, transition=(4, 5), dense_checkpoints=2)
+    run = train(model_config, data, config, cache_dir=tmp_path, tokenizer=small_corpus.tokenizer, progress=False)
+    assert not run.cached and run.checkpoint_steps == checkpoint_steps(config) == [0, 1, 2, 4, 5, 6]
+    assert len(run.losses) == 6 and all(torch.isfinite(torch.tensor(run.losses)))
+    assert [p.name for p in tmp_path.iterdir()] == [run.path.name]  # no temporary folder left behind
+    first, last = run.load(0), run.load(6)
+    assert not torch.equal(first.embed.weight if kind == "attention-only" else first.gpt_neox.embed_in.weight,
+                           last.embed.weight if kind == "attention-only" else last.gpt_neox.embed_in.weight)
+    assert PreTrainedTokenizerFast.from_pretrained(run.path / "tokenizer").vocab == small_corpus.tokenizer.vocab
+    again = train(model_config, data, config, cache_dir=tmp_path, progress=False)
+    assert again.cached and again.path == run.path and again.losses == run.losses
+    other = train(model_config, data, TrainConfig(**{**config.__dict__, "seed": 1}), cache_dir=tmp_path,
+                  progress=False)
+    assert other.path != run.path
+    with pytest.raises(KeyError, match="step 3"):
+        run.load(3)

@@ -39,3 +39,6 @@ from stagewise.lm.corpus import (  # noqa: E402
 
 __all__ += ["CLASS_NAMES", "AnnotatedText", "Corpus", "CorpusConfig", "annotate_plain_text", "generate_documents",
             "make_corpus", "token_classes", "train_tokenizer"]
+from stagewise.lm.train import TrainConfig, TrainedRun, checkpoint_steps, train  # noqa: E402
+
+__all__ += ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]

@@ -1,0 +1,171 @@
+"""Training a small language model with AdamW and keeping many checkpoints, cached by the run's parameters.
+
+:func:`train` trains a model built from a transformers config (the attention-only model or GPT-NeoX) on a
+(sequence, n_ctx) tensor of token ids and saves a checkpoint at every step of :func:`checkpoint_steps`
+(log-spaced early, denser inside an expected transition window) with ``save_pretrained``. A run lives in
+``cache_dir/run-<hash of every parameter and of the data>``; it is written into a temporary folder and renamed
+when complete, so a folder that exists is a finished run and calling :func:`train` again only reopens it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+
+from stagewise.lm.model import load_checkpoint
+
+__all__ = ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run (each checked when the config is made).
+
+    steps:             optimizer steps (≥ 1).
+    lr:                AdamW learning rate (> 0).
+    weight_decay:      AdamW weight decay (≥ 0).
+    batch_size:        sequences per step, drawn with replacement (≥ 1).
+    log_checkpoints:   checkpoints log-spaced over 1 … steps (≥ 1); step 0 and the last step are always kept.
+    transition:        (first, last) step of a window where checkpoints are denser, or None.
+    dense_checkpoints: checkpoints evenly spaced inside ``transition`` (≥ 0).
+    seed:              seed of the initialization and of the batch draws (≥ 0).
+    """
+
+    steps: int = 12000
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    log_checkpoints: int = 40
+    transition: tuple[int, int] | None = (7000, 11000)
+    dense_checkpoints: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name, minimum in (("steps", 1), ("batch_size", 1), ("log_checkpoints", 1), ("dense_checkpoints", 0),
+                              ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                problems.append(f"{name} = {value!r} (accepted: an integer ≥ {minimum})")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr = {self.lr!r} (accepted: a finite number > 0)")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            problems.append(f"weight_decay = {self.weight_decay!r} (accepted: a number ≥ 0)")
+        if self.transition is not None and not (
+            len(self.transition) == 2 and 0 <= self.transition[0] <= self.transition[1]
+        ):
+            problems.append(f"transition = {self.transition!r} (accepted: None or (first, last) with 0 ≤ first ≤ last)")
+        if problems:
+            raise ValueError("invalid training setting: " + "; ".join(problems))
+
+
+def checkpoint_steps(config: TrainConfig) -> list[int]:
+    """Steps after which a checkpoint is saved: 0, log-spaced 1 … steps, evenly spaced in the transition window."""
+    steps = {0, config.steps}
+    n = config.log_checkpoints
+    steps |= {round(math.exp(math.log(config.steps) * k / max(n - 1, 1))) for k in range(n)}
+    if config.transition is not None and config.dense_checkpoints:
+        first, last = config.transition
+        m = config.dense_checkpoints
+        steps |= {round(first + (last - first) * k / max(m - 1, 1)) for k in range(m)}
+    return sorted(s for s in steps if s <= config.steps)
+
+
+@dataclass
+class TrainedRun:
+    """A finished run: its folder, checkpoint steps and training loss (nats, mean over the batch, per step)."""
+
+    path: Path
+    checkpoint_steps: list[int]
+    losses: list[float]
+    cached: bool
+
+    def checkpoint_path(self, step: int) -> Path:
+        if step not in self.checkpoint_steps:
+            raise KeyError(f"no checkpoint at step {step}; saved steps: {self.checkpoint_steps}")
+        return self.path / f"checkpoint-{step:07d}"
+
+    def load(self, step: int) -> PreTrainedModel:
+        """The model at ``step`` (eval mode)."""
+        return load_checkpoint(self.checkpoint_path(step))
+
+
+def _run_key(model_config: PretrainedConfig, config: TrainConfig, data: torch.Tensor) -> str:
+    described = model_config.to_dict()
+    described.pop("transformers_version", None)
+    text = json.dumps({"model": described, "train": asdict(config)}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode())
+    digest.update(str(tuple(data.shape)).encode())
+    digest.update(data.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train(
+    model_config: PretrainedConfig,
+    data: torch.Tensor,
+    config: TrainConfig = TrainConfig(),
+    cache_dir: str | Path = ".cache/lm",
+    tokenizer=None,
+    progress: bool = True,
+) -> TrainedRun:
+    """Train a causal LM from ``model_config`` on ``data`` (sequence, n_ctx) token ids with AdamW; cached.
+
+    Saves ``checkpoint-<step>`` folders (``save_pretrained``), ``run.json`` (parameters, checkpoint steps,
+    losses) and, when given, the tokenizer (``tokenizer/``) in ``cache_dir/run-<key>``. A finished run with the
+    same parameters and data is reopened, not retrained (``TrainedRun.cached``).
+    """
+    final = Path(cache_dir) / f"run-{_run_key(model_config, config, data)}"
+    if (final / "run.json").is_file():
+        record = json.loads((final / "run.json").read_text())
+        return TrainedRun(final, record["checkpoint_steps"], record["losses"], cached=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".tmp-run-", dir=final.parent))
+    try:
+        torch.manual_seed(config.seed)
+        # a copy: building a model writes into its config, and the caller's config is part of the cache key
+        model = AutoModelForCausalLM.from_config(copy.deepcopy(model_config))
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        generator = torch.Generator().manual_seed(config.seed)
+        saves = checkpoint_steps(config)
+        losses: list[float] = []
+
+        def save(step: int) -> None:
+            model.save_pretrained(work / f"checkpoint-{step:07d}")
+
+        save(0)
+        for step in tqdm(range(1, config.steps + 1), desc="training", disable=not progress):
+            batch = data[torch.randint(0, data.shape[0], (config.batch_size,), generator=generator)]
+            loss = model(input_ids=batch, labels=batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if step in saves:
+                save(step)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(work / "tokenizer")
+        record = {"model": model_config.to_dict(), "train": asdict(config), "checkpoint_steps": saves,
+                  "losses": losses}
+        (work / "run.json").write_text(json.dumps(record, default=str))
+        try:
+            os.rename(work, final)
+        except OSError:  # another process finished the same run first: keep theirs
+            if not (final / "run.json").is_file():
+                raise
+            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return TrainedRun(final, saves, losses, cached=False)
