@@ -137,8 +137,6 @@ def group_bif(
     train_groups: torch.Tensor,
     query_losses: torch.Tensor | None = None,
     query_groups: torch.Tensor | None = None,
-    *,
-    num_groups: int | None = None,
 ) -> torch.Tensor:
     """Group × group BIF: the mean of −Cov(ℓ_a, ℓ_b) over all token pairs a ∈ group g, b ∈ group h.
 
@@ -147,9 +145,9 @@ def group_bif(
     Returns (G, H). By bilinearity the mean pairwise covariance equals Cov(mean_g ℓ, mean_h ℓ), so only the
     group-mean losses are formed: memory O(draws · (tokens + groups)), never tokens × tokens.
     (This identity holds for covariances, not for correlations: there is no normalized variant.)
-    Groups with no member give NaN rows/columns.
+    Groups with no member give NaN rows/columns. Sign as in :func:`bif`: negative = up-weighting group g's
+    tokens lowers group h's loss (g helps h).
     """
-    del num_groups  # the number of groups is read from the membership masks
 
     def group_means(losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         c, d = losses.shape[:2]
