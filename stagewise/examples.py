@@ -19,10 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-def _check_positive_int(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} = {value!r}: accepted values are integers ≥ 1")
+from .config import require_int
 
 
 @dataclass(frozen=True)
@@ -35,8 +32,8 @@ class LinearRegression:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive_int("num_samples", self.num_samples)
-        _check_positive_int("num_features", self.num_features)
+        require_int("num_samples", self.num_samples)
+        require_int("num_features", self.num_features)
         if not self.noise >= 0:
             raise ValueError(f"noise = {self.noise!r}: accepted values are ≥ 0")
 
@@ -87,7 +84,7 @@ class LogisticRegression:
 
     def __post_init__(self) -> None:
         for name in ("num_train", "num_query", "num_features"):
-            _check_positive_int(name, getattr(self, name))
+            require_int(name, getattr(self, name))
 
     def data(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """(train, query) batches, each (x, y) with y ∈ {−1, +1}."""
@@ -131,7 +128,7 @@ class RankOneNetwork:
     num_samples: int = 8
 
     def __post_init__(self) -> None:
-        _check_positive_int("num_samples", self.num_samples)
+        require_int("num_samples", self.num_samples)
         if self.num_samples < 3:
             raise ValueError(f"num_samples = {self.num_samples}: accepted values are integers ≥ 3 (isotropic data)")
 

@@ -31,15 +31,13 @@ import torch
 from torch.func import functional_call, vmap
 from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
+from .config import ConfigError, check_fields, is_int, is_number  # noqa: F401  (ConfigError re-exported)
+
 Params = dict[str, torch.Tensor]
 Batch = Any  # a tensor, a tuple of tensors or a dict of tensors with a leading sample dimension, or None
 LossFn = Callable[[Any, Batch], torch.Tensor]
 
 PRECONDITIONERS = ("none", "rmsprop")
-
-
-class ConfigError(ValueError):
-    """A sampler setting outside its accepted range (the message names the field and the range)."""
 
 
 @dataclass(frozen=True)
@@ -74,38 +72,21 @@ class SGLDConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = []
-
-        def check(name: str, ok: bool, accepted: str) -> None:
-            if not ok:
-                problems.append(f"{name} = {getattr(self, name)!r} (accepted: {accepted})")
-
-        def positive_int(name: str, minimum: int) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-            check(name, ok, f"an integer ≥ {minimum}")
-
-        def number(name: str) -> float:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                return math.nan
-            return float(value)
-
-        check("step_size", number("step_size") > 0, "a finite number > 0")
-        check("nbeta", number("nbeta") > 0, "a finite number > 0")
-        check("localization", number("localization") >= 0, "a finite number ≥ 0")
-        positive_int("num_chains", 1)
-        positive_int("num_draws", 1)
-        positive_int("num_burnin", 0)
-        positive_int("thin", 1)
-        positive_int("seed", 0)
-        if self.batch_size is not None:
-            positive_int("batch_size", 1)
-        check("preconditioner", self.preconditioner in PRECONDITIONERS, " or ".join(map(repr, PRECONDITIONERS)))
-        check("rmsprop_alpha", 0 <= number("rmsprop_alpha") < 1, "a number in [0, 1)")
-        check("rmsprop_eps", number("rmsprop_eps") > 0, "a finite number > 0")
-        if problems:
-            raise ConfigError("invalid sampler setting: " + "; ".join(problems))
+        optional_batch = self.batch_size is None or is_int(self.batch_size, 1)
+        check_fields(self, [
+            ("step_size", is_number(self.step_size) and self.step_size > 0, "a finite number > 0"),
+            ("nbeta", is_number(self.nbeta) and self.nbeta > 0, "a finite number > 0"),
+            ("localization", is_number(self.localization) and self.localization >= 0, "a finite number ≥ 0"),
+            ("num_chains", is_int(self.num_chains, 1), "an integer ≥ 1"),
+            ("num_draws", is_int(self.num_draws, 1), "an integer ≥ 1"),
+            ("num_burnin", is_int(self.num_burnin, 0), "an integer ≥ 0"),
+            ("thin", is_int(self.thin, 1), "an integer ≥ 1"),
+            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
+            ("batch_size", optional_batch, "an integer ≥ 1"),  # or None: full batch
+            ("preconditioner", self.preconditioner in PRECONDITIONERS, " or ".join(map(repr, PRECONDITIONERS))),
+            ("rmsprop_alpha", is_number(self.rmsprop_alpha) and 0 <= self.rmsprop_alpha < 1, "a number in [0, 1)"),
+            ("rmsprop_eps", is_number(self.rmsprop_eps) and self.rmsprop_eps > 0, "a finite number > 0"),
+        ])
 
     @property
     def num_steps(self) -> int:

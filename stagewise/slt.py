@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .config import require_int
+
 Potential = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -148,9 +150,7 @@ class ReducedRankRegression:
 
     def __post_init__(self) -> None:
         for name in ("inputs", "hidden", "outputs", "num_samples"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} = {value!r}: accepted values are integers ≥ 1")
+            require_int(name, getattr(self, name))
 
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed)

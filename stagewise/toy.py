@@ -31,6 +31,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .config import ConfigError, check_fields, is_int, is_number  # noqa: F401  (ConfigError re-exported)
+
 __all__ = [
     "ITEMS",
     "NODES",
@@ -78,24 +80,6 @@ GROUPS = {
 }
 
 
-class ConfigError(ValueError):
-    """A toy-model setting outside its accepted range (the message names the field and the range)."""
-
-
-def _problems(obj, checks) -> None:
-    bad = [f"{name} = {getattr(obj, name)!r} (accepted: {accepted})" for name, ok, accepted in checks if not ok]
-    if bad:
-        raise ConfigError(f"invalid {type(obj).__name__} setting: " + "; ".join(bad))
-
-
-def _is_int(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Data
 
@@ -122,12 +106,12 @@ class HierarchyConfig:
     normalize: bool = True
 
     def __post_init__(self) -> None:
-        _problems(self, [
-            ("depth", _is_int(self.depth, 1) and self.depth <= 10, "an integer in 1 … 10"),
+        check_fields(self, [
+            ("depth", is_int(self.depth, 1) and self.depth <= 10, "an integer in 1 … 10"),
             ("stochastic", isinstance(self.stochastic, bool), "True or False"),
-            ("num_features", _is_int(self.num_features, 1), "an integer ≥ 1"),
-            ("flip_prob", _is_number(self.flip_prob) and 0 <= self.flip_prob <= 0.5, "a number in [0, 0.5]"),
-            ("seed", _is_int(self.seed, 0), "an integer ≥ 0"),
+            ("num_features", is_int(self.num_features, 1), "an integer ≥ 1"),
+            ("flip_prob", is_number(self.flip_prob) and 0 <= self.flip_prob <= 0.5, "a number in [0, 0.5]"),
+            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
             ("normalize", isinstance(self.normalize, bool), "True or False"),
         ])
 
@@ -223,11 +207,11 @@ class DLNConfig:
 
     def __post_init__(self) -> None:
         widths = tuple(self.widths) if isinstance(self.widths, (tuple, list)) else None
-        _problems(self, [
-            ("widths", widths is not None and len(widths) >= 2 and all(_is_int(w, 1) for w in widths),
+        check_fields(self, [
+            ("widths", widths is not None and len(widths) >= 2 and all(is_int(w, 1) for w in widths),
              "a tuple of ≥ 2 integers ≥ 1 (input, hidden…, output)"),
-            ("init_scale", _is_number(self.init_scale) and self.init_scale > 0, "a finite number > 0"),
-            ("seed", _is_int(self.seed, 0), "an integer ≥ 0"),
+            ("init_scale", is_number(self.init_scale) and self.init_scale > 0, "a finite number > 0"),
+            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
         ])
         object.__setattr__(self, "widths", widths)
 
@@ -296,13 +280,13 @@ class TrainConfig:
         steps = self.checkpoint_steps
         steps_ok = steps is None or (
             isinstance(steps, (tuple, list)) and len(steps) > 0
-            and all(_is_int(s, 0) and s <= self.num_steps for s in steps)
+            and all(is_int(s, 0) and s <= self.num_steps for s in steps)
             and list(steps) == sorted(set(steps))
         )
-        _problems(self, [
-            ("lr", _is_number(self.lr) and self.lr > 0, "a finite number > 0"),
-            ("num_steps", _is_int(self.num_steps, 1), "an integer ≥ 1"),
-            ("checkpoint_every", _is_int(self.checkpoint_every, 1), "an integer ≥ 1"),
+        check_fields(self, [
+            ("lr", is_number(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("num_steps", is_int(self.num_steps, 1), "an integer ≥ 1"),
+            ("checkpoint_every", is_int(self.checkpoint_every, 1), "an integer ≥ 1"),
             ("checkpoint_steps", steps_ok, "None or strictly increasing integers in 0 … num_steps"),
         ])
         if steps is not None:
