@@ -40,5 +40,16 @@ from stagewise.lm.corpus import (  # noqa: E402
 __all__ += ["CLASS_NAMES", "AnnotatedText", "Corpus", "CorpusConfig", "annotate_plain_text", "generate_documents",
             "make_corpus", "token_classes", "train_tokenizer"]
 from stagewise.lm.train import TrainConfig, TrainedRun, checkpoint_steps, train  # noqa: E402
+from stagewise.lm.tracking import (  # noqa: E402
+    ClassInfluence,
+    InductionTrajectory,
+    class_influence,
+    crossing_step,
+    lm_loss_fn,
+    track_induction,
+)
 
 __all__ += ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
+
+__all__ += ["ClassInfluence", "InductionTrajectory", "class_influence", "crossing_step", "lm_loss_fn",
+            "track_induction"]

@@ -3,8 +3,8 @@
 Documents are lines of words separated by spaces. Words are made of syllables, so the tokenizer splits rarer
 words into several sub-tokens; word order follows a sparse bigram table (n-gram structure) over a Zipf-distributed
 lexicon; some lines are indented; some groups of words are wrapped in brackets or quotes (delimiters). Most
-documents also hold a *repeated span*: a run of words drawn uniformly from the lexicon (high entropy, so it can be
-predicted only by copying) that appears twice, the second time at a random later position. Random offsets matter:
+documents also hold a *repeated span*: a run of fresh random names (like rare proper names; high entropy, so it can
+be predicted only by copying) that appears twice, the second time at a random later position. Random offsets matter:
 at a fixed offset a model learns a positional copy instead of an induction head.
 
 Every token gets the classes of PAPER.md §5 (after Baker et al. 2025), from the generator's own record of what
@@ -94,7 +94,10 @@ class CorpusConfig:
     indent_prob:        probability that a line is indented (2 or 4 spaces).
     delimiter_prob:     probability that a line holds a bracketed or quoted group of 1–3 words.
     repeat_prob:        probability that a document holds a repeated span.
-    span_words:         (min, max) words in a repeated span, drawn uniformly from the lexicon.
+    span_words:         (min, max) words in a repeated span.
+    name_syllables:     (min, max) syllables of each fresh name in a span.
+    span_source:        "names": each span word is a fresh random name (``name_syllables`` syllables), seen nowhere else (high
+                        entropy: only copying predicts the second copy); "lexicon": drawn uniformly from the lexicon.
     seed:               seed of everything random here (≥ 0).
     """
 
@@ -110,6 +113,8 @@ class CorpusConfig:
     delimiter_prob: float = 0.4
     repeat_prob: float = 0.9
     span_words: tuple[int, int] = (3, 6)
+    name_syllables: tuple[int, int] = (1, 2)
+    span_source: str = "names"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -118,7 +123,7 @@ class CorpusConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name} = {value!r} (accepted: an integer ≥ 1)")
-        for name in ("syllables", "lines", "words_per_line", "span_words"):
+        for name in ("syllables", "lines", "words_per_line", "span_words", "name_syllables"):
             value = getattr(self, name)
             if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value)
                     and 1 <= value[0] <= value[1]):
@@ -130,6 +135,8 @@ class CorpusConfig:
         if not (isinstance(self.zipf_exponent, (int, float)) and math.isfinite(self.zipf_exponent)
                 and self.zipf_exponent >= 0):
             problems.append(f"zipf_exponent = {self.zipf_exponent!r} (accepted: a finite number ≥ 0)")
+        if self.span_source not in ("names", "lexicon"):
+            problems.append(f"span_source = {self.span_source!r} (accepted: 'names' or 'lexicon')")
         if not isinstance(self.seed, int) or self.seed < 0:
             problems.append(f"seed = {self.seed!r} (accepted: an integer ≥ 0)")
         if problems:
@@ -140,15 +147,20 @@ class CorpusConfig:
 # Generation
 
 
+ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "sh", "th", "br", "st", "kl"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
+CODAS = ["", "", "", "n", "r", "s", "t", "m"]
+
+
+def _random_word(rng: random.Random, syllables: tuple[int, int]) -> str:
+    return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.randint(*syllables)))
+
+
 def _lexicon(config: CorpusConfig, rng: random.Random) -> list[str]:
-    onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "sh", "th", "br", "st", "kl"]
-    vowels = ["a", "e", "i", "o", "u", "ai", "ou"]
-    codas = ["", "", "", "n", "r", "s", "t", "m"]
     words: list[str] = []
     seen: set[str] = set()
     while len(words) < config.lexicon_size:
-        word = "".join(rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas)
-                       for _ in range(rng.randint(*config.syllables)))
+        word = _random_word(rng, config.syllables)
         if word not in seen:
             seen.add(word)
             words.append(word)
@@ -209,7 +221,11 @@ def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedT
         span = None
         if rng.random() < config.repeat_prob:
             # two copies of a uniform random run of words, inserted at two random word slots (random offset)
-            span = [rng.randrange(len(words)) for _ in range(rng.randint(*config.span_words))]
+            length = rng.randint(*config.span_words)
+            if config.span_source == "names":
+                span = [_random_word(rng, config.name_syllables) for _ in range(length)]
+            else:
+                span = [words[rng.randrange(len(words))] for _ in range(length)]
             slots = [(i, j) for i, line in enumerate(lines) for j in range(len(line) + 1)]
             first, second = sorted(rng.sample(slots, 2)) if len(slots) > 1 else (slots[0], slots[0])
             for i, j in (second, first):  # the later slot first, so the earlier indices stay valid
@@ -219,7 +235,7 @@ def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedT
     return documents
 
 
-def _render(lines: list[list], indents: list[str], words: list[str], span: list[int] | None) -> AnnotatedText:
+def _render(lines: list[list], indents: list[str], words: list[str], span: list[str] | None) -> AnnotatedText:
     out = _Writer()
     span_starts = []
     span_length = 0
@@ -238,7 +254,7 @@ def _render(lines: list[list], indents: list[str], words: list[str], span: list[
                 for k, w in enumerate(span):
                     if k:
                         out.add(" ", OTHER)
-                    out.add(words[w], WORD)
+                    out.add(w, WORD)
                 span_length = len(out) - span_starts[-1]
             elif isinstance(item, tuple):
                 out.add(item[1], LEFT if item[0] == "open" else RIGHT)

@@ -18,11 +18,23 @@ from stagewise.lm.model import per_token_loss
 __all__ = ["InductionScores", "induction_scores", "prefix_matching_score", "repeated_random_sequences"]
 
 
-def repeated_random_sequences(vocab_size: int, length: int, num: int, seed: int = 0) -> torch.Tensor:
-    """``num`` sequences [r_1 … r_L, r_1 … r_L] with r uniform over ``vocab_size`` tokens: (num, 2·length)."""
+def repeated_random_sequences(vocab_size: int, length: int, num: int, seed: int = 0,
+                               token_ids: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
+    """``num`` sequences [r_1 … r_L, r_1 … r_L]: (num, 2·length).
+
+    r is uniform over ``token_ids`` when given (e.g. the tokens a corpus uses, leaving out special tokens), else
+    over all ``vocab_size`` tokens.
+    """
     if length < 2:
         raise ValueError(f"length = {length} (accepted: an integer ≥ 2)")
-    first = torch.randint(0, vocab_size, (num, length), generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    if token_ids is None:
+        first = torch.randint(0, vocab_size, (num, length), generator=generator)
+    else:
+        pool = torch.as_tensor(token_ids, dtype=torch.long).flatten()
+        if pool.numel() < 2 or pool.min() < 0 or pool.max() >= vocab_size:
+            raise ValueError(f"token_ids: {pool.numel()} ids (accepted: at least 2 ids in [0, {vocab_size - 1}])")
+        first = pool[torch.randint(0, pool.numel(), (num, length), generator=generator)]
     return torch.cat([first, first], dim=1)
 
 
@@ -70,15 +82,17 @@ class InductionScores:
 
 @torch.no_grad()
 def induction_scores(model, length: int = 16, num: int = 64, seed: int = 0,
-                     vocab_size: int | None = None) -> InductionScores:
+                     vocab_size: int | None = None,
+                     token_ids: torch.Tensor | Sequence[int] | None = None) -> InductionScores:
     """Prefix-matching score of every head and second-copy loss of ``model`` on repeated random sequences.
 
     model: a causal LM whose forward accepts ``output_attentions=True`` (the attention-only model; GPT-NeoX
     with eager attention). length: L, tokens per copy (2L must fit the context). num: sequences averaged.
-    vocab_size: tokens drawn from (default: the model's vocabulary).
+    vocab_size: tokens drawn from (default: the model's vocabulary). token_ids: draw only these tokens instead
+    (e.g. the tokens of the training corpus without special tokens; tokens a model never saw are off-distribution).
     """
     vocab = vocab_size or model.config.vocab_size
-    ids = repeated_random_sequences(vocab, length, num, seed)
+    ids = repeated_random_sequences(vocab, length, num, seed, token_ids)
     out = model(ids, output_attentions=True)
     losses = per_token_loss(out.logits, ids)  # entry t predicts token t + 1
     # token i (0-based) is predicted by entry i − 1: first copy tokens 1 … L−1, second copy tokens L+1 … 2L−1

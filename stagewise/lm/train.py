@@ -33,7 +33,8 @@ class TrainConfig:
     """Settings of a training run (each checked when the config is made).
 
     steps:             optimizer steps (≥ 1).
-    lr:                AdamW learning rate (> 0).
+    lr:                AdamW learning rate (> 0), reached after ``warmup`` steps and then held.
+    warmup:            steps of linear learning-rate warm-up from lr / warmup (≥ 0; 0 = none).
     weight_decay:      AdamW weight decay (≥ 0).
     batch_size:        sequences per step, drawn with replacement (≥ 1).
     log_checkpoints:   checkpoints log-spaced over 1 … steps (≥ 1); step 0 and the last step are always kept.
@@ -44,6 +45,7 @@ class TrainConfig:
 
     steps: int = 12000
     lr: float = 3e-3
+    warmup: int = 0
     weight_decay: float = 0.01
     batch_size: int = 32
     log_checkpoints: int = 40
@@ -53,8 +55,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name, minimum in (("steps", 1), ("batch_size", 1), ("log_checkpoints", 1), ("dense_checkpoints", 0),
-                              ("seed", 0)):
+        for name, minimum in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("log_checkpoints", 1),
+                              ("dense_checkpoints", 0), ("seed", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 problems.append(f"{name} = {value!r} (accepted: an integer ≥ {minimum})")
@@ -137,6 +139,9 @@ def train(
         model = AutoModelForCausalLM.from_config(copy.deepcopy(model_config))
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        warmup = config.warmup
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup) if warmup
+                                                     else 1.0)
         generator = torch.Generator().manual_seed(config.seed)
         saves = checkpoint_steps(config)
         losses: list[float] = []
@@ -151,6 +156,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             losses.append(loss.item())
             if step in saves:
                 save(step)
