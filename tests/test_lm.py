@@ -138,7 +138,7 @@ def hand_built_induction_model(length: int, vocab: int) -> AttentionOnlyForCausa
     """
     ctx, d = 2 * length, 2 * length + 2 * vocab
     model = AttentionOnlyForCausalLM(AttentionOnlyConfig(vocab_size=vocab, n_ctx=ctx, d_model=d, n_layers=1,
-                                                         n_heads=1)).eval()
+                                                         n_heads=1, layer_norm=False)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()

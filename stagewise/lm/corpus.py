@@ -101,18 +101,18 @@ class CorpusConfig:
     seed:               seed of everything random here (≥ 0).
     """
 
-    num_documents: int = 2000
+    num_documents: int = 10000
     lexicon_size: int = 300
     syllables: tuple[int, int] = (1, 3)
     zipf_exponent: float = 1.0
     successors: int = 3
     ngram_prob: float = 0.8
-    lines: tuple[int, int] = (1, 3)
-    words_per_line: tuple[int, int] = (3, 8)
+    lines: tuple[int, int] = (1, 2)
+    words_per_line: tuple[int, int] = (2, 5)
     indent_prob: float = 0.3
     delimiter_prob: float = 0.4
     repeat_prob: float = 0.9
-    span_words: tuple[int, int] = (3, 6)
+    span_words: tuple[int, int] = (3, 5)
     name_syllables: tuple[int, int] = (1, 2)
     span_source: str = "names"
     seed: int = 0
@@ -364,7 +364,7 @@ class Corpus:
 def make_corpus(
     config: CorpusConfig = CorpusConfig(),
     n_ctx: int = 64,
-    vocab_size: int = 256,
+    vocab_size: int = 64,
     tokenizer: PreTrainedTokenizerFast | None = None,
     text_file: str | Path | None = None,
 ) -> Corpus:

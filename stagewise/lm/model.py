@@ -51,7 +51,7 @@ class AttentionOnlyConfig(PretrainedConfig):
         d_model: int = 64,
         n_layers: int = 2,
         n_heads: int = 4,
-        layer_norm: bool = False,
+        layer_norm: bool = True,
         init_std: float = 0.02,
         **kwargs,
     ):

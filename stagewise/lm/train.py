@@ -43,14 +43,14 @@ class TrainConfig:
     seed:              seed of the initialization and of the batch draws (≥ 0).
     """
 
-    steps: int = 12000
-    lr: float = 3e-3
-    warmup: int = 0
+    steps: int = 6000
+    lr: float = 1e-2
+    warmup: int = 300
     weight_decay: float = 0.01
     batch_size: int = 32
-    log_checkpoints: int = 40
-    transition: tuple[int, int] | None = (7000, 11000)
-    dense_checkpoints: int = 40
+    log_checkpoints: int = 16
+    transition: tuple[int, int] | None = (2000, 5000)
+    dense_checkpoints: int = 16
     seed: int = 0
 
     def __post_init__(self) -> None:
