@@ -314,3 +314,43 @@ def test_train_saves_reloadable_checkpoints_and_caches(tmp_path, kind, small_cor
     assert other.path != run.path
     with pytest.raises(KeyError, match="step 3"):
         run.load(3)
+
+
+def test_pythia_path_loads_revisions_from_a_local_hub_cache(tmp_path):
+    """HubCheckpoints → from_pretrained(name, revision="step<k>") offline, on GPT-NeoX checkpoints saved here.
+
+    The folder is laid out as the Hugging Face cache lays out a download (refs/<revision> names a snapshot), and
+    the loading runs in a fresh process with HF_HUB_OFFLINE=1, as a reader without network would run it.
+    """
+    import os
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--EleutherAI--pythia-14m"
+    for k, step in enumerate((0, 1000)):
+        torch.manual_seed(k)
+        config = GPTNeoXConfig(vocab_size=24, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=32)
+        commit = f"{k + 1:040x}"
+        GPTNeoXForCausalLM(config).save_pretrained(repo / "snapshots" / commit)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / f"step{step}").write_text(commit)
+    script = (
+        "import torch\n"
+        "from stagewise.lm import HubCheckpoints, induction_scores\n"
+        f"run = HubCheckpoints('EleutherAI/pythia-14m', [0, 1000], cache_dir={str(tmp_path / 'results')!r})\n"
+        "a, b = run.load(0), run.load(1000)\n"
+        "assert type(a).__name__ == 'GPTNeoXForCausalLM' and a.config._attn_implementation == 'eager'\n"
+        "assert not torch.equal(a.gpt_neox.embed_in.weight, b.gpt_neox.embed_in.weight)\n"
+        "s = induction_scores(b, length=8, num=4)\n"
+        "assert s.prefix_matching.shape == (1, 2)\n"
+        "print('ok', run.checkpoint_steps)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok [0, 1000]" in done.stdout
+    with pytest.raises(ValueError, match="not Pythia checkpoints"):
+        from stagewise.lm import HubCheckpoints
+
+        HubCheckpoints("EleutherAI/pythia-14m", [3], cache_dir=tmp_path)

@@ -23,6 +23,7 @@ from transformers.modeling_outputs import CausalLMOutput
 __all__ = [
     "AttentionOnlyConfig",
     "AttentionOnlyForCausalLM",
+    "HubCheckpoints",
     "PYTHIA_STEPS",
     "load_checkpoint",
     "per_token_loss",
@@ -210,3 +211,37 @@ def pythia_checkpoints(
         raise ValueError(f"steps {missing} are not Pythia checkpoints (0, 1, 2, 4, …, 512, then multiples of 1000 "
                          "up to 143000)")
     return [(name, f"step{step}") for step in chosen]
+
+
+class HubCheckpoints:
+    """Checkpoints of a model published with one revision per training step (Pythia: ``step1000`` …).
+
+    Has the interface of :class:`stagewise.lm.TrainedRun` that the measurements use (``checkpoint_steps``,
+    ``load(step)``, ``path`` for cached results), so :func:`~stagewise.lm.track_induction` and
+    :func:`~stagewise.lm.class_influence` run on Pythia exactly as on a model trained here. Loading goes through
+    ``from_pretrained(name, revision="step<k>")``: it needs network access, or the revisions already in the local
+    Hugging Face cache (``HF_HUB_OFFLINE=1``).
+
+    name:      hub name, e.g. "EleutherAI/pythia-14m".
+    steps:     training steps to use (each one of :data:`PYTHIA_STEPS`).
+    cache_dir: folder for results computed from these checkpoints.
+    """
+
+    def __init__(self, name: str, steps: Sequence[int], cache_dir: str | Path):
+        self.name = name
+        self.revisions = dict((int(rev[4:]), rev) for _, rev in pythia_checkpoints(name, steps))
+        self.checkpoint_steps = sorted(self.revisions)
+        self.path = Path(cache_dir) / name.replace("/", "--")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def load(self, step: int) -> PreTrainedModel:
+        if step not in self.revisions:
+            raise KeyError(f"no checkpoint at step {step}; chosen steps: {self.checkpoint_steps}")
+        # eager attention: the induction measurement reads the attention patterns
+        return load_checkpoint(self.name, revision=self.revisions[step], attn_implementation="eager")
+
+    def tokenizer(self, step: int | None = None):
+        """The model's tokenizer (from the first chosen revision unless ``step`` is given)."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.name, revision=self.revisions[step or self.checkpoint_steps[0]])
