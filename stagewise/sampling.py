@@ -378,9 +378,13 @@ def _run(loss_fn, centers: Params, unwrap: bool, data, observables, config: SGLD
         if data is None or full_batch:
             return float(mean_loss(p, data))
         # L_n(w*) on the full data, in mini-batch sized pieces to bound memory.
+        # Each sample's losses are averaged over their trailing dimensions (e.g. tokens) first, as in the mean
+        # the chains descend.
         size = config.batch_size
         total = sum(
-            float(per_sample(p, _index(data, torch.arange(s, min(s + size, n)))).sum()) for s in range(0, n, size)
+            float(per_sample(p, _index(data, torch.arange(s, min(s + size, n)))).reshape(
+                min(s + size, n) - s, -1).mean(1).sum())
+            for s in range(0, n, size)
         )
         return total / n
 

@@ -354,3 +354,20 @@ def test_pythia_path_loads_revisions_from_a_local_hub_cache(tmp_path):
         from stagewise.lm import HubCheckpoints
 
         HubCheckpoints("EleutherAI/pythia-14m", [3], cache_dir=tmp_path)
+
+
+def test_repeated_name_sequences_and_scoring_given_sequences(small_corpus):
+    from stagewise.lm import repeated_name_sequences
+
+    seqs = repeated_name_sequences(small_corpus.tokenizer, length=10, num=5, seed=1)
+    assert seqs.shape == (5, 20) and torch.equal(seqs[:, :10], seqs[:, 10:])
+    assert torch.equal(seqs, repeated_name_sequences(small_corpus.tokenizer, length=10, num=5, seed=1))
+    text = small_corpus.tokenizer.decode(seqs[0, :10])
+    assert text.startswith(" ") and "<unk>" not in text  # names in the corpus' own alphabet
+    # the hand-built induction head scores on given sequences as on drawn ones
+    model = hand_built_induction_model(6, 8)
+    given = repeated_random_sequences(8, 6, 16, seed=4)
+    scores = induction_scores(model, sequences=given)
+    assert scores.prefix_matching.item() > 0.95 and scores.second_copy_loss < 0.1 < scores.first_copy_loss
+    with pytest.raises(ValueError, match="both halves"):
+        induction_scores(model, sequences=torch.arange(12).reshape(1, 12))

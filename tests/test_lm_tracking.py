@@ -99,8 +99,30 @@ def test_class_influence_matches_a_direct_sampler_run_and_caches(tiny_run):
     assert np.allclose(result.token_matrix(steps[0], query=1), token_bif(result.token_losses[0, :, :, 1:2])[0, :, 0].numpy())
     peaks = result.peak_steps()
     assert set(peaks.values()) <= set(steps) and "word_start→word_start" in peaks
+    assert set(result.peak_steps(since=steps[1]).values()) == {steps[1]}
+    with pytest.raises(ValueError, match="since"):
+        result.peak_steps(since=steps[1] + 1)
+    # the normalized matrix is the negative correlation of the class-mean losses: −1 on the diagonal
+    norm = result.normalized()
+    observed = [g for g in range(g) if torch.isfinite(result.trajectory.values[1, g, g])]
+    assert np.allclose(np.diagonal(norm[1])[observed], -1.0)
+    means = (result.token_losses[1].reshape(-1, 3 * 23).double() @ classes[:, :, 1:].reshape(len(corpus.class_names), -1).double().T
+             / classes[:, :, 1:].reshape(len(corpus.class_names), -1).sum(1))
+    a, b = observed[0], observed[1]
+    assert norm[1, a, b] == pytest.approx(-np.corrcoef(means[:, a], means[:, b])[0, 1], rel=1e-6)
     again = class_influence(run, train_ids, query_ids, classes, corpus.class_names, config, steps=steps,
                             checkpoints_per_pass=2, progress=False)
     assert again.cached and torch.allclose(again.trajectory.values, result.trajectory.values, equal_nan=True)
     with pytest.raises(ValueError, match="classes"):
         class_influence(run, train_ids, query_ids, classes[:, :2], corpus.class_names, config, progress=False)
+
+
+def test_sampler_init_loss_of_a_per_token_loss_is_the_mean_token_loss(tiny_run):
+    """With per-token losses (sample, token), L_n(w*) is the mean over tokens, as the chains' objective is."""
+    corpus, run = tiny_run
+    model = run.load(20)
+    params, loss_fn = lm_loss_fn(model)
+    data = corpus.input_ids[:20]
+    config = SGLDConfig(step_size=1e-6, nbeta=10.0, num_chains=1, num_draws=1, batch_size=7)  # 7 ∤ 20: ragged pieces
+    trace = sample(loss_fn, params, data, None, config, progress=False)
+    assert trace.init_loss == pytest.approx(float(model(input_ids=data, labels=data).loss), rel=1e-5)

@@ -137,3 +137,16 @@ def test_folder_rule_accepts_existing_folders_and_the_empty_default(tmp_path):
     ns["results_dir"] = ""
     with pytest.raises(ParameterError, match="results_dir"):
         validate_parameters(ns, results_dir=Folder(allow_empty=False))
+
+
+def test_file_rule_and_relative_paths_made_absolute(tmp_path, monkeypatch):
+    from stagewise.pipeline import File
+    from stagewise.pipeline.runner import absolute_paths
+
+    text = tmp_path / "mine.txt"
+    text.write_text("hello")
+    assert File().accepts("") and File().accepts(str(text))
+    assert not File().accepts(str(tmp_path)) and not File(allow_empty=False).accepts("") and not File().accepts(3)
+    monkeypatch.chdir(tmp_path)
+    out = absolute_paths({"text_file": "mine.txt", "results_dir": ".", "profile": "mine.txt", "other_file": "nope"})
+    assert out == {"text_file": str(text), "results_dir": str(tmp_path), "profile": "mine.txt", "other_file": "nope"}

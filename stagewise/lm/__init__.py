@@ -35,12 +35,13 @@ from stagewise.lm.corpus import (  # noqa: E402
     annotate_plain_text,
     generate_documents,
     make_corpus,
+    repeated_name_sequences,
     token_classes,
     train_tokenizer,
 )
 
 __all__ += ["CLASS_NAMES", "AnnotatedText", "Corpus", "CorpusConfig", "annotate_plain_text", "generate_documents",
-            "make_corpus", "token_classes", "train_tokenizer"]
+            "make_corpus", "repeated_name_sequences", "token_classes", "train_tokenizer"]
 from stagewise.lm.train import TrainConfig, TrainedRun, checkpoint_steps, train  # noqa: E402
 from stagewise.lm.tracking import (  # noqa: E402
     ClassInfluence,

@@ -45,6 +45,7 @@ __all__ = [
     "annotate_plain_text",
     "generate_documents",
     "make_corpus",
+    "repeated_name_sequences",
     "token_classes",
     "train_tokenizer",
 ]
@@ -423,6 +424,27 @@ def make_corpus(
     input_ids = torch.from_numpy(stream_ids[: num * n_ctx].reshape(num, n_ctx)).long()
     classes = torch.from_numpy(stream_classes[:, : num * n_ctx].reshape(len(CLASS_NAMES), num, n_ctx).copy())
     return Corpus(input_ids, classes, CLASS_NAMES, tokenizer, documents)
+
+
+def repeated_name_sequences(tokenizer, length: int, num: int, seed: int = 0,
+                            syllables: tuple[int, int] = (1, 2)) -> torch.Tensor:
+    """``num`` sequences [r_1 … r_L, r_1 … r_L] whose copies are L tokens of fresh random names: (num, 2·length).
+
+    Random like the spans of :func:`repeated_random_sequences`, but written in the generated corpus' own style
+    (names of ``syllables`` syllables separated by spaces), so a model trained on that corpus sees familiar
+    tokens: the first copy costs what an unpredictable name costs, the second what copying leaves.
+    """
+    if not (isinstance(length, int) and length >= 2 and isinstance(num, int) and num >= 1):
+        raise ValueError(f"length = {length!r}, num = {num!r} (accepted: integers, length ≥ 2 and num ≥ 1)")
+    rng = random.Random(seed)
+    backend = tokenizer.backend_tokenizer
+    rows = []
+    for _ in range(num):
+        ids: list[int] = []
+        while len(ids) < length:
+            ids += backend.encode(" " + _random_word(rng, syllables), add_special_tokens=False).ids
+        rows.append(ids[:length] * 2)
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def _repeated_bigrams(ids: np.ndarray, n_ctx: int) -> np.ndarray:

@@ -83,16 +83,26 @@ class InductionScores:
 @torch.no_grad()
 def induction_scores(model, length: int = 16, num: int = 64, seed: int = 0,
                      vocab_size: int | None = None,
-                     token_ids: torch.Tensor | Sequence[int] | None = None) -> InductionScores:
+                     token_ids: torch.Tensor | Sequence[int] | None = None,
+                     sequences: torch.Tensor | None = None) -> InductionScores:
     """Prefix-matching score of every head and second-copy loss of ``model`` on repeated random sequences.
 
     model: a causal LM whose forward accepts ``output_attentions=True`` (the attention-only model; GPT-NeoX
     with eager attention). length: L, tokens per copy (2L must fit the context). num: sequences averaged.
     vocab_size: tokens drawn from (default: the model's vocabulary). token_ids: draw only these tokens instead
     (e.g. the tokens of the training corpus without special tokens; tokens a model never saw are off-distribution).
+    sequences: (num, 2L) repeated sequences to use instead of drawing them (e.g.
+    :func:`stagewise.lm.corpus.repeated_name_sequences`: random but in the training text's own style); then
+    ``length``, ``num``, ``seed``, ``vocab_size`` and ``token_ids`` are not used.
     """
-    vocab = vocab_size or model.config.vocab_size
-    ids = repeated_random_sequences(vocab, length, num, seed, token_ids)
+    if sequences is not None:
+        ids = torch.as_tensor(sequences, dtype=torch.long)
+        length = ids.shape[-1] // 2
+        if ids.dim() != 2 or length < 2 or ids.shape[1] != 2 * length or not torch.equal(ids[:, :length],
+                                                                                           ids[:, length:]):
+            raise ValueError(f"sequences {tuple(ids.shape)} (accepted: (num, 2L) with L ≥ 2 and both halves equal)")
+    else:
+        ids = repeated_random_sequences(vocab_size or model.config.vocab_size, length, num, seed, token_ids)
     out = model(ids, output_attentions=True)
     losses = per_token_loss(out.logits, ids)  # entry t predicts token t + 1
     # token i (0-based) is predicted by entry i − 1: first copy tokens 1 … L−1, second copy tokens L+1 … 2L−1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -132,6 +133,7 @@ def track_induction(
     seed: int = 0,
     held_out_ids: torch.Tensor | None = None,
     induction_mask: torch.Tensor | None = None,
+    sequences: torch.Tensor | None = None,
     progress: bool = True,
 ) -> InductionTrajectory:
     """Prefix-matching score of every head and second-copy loss at each checkpoint of ``run``.
@@ -140,6 +142,7 @@ def track_induction(
     as in :func:`stagewise.lm.induction_scores` (the same sequences at every checkpoint).
     held_out_ids, induction_mask: (sequence, n_ctx) text the model was not trained on and its induction-class
     mask (``corpus.classes[6]``); when given, the mean loss on those tokens is recorded too.
+    sequences: repeated sequences to score on instead of random tokens (see :func:`induction_scores`).
     """
     if (held_out_ids is None) != (induction_mask is None) or (
             held_out_ids is not None and (held_out_ids.shape != induction_mask.shape or not induction_mask[:, 1:].any())):
@@ -147,12 +150,15 @@ def track_induction(
                          "shape and at least one induction token after the first position")
     chosen = _check_steps(run, steps)
     n_ctx = getattr(run.load(chosen[0]).config, "n_ctx", None)
+    if sequences is not None:
+        length = sequences.shape[-1] // 2
     if not (isinstance(length, int) and length >= 2 and (n_ctx is None or 2 * length <= n_ctx)):
         raise ValueError(f"length = {length!r} (accepted: an integer from 2 to n_ctx / 2 = {n_ctx // 2 if n_ctx else '…'})")
     scores, token_losses = [], []
     for step in tqdm(chosen, desc="induction scores", disable=not progress):
         model = run.load(step)
-        scores.append(induction_scores(model, length=length, num=num, seed=seed, token_ids=token_ids))
+        scores.append(induction_scores(model, length=length, num=num, seed=seed, token_ids=token_ids,
+                                       sequences=sequences))
         if held_out_ids is not None:
             with torch.no_grad():
                 losses = per_token_loss(model(input_ids=held_out_ids).logits, held_out_ids)
@@ -189,6 +195,8 @@ class ClassInfluence:
     token_losses: (K, chain, draw, query, seq − 1) per-token losses of the query sequences at every draw
                   (entry t is the loss of token t + 1).
     query_ids:    (query, seq) the query sequences.
+    cached:       whether the result was reopened from the cache.
+    seconds:      how long the sampling took when it ran.
     """
 
     trajectory: InfluenceTrajectory
@@ -196,6 +204,7 @@ class ClassInfluence:
     token_losses: torch.Tensor
     query_ids: torch.Tensor
     cached: bool = False
+    seconds: float | None = None
 
     @property
     def steps(self) -> np.ndarray:
@@ -219,16 +228,31 @@ class ClassInfluence:
             raise ValueError(f"query = {query} (accepted: 0 … {self.token_losses.shape[3] - 1})")
         return token_bif(self.token_losses[k, :, :, query : query + 1])[0, :, 0, :].numpy()
 
-    def peak_steps(self) -> dict[str, int]:
-        """For every class pair "g→h", the step at which |BIF| is largest."""
-        values = self.trajectory.values.numpy()
+    def peak_steps(self, since: int = 0) -> dict[str, int]:
+        """For every class pair "g→h", the step at which |BIF| is largest (among the sampled steps ≥ ``since``)."""
+        keep = self.steps >= since
+        if not keep.any():
+            raise ValueError(f"since = {since} (accepted: at most the last sampled step {int(self.steps[-1])})")
+        values = self.trajectory.values.numpy()[keep]
+        steps = self.steps[keep]
         out = {}
         for g, a in enumerate(self.class_names):
             for h, b in enumerate(self.class_names):
                 column = np.abs(values[:, g, h])
                 if np.isfinite(column).any():
-                    out[f"{a}→{b}"] = int(self.steps[int(np.nanargmax(column))])
+                    out[f"{a}→{b}"] = int(steps[int(np.nanargmax(column))])
         return out
+
+    def normalized(self) -> np.ndarray:
+        """(K, G, G) correlation form: BIF(g, h) / √(BIF(g, g)·BIF(h, h)) = −Corr(class-mean losses of g and h).
+
+        Removes the scale of each class (a class of few tokens has a noisier mean loss, hence larger
+        covariances), leaving how strongly two classes' losses move together, in [−1, 1].
+        """
+        values = self.trajectory.values.numpy()
+        diagonal = np.sqrt(np.abs(np.diagonal(values, axis1=1, axis2=2)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return values / (diagonal[:, :, None] * diagonal[:, None, :])
 
 
 def _influence_key(run: TrainedRun, steps, train_ids, query_ids, classes, config: SGLDConfig) -> str:
@@ -276,7 +300,8 @@ def class_influence(
     if cache and path.is_file():
         saved = torch.load(path, weights_only=False)
         return ClassInfluence(saved["trajectory"], tuple(saved["class_names"]), saved["token_losses"], query_ids,
-                              cached=True)
+                              cached=True, seconds=saved.get("seconds"))
+    started = time.perf_counter()
     groups = classes[:, :, 1:]
     template = run.load(chosen[0])
     _, loss_fn = lm_loss_fn(template)
@@ -290,11 +315,12 @@ def class_influence(
         token_losses += [trace.losses.float() for trace in trajectory.traces]
     combined = InfluenceTrajectory(torch.cat([p.steps for p in pieces]), torch.cat([p.values for p in pieces]),
                                    torch.cat([p.stderr for p in pieces]), None)
-    result = ClassInfluence(combined, tuple(class_names), torch.stack(token_losses), query_ids)
+    result = ClassInfluence(combined, tuple(class_names), torch.stack(token_losses), query_ids,
+                            seconds=time.perf_counter() - started)
     if cache:
         tmp = path.with_suffix(".tmp")
-        torch.save({"trajectory": combined, "class_names": list(class_names), "token_losses": result.token_losses},
-                   tmp)
+        torch.save({"trajectory": combined, "class_names": list(class_names), "token_losses": result.token_losses,
+                    "seconds": result.seconds}, tmp)
         tmp.replace(path)
     return result
 

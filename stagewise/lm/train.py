@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -86,12 +87,14 @@ def checkpoint_steps(config: TrainConfig) -> list[int]:
 
 @dataclass
 class TrainedRun:
-    """A finished run: its folder, checkpoint steps and training loss (nats, mean over the batch, per step)."""
+    """A finished run: its folder, checkpoint steps, training loss (nats, mean over the batch, per step), whether
+    it was reopened from the cache, and the seconds its training took when it ran."""
 
     path: Path
     checkpoint_steps: list[int]
     losses: list[float]
     cached: bool
+    seconds: float | None = None
 
     def checkpoint_path(self, step: int) -> Path:
         if step not in self.checkpoint_steps:
@@ -130,9 +133,11 @@ def train(
     final = Path(cache_dir) / f"run-{_run_key(model_config, config, data)}"
     if (final / "run.json").is_file():
         record = json.loads((final / "run.json").read_text())
-        return TrainedRun(final, record["checkpoint_steps"], record["losses"], cached=True)
+        return TrainedRun(final, record["checkpoint_steps"], record["losses"], cached=True,
+                          seconds=record.get("seconds"))
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-run-", dir=final.parent))
+    started = time.perf_counter()
     try:
         torch.manual_seed(config.seed)
         # a copy: building a model writes into its config, and the caller's config is part of the cache key
@@ -162,8 +167,9 @@ def train(
                 save(step)
         if tokenizer is not None:
             tokenizer.save_pretrained(work / "tokenizer")
+        seconds = time.perf_counter() - started
         record = {"model": model_config.to_dict(), "train": asdict(config), "checkpoint_steps": saves,
-                  "losses": losses}
+                  "losses": losses, "seconds": seconds}
         (work / "run.json").write_text(json.dumps(record, default=str))
         try:
             os.rename(work, final)
@@ -174,4 +180,4 @@ def train(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return TrainedRun(final, saves, losses, cached=False)
+    return TrainedRun(final, saves, losses, cached=False, seconds=seconds)

@@ -6,11 +6,12 @@ Nothing of the science lives here, and the science never imports it.
 
 from .cache import cache_dir
 from .metrics import versions, write_metrics
-from .params import Folder, Interval, OneOf, Parameter, ParameterError, Parameters, parse_value, validate_parameters
+from .params import File, Folder, Interval, OneOf, Parameter, ParameterError, Parameters, Pattern, parse_value, validate_parameters
 from .runner import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
 
 __all__ = [
     "cache_dir",
+    "File",
     "Folder",
     "Interval",
     "NotebookError",
@@ -19,6 +20,7 @@ __all__ = [
     "Parameter",
     "ParameterError",
     "Parameters",
+    "Pattern",
     "parameter_table",
     "parse_value",
     "resolve_notebook",

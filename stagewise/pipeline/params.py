@@ -19,6 +19,7 @@ import ast
 import difflib
 import io
 import math
+import re
 import tokenize
 import typing
 from collections.abc import Iterator, Mapping
@@ -122,7 +123,38 @@ class Folder:
         return Path(value).expanduser().is_dir()
 
 
-Rule = Interval | OneOf | Folder
+@dataclass(frozen=True)
+class File:
+    """Accept the path of an existing file (or, with ``allow_empty``, the empty string for "none")."""
+
+    allow_empty: bool = True
+
+    def describe(self) -> str:
+        return "an existing file" + (' or "" for none' if self.allow_empty else "")
+
+    def accepts(self, value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        if value == "":
+            return self.allow_empty
+        return Path(value).expanduser().is_file()
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Accept a string that matches the regular expression ``regex`` in full; ``description`` names the form."""
+
+    regex: str
+    description: str
+
+    def describe(self) -> str:
+        return self.description
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
+
+
+Rule = Interval | OneOf | Folder | File | Pattern
 
 
 # ------------------------------------------------------------------------------------- type checks

@@ -238,6 +238,16 @@ def default_value(parameter: Parameter) -> Any:
         return parameter.default
 
 
+def absolute_paths(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters named ``*_file`` or ``*_dir`` that give an existing relative path, made absolute.
+
+    A notebook runs in its own output folder, so a path the user typed relative to where they stand would
+    otherwise point nowhere.
+    """
+    return {k: str(Path(v).expanduser().resolve()) if isinstance(v, str) and v and k.endswith(("_file", "_dir"))
+            and Path(v).expanduser().exists() else v for k, v in parameters.items()}
+
+
 def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Path = "runs",
                  notebooks_dir: str | Path = "notebooks", progress: bool | None = None, log=None) -> Path:
     """Run one notebook with new parameters into a new folder ``runs/<stem>/<timestamp>/``.
@@ -248,7 +258,7 @@ def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Pa
     """
     path = resolve_notebook(spec, notebooks_dir)
     nb = load_notebook(path)
-    parameters = check_run_parameters(nb, path, values)
+    parameters = absolute_paths(check_run_parameters(nb, path, values))
     folder = new_run_dir(Path(runs_dir) / path.stem)
     record = {"notebook": str(path), "parameters": to_json(parameters),
               "started": datetime.now().isoformat(timespec="seconds"), "status": "running",
