@@ -320,6 +320,11 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 256) -> PreTrainedTo
 # Token classes and sequences
 
 
+def _core_start(text: str, start: int, end: int) -> int:
+    """Start of a token's characters without the leading space it takes from the pre-tokenizer (" word")."""
+    return start + 1 if end - start > 1 and text[start] == " " else start
+
+
 def token_classes(doc: AnnotatedText, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     """Classes of the tokens of one document: (class, token) bool, classes in the order of CLASS_NAMES.
 
@@ -338,7 +343,8 @@ def token_classes(doc: AnnotatedText, offsets: Sequence[tuple[int, int]]) -> np.
         classes[3, t] = (kind == LEFT).any()
         classes[4, t] = (kind == RIGHT).any()
         classes[5, t] = (kind == FORMAT).any() and doc.text[s:e].isspace()
-        in_copy[t] = any(second <= s and e <= second + length for _, second, length in doc.copies or ())
+        core = _core_start(doc.text, s, e)
+        in_copy[t] = any(second <= core and e <= second + length for _, second, length in doc.copies or ())
     classes[6, 1:] = in_copy[1:] & in_copy[:-1]
     return classes
 
@@ -393,12 +399,13 @@ def make_corpus(
     for doc in documents:
         encoding = backend.encode(doc.text, add_special_tokens=False)
         classes = token_classes(doc, encoding.offsets)
-        first_token = {s: len(ids) + t for t, (s, _) in enumerate(encoding.offsets)}
+        first_token = {_core_start(doc.text, s, e): len(ids) + t for t, (s, e) in enumerate(encoding.offsets)}
         for t, (s, e) in enumerate(encoding.offsets):
             src = -1
             for first, second, length in doc.copies or ():
-                if second <= s and e <= second + length:
-                    src = first_token.get(s - (second - first), -1)
+                core = _core_start(doc.text, s, e)
+                if second <= core and e <= second + length:
+                    src = first_token.get(core - (second - first), -1)
             source.append(src)
         ids += encoding.ids
         masks.append(classes)
