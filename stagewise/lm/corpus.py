@@ -26,7 +26,6 @@ earlier in the same sequence.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ import numpy as np
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
+from stagewise.config import check_fields, is_int, is_number
 
 __all__ = [
     "CLASS_NAMES",
@@ -119,29 +120,21 @@ class CorpusConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = []
-        for name in ("num_documents", "lexicon_size", "successors"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name} = {value!r} (accepted: an integer ≥ 1)")
-        for name in ("syllables", "lines", "words_per_line", "span_words", "name_syllables"):
-            value = getattr(self, name)
-            if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value)
-                    and 1 <= value[0] <= value[1]):
-                problems.append(f"{name} = {value!r} (accepted: (min, max) integers with 1 ≤ min ≤ max)")
-        for name in ("ngram_prob", "indent_prob", "delimiter_prob", "repeat_prob"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
-                problems.append(f"{name} = {value!r} (accepted: a number in [0, 1])")
-        if not (isinstance(self.zipf_exponent, (int, float)) and math.isfinite(self.zipf_exponent)
-                and self.zipf_exponent >= 0):
-            problems.append(f"zipf_exponent = {self.zipf_exponent!r} (accepted: a finite number ≥ 0)")
-        if self.span_source not in ("names", "lexicon"):
-            problems.append(f"span_source = {self.span_source!r} (accepted: 'names' or 'lexicon')")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            problems.append(f"seed = {self.seed!r} (accepted: an integer ≥ 0)")
-        if problems:
-            raise ValueError("invalid corpus setting: " + "; ".join(problems))
+        def span(value) -> bool:
+            return (isinstance(value, tuple) and len(value) == 2 and all(is_int(v, 1) for v in value)
+                    and value[0] <= value[1])
+
+        check_fields(self, [
+            *((name, is_int(getattr(self, name), 1), "an integer ≥ 1")
+              for name in ("num_documents", "lexicon_size", "successors")),
+            *((name, span(getattr(self, name)), "(min, max) integers with 1 ≤ min ≤ max")
+              for name in ("syllables", "lines", "words_per_line", "span_words", "name_syllables")),
+            *((name, is_number(getattr(self, name)) and 0 <= getattr(self, name) <= 1, "a number in [0, 1]")
+              for name in ("ngram_prob", "indent_prob", "delimiter_prob", "repeat_prob")),
+            ("zipf_exponent", is_number(self.zipf_exponent) and self.zipf_exponent >= 0, "a finite number ≥ 0"),
+            ("span_source", self.span_source in ("names", "lexicon"), "'names' or 'lexicon'"),
+            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
+        ])
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
+from stagewise.config import check_fields, is_int, is_number
 from stagewise.lm.model import load_checkpoint
 
 __all__ = ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
@@ -55,22 +56,16 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = []
-        for name, minimum in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("log_checkpoints", 1),
-                              ("dense_checkpoints", 0), ("seed", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                problems.append(f"{name} = {value!r} (accepted: an integer ≥ {minimum})")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"lr = {self.lr!r} (accepted: a finite number > 0)")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            problems.append(f"weight_decay = {self.weight_decay!r} (accepted: a number ≥ 0)")
-        if self.transition is not None and not (
-            len(self.transition) == 2 and 0 <= self.transition[0] <= self.transition[1]
-        ):
-            problems.append(f"transition = {self.transition!r} (accepted: None or (first, last) with 0 ≤ first ≤ last)")
-        if problems:
-            raise ValueError("invalid training setting: " + "; ".join(problems))
+        window = self.transition
+        check_fields(self, [
+            *((name, is_int(getattr(self, name), minimum), f"an integer ≥ {minimum}")
+              for name, minimum in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("log_checkpoints", 1),
+                                    ("dense_checkpoints", 0), ("seed", 0))),
+            ("lr", is_number(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("weight_decay", is_number(self.weight_decay) and self.weight_decay >= 0, "a finite number ≥ 0"),
+            ("transition", window is None or (len(window) == 2 and 0 <= window[0] <= window[1]),
+             "None or (first, last) with 0 ≤ first ≤ last"),
+        ])
 
 
 def checkpoint_steps(config: TrainConfig) -> list[int]:
@@ -106,14 +101,19 @@ class TrainedRun:
         return load_checkpoint(self.checkpoint_path(step))
 
 
+def _digest(record: dict, *tensors: torch.Tensor) -> str:
+    """Key of a cached result: a hash of its parameters (``record``) and of the tensors it was computed from."""
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+    for tensor in tensors:
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _run_key(model_config: PretrainedConfig, config: TrainConfig, data: torch.Tensor) -> str:
     described = model_config.to_dict()
     described.pop("transformers_version", None)
-    text = json.dumps({"model": described, "train": asdict(config)}, sort_keys=True, default=str)
-    digest = hashlib.sha256(text.encode())
-    digest.update(str(tuple(data.shape)).encode())
-    digest.update(data.to(torch.int64).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return _digest({"model": described, "train": asdict(config)}, data)
 
 
 def train(
