@@ -27,6 +27,7 @@ __all__ = [
     "bif_trajectory",
     "bif_stderr",
     "group_bif",
+    "group_means",
     "token_bif",
     "classical_influence",
 ]
@@ -132,6 +133,19 @@ def token_bif(
     return flat.reshape(i, t, j, u)
 
 
+def group_means(losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Mean loss of each group's tokens at every draw: (chain, draw, ...) losses, (G, ...) bool → (chain, draw, G).
+
+    In float64; a group with no member gives NaN.
+    """
+    c, d = losses.shape[:2]
+    flat = losses.reshape(c * d, -1).double()
+    mask = groups.reshape(groups.shape[0], -1).double()
+    if mask.shape[1] != flat.shape[1]:
+        raise ValueError(f"group masks cover {mask.shape[1]} tokens but the losses have {flat.shape[1]} per draw")
+    return (flat @ mask.T / mask.sum(1)).reshape(c, d, -1)  # 0/0 → NaN for empty groups
+
+
 def group_bif(
     train_losses: torch.Tensor,
     train_groups: torch.Tensor,
@@ -149,23 +163,14 @@ def group_bif(
     tokens lowers group h's loss (g helps h).
     """
 
-    def group_means(losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        c, d = losses.shape[:2]
-        flat = losses.reshape(c * d, -1).double()
-        mask = groups.reshape(groups.shape[0], -1).double()
-        if mask.shape[1] != flat.shape[1]:
-            raise ValueError(
-                f"group masks cover {mask.shape[1]} tokens but the losses have {flat.shape[1]} per draw"
-            )
-        counts = mask.sum(1)
-        means = flat @ mask.T / counts  # (N, G); 0/0 → NaN for empty groups
-        return means
+    def flat(losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        return group_means(losses, groups).reshape(-1, groups.shape[0])
 
-    a = group_means(train_losses, train_groups)
+    a = flat(train_losses, train_groups)
     if query_losses is None:
-        b = a if query_groups is None else group_means(train_losses, query_groups)
+        b = a if query_groups is None else flat(train_losses, query_groups)
     else:
-        b = group_means(query_losses, train_groups if query_groups is None else query_groups)
+        b = flat(query_losses, train_groups if query_groups is None else query_groups)
     return -_cov(a, b)
 
 

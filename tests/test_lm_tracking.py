@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stagewise.influence import group_bif, token_bif
+from stagewise.influence import group_bif, group_means, token_bif
 from stagewise.lm import AttentionOnlyConfig, CorpusConfig, TrainConfig, make_corpus, train
 from stagewise.lm.tracking import (
     InductionTrajectory,
@@ -104,10 +104,9 @@ def test_class_influence_matches_a_direct_sampler_run_and_caches(tiny_run):
         result.peak_steps(since=steps[1] + 1)
     # the normalized matrix is the negative correlation of the class-mean losses: −1 on the diagonal
     norm = result.normalized()
-    observed = [g for g in range(g) if torch.isfinite(result.trajectory.values[1, g, g])]
+    observed = [k for k in range(g) if torch.isfinite(result.trajectory.values[1, k, k])]
     assert np.allclose(np.diagonal(norm[1])[observed], -1.0)
-    means = (result.token_losses[1].reshape(-1, 3 * 23).double() @ classes[:, :, 1:].reshape(len(corpus.class_names), -1).double().T
-             / classes[:, :, 1:].reshape(len(corpus.class_names), -1).sum(1))
+    means = group_means(result.token_losses[1], classes[:, :, 1:]).reshape(-1, len(corpus.class_names))
     a, b = observed[0], observed[1]
     assert norm[1, a, b] == pytest.approx(-np.corrcoef(means[:, a], means[:, b])[0, 1], rel=1e-6)
     again = class_influence(run, train_ids, query_ids, classes, corpus.class_names, config, steps=steps,

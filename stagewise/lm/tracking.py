@@ -10,11 +10,8 @@ parameters next to the run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -23,8 +20,8 @@ from tqdm import tqdm
 
 from stagewise.influence import InfluenceTrajectory, bif_trajectory, token_bif
 from stagewise.lm.induction import induction_scores
-from stagewise.lm.model import load_checkpoint, per_token_loss
-from stagewise.lm.train import TrainedRun
+from stagewise.lm.model import per_token_loss
+from stagewise.lm.train import TrainedRun, _digest
 from stagewise.sampling import SGLDConfig, module_loss_fn
 
 __all__ = [
@@ -256,12 +253,8 @@ class ClassInfluence:
 
 
 def _influence_key(run: TrainedRun, steps, train_ids, query_ids, classes, config: SGLDConfig) -> str:
-    digest = hashlib.sha256(json.dumps({"run": run.path.name, "steps": list(map(int, steps)),
-                                        "sgld": asdict(config)}, sort_keys=True).encode())
-    for tensor in (train_ids, query_ids, classes):
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.to(torch.int64).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return _digest({"run": run.path.name, "steps": list(map(int, steps)), "sgld": asdict(config)},
+                   train_ids, query_ids, classes)
 
 
 def class_influence(
