@@ -14,13 +14,11 @@ time ratios. Writes benchmarks/results/lm_sampling.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
-import time
-from pathlib import Path
 
 import torch
+from timing import alternate, pair_ratios, write_result
 
 from stagewise.lm import AttentionOnlyConfig, AttentionOnlyForCausalLM, lm_loss_fn
 from stagewise.sampling import SGLDConfig, sample, sample_many
@@ -52,14 +50,8 @@ def main() -> None:
         return [sample(loss_fn, c, data, queries, config, progress=False) for c in checkpoints]
 
     batched(), loop()  # warm-up: first calls pay for vmap tracing and allocations
-    times = {"batched": [], "loop": []}
-    for _ in range(args.repeats):
-        for name, fn in (("batched", batched), ("loop", loop)):
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    ratios = [l / b for b, l in zip(times["batched"], times["loop"])]
-    speedup = statistics.median(ratios)
+    times = alternate({"batched": batched, "loop": loop}, args.repeats)
+    speedup, ratios = pair_ratios(times["loop"], times["batched"])
     steps = args.checkpoints * args.steps
     result = {
         "lm_batched_checkpoints_speedup": speedup,
@@ -76,9 +68,7 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": platform.machine(),
     }
-    out = Path(__file__).parent / "results" / "lm_sampling.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("lm_sampling.json", result)
     print(f"{args.checkpoints} checkpoints × 4 chains × {args.steps} steps: batched {result['batched_median_s']:.2f} s, "
           f"loop {result['loop_median_s']:.2f} s, speedup ×{speedup:.2f} (median of {args.repeats} pairs)")
 

@@ -11,13 +11,11 @@ the result is the median of the per-pair time ratios. Writes benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
-import time
-from pathlib import Path
 
 import torch
+from timing import alternate, pair_ratios, write_result
 
 from stagewise import toy
 
@@ -52,14 +50,9 @@ def main() -> None:
     max_diff = float((a - b).abs().max())
     torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
-    times = {"batched": [], "sequential": []}
-    for _ in range(args.repeats):
-        for name, fn in (("batched", batched), ("sequential", sequential)):
-            start = time.perf_counter()
-            fn(params, data, config)
-            times[name].append(time.perf_counter() - start)
-    ratios = [s / b for b, s in zip(times["batched"], times["sequential"])]
-    speedup = statistics.median(ratios)
+    times = alternate({"batched": lambda: batched(params, data, config),
+                       "sequential": lambda: sequential(params, data, config)}, args.repeats)
+    speedup, ratios = pair_ratios(times["sequential"], times["batched"])
     result = {
         "loo_batched_speedup": speedup,
         "batched_median_s": statistics.median(times["batched"]),
@@ -72,9 +65,7 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": platform.machine(),
     }
-    out = Path(__file__).parent / "results" / "loo_batched.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("loo_batched.json", result)
     print(f"batched LOO: {result['batched_median_s']:.3f} s, sequential: {result['sequential_median_s']:.3f} s, "
           f"speedup ×{speedup:.1f} (median of {args.repeats}); max |difference| {max_diff:.1e}")
 
