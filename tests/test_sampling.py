@@ -300,7 +300,7 @@ def test_rmsprop_steps_equal_hand_computation():
     params, grads, center, noise = _hand_state()
     alpha, reps, eps, nbeta, gamma = 0.9, 0.05, 0.02, 30.0, 4.0
     cfg = SGLDConfig(step_size=eps, nbeta=nbeta, localization=gamma, preconditioner="rmsprop",
-                     rmsprop_alpha=alpha, rmsprop_eps=reps)
+                     rmsprop_alpha=alpha, rmsprop_eps=reps, rmsprop_adapt="always")
     s1 = sgld_step(ChainState(params, None), grads, center, noise, cfg)
     for k in params:
         w, g, c, xi = params[k], grads[k], center[k], noise[k]
@@ -330,19 +330,26 @@ def _flatten(p, _batch=None):
     return torch.cat([p["a"], p["b"]])
 
 
-@pytest.mark.parametrize("preconditioner", ["none", "rmsprop"])
-def test_sample_reproduces_hand_steps_from_the_seed(preconditioner):
-    """Three full-batch steps of ``sample`` equal the update formulas fed with the documented noise stream."""
+@pytest.mark.parametrize("preconditioner, adapt, burnin",
+                         [("none", "burnin", 0), ("rmsprop", "always", 0), ("rmsprop", "burnin", 2)])
+def test_sample_reproduces_hand_steps_from_the_seed(preconditioner, adapt, burnin):
+    """Full-batch steps of ``sample`` equal the update formulas fed with the documented noise stream.
+
+    RMSProp with rmsprop_adapt="burnin" adapts V during the ``burnin`` steps, then uses G = 1/(√V + eps) from
+    the last burn-in step unchanged (and V stays as it was)."""
     C, steps, seed = 4, 3, 123
     center = {"a": torch.tensor([0.3, -0.2], dtype=DT), "b": torch.tensor([0.5, 1.0, -0.7], dtype=DT)}
-    cfg = SGLDConfig(step_size=0.05, nbeta=3.0, localization=2.0, num_chains=C, num_draws=steps,
-                     preconditioner=preconditioner, rmsprop_alpha=0.8, rmsprop_eps=0.3, seed=seed)
+    cfg = SGLDConfig(step_size=0.05, nbeta=3.0, localization=2.0, num_chains=C, num_draws=steps, num_burnin=burnin,
+                     preconditioner=preconditioner, rmsprop_alpha=0.8, rmsprop_eps=0.3, rmsprop_adapt=adapt,
+                     seed=seed)
     trace = sample(_dict_potential, center, config=cfg, observable_fn=_flatten, progress=False)
+    assert trace.draw_steps.tolist() == [burnin + t for t in range(steps)]
 
     gen = torch.Generator().manual_seed(seed)
     w = {k: v.expand(C, *v.shape).clone() for k, v in center.items()}
     V = {k: torch.zeros_like(v) for k, v in w.items()}
-    for t in range(steps):
+    G = None
+    for t in range(burnin + steps):
         grads, losses = {k: torch.empty_like(v) for k, v in w.items()}, torch.empty(C, dtype=DT)
         for c in range(C):
             pc = {k: v[c].clone().requires_grad_(True) for k, v in w.items()}
@@ -352,17 +359,29 @@ def test_sample_reproduces_hand_steps_from_the_seed(preconditioner):
             losses[c] = value.detach()
         torch.testing.assert_close(trace.loss_trace[:, t], losses, rtol=1e-12, atol=1e-12)
         noise = {k: torch.randn(v.shape, generator=gen, dtype=DT) for k, v in w.items()}
+        frozen = adapt == "burnin" and t >= burnin
         for k in w:
             g = grads[k]
             drift = 3.0 * g + 2.0 * (w[k] - center[k])
             if preconditioner == "none":
                 w[k] = w[k] - 0.025 * drift + math.sqrt(0.05) * noise[k]
             else:
-                V[k] = 0.8 * V[k] + 0.2 * g**2
-                G = 1 / (V[k].sqrt() + 0.3)
-                w[k] = w[k] - 0.025 * G * drift + (0.05 * G).sqrt() * noise[k]
-        torch.testing.assert_close(trace.losses[:, t], torch.cat([w["a"], w["b"]], dim=1), rtol=1e-12, atol=1e-12)
+                if not frozen:
+                    V[k] = 0.8 * V[k] + 0.2 * g**2
+                Gk = G[k] if frozen else 1 / (V[k].sqrt() + 0.3)
+                w[k] = w[k] - 0.025 * Gk * drift + (0.05 * Gk).sqrt() * noise[k]
+        if adapt == "burnin" and preconditioner == "rmsprop" and t == burnin - 1:
+            G = {k: 1 / (v.sqrt() + 0.3) for k, v in V.items()}
+        if t >= burnin:
+            torch.testing.assert_close(trace.losses[:, t - burnin], torch.cat([w["a"], w["b"]], dim=1), rtol=1e-12,
+                                       atol=1e-12)
     assert trace.init_loss == pytest.approx(float(_dict_potential(center)), rel=1e-14)
+    if G is None:
+        assert trace.preconditioner is None
+    else:  # the trace reports the frozen preconditioner of every chain
+        assert set(trace.preconditioner) == {"a", "b"}
+        for k in G:
+            torch.testing.assert_close(trace.preconditioner[k], G[k], rtol=1e-14, atol=1e-14)
 
 
 def test_sample_reproduces_minibatch_steps_from_the_seed():
@@ -528,7 +547,7 @@ def test_seeds_are_deterministic():
 
     def run(seed, batch_size=5):
         cfg = SGLDConfig(step_size=1e-2, nbeta=10.0, localization=3.0, num_chains=4, num_draws=10,
-                         batch_size=batch_size, preconditioner="rmsprop", seed=seed)
+                         batch_size=batch_size, preconditioner="rmsprop", num_burnin=3, seed=seed)
         return sample(regression_loss, torch.zeros(3, dtype=DT), data=(X, y), observables=(X, y), config=cfg,
                       progress=False)
 
@@ -562,7 +581,7 @@ def test_module_path_equals_plain_function_path():
         return 0.5 * ((out - t) ** 2).sum(-1)
 
     cfg = SGLDConfig(step_size=1e-2, nbeta=20.0, localization=5.0, num_chains=3, num_draws=8, batch_size=6,
-                     preconditioner="rmsprop", seed=5)
+                     preconditioner="rmsprop", num_burnin=2, seed=5)
     via_module = sample(loss_fn, params, data=(X, Y), observables=(X[:4], Y[:4]), config=cfg, progress=False)
     via_plain = sample(plain, {k: v.clone() for k, v in before.items()}, data=(X, Y), observables=(X[:4], Y[:4]),
                        config=cfg, progress=False)

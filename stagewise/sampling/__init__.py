@@ -1,0 +1,82 @@
+"""Localized SGLD and RMSProp-preconditioned SGLD, with chains batched in one pass.
+
+The sampler draws from the localized, tempered posterior around a checkpoint ``w*``
+
+    p(w) ∝ exp(−nβ·L_n(w) − (γ/2)·‖w − w*‖²)
+
+with the updates of the paper's §2 (ε = ``step_size``, γ = ``localization``, nβ = ``nbeta``):
+
+    plain:    w ← w − (ε/2)·[nβ·g + γ·(w − w*)] + √ε·ξ
+    RMSProp:  w ← w − (ε/2)·G·[nβ·g + γ·(w − w*)] + √(ε·G)·ξ,   G = 1/(√V + eps),  V ← α·V + (1 − α)·g²
+
+where g is the gradient of the mean mini-batch loss and ξ ~ N(0, I). By default (``rmsprop_adapt="burnin"``)
+V is averaged during burn-in only and G is then frozen: with a fixed G the update is a preconditioned Langevin
+step whose stationary law is the posterior (up to the Euler scheme's O(ε) bias). ``rmsprop_adapt="always"``
+keeps adapting G at every step, as devinterp does; without the correction term a state-dependent G needs, that
+chain samples a biased law (see :class:`SGLDConfig`).
+
+A model is a *loss of its parameters*: ``loss_fn(params, batch) -> per-sample losses``, where ``params`` is
+a tensor or a dict of tensors (an ``nn.Module`` becomes one through :func:`module_loss_fn`). Chains are a
+leading dimension of every parameter tensor and the loss is mapped over it with ``torch.func.vmap``: one
+forward and one backward pass advance all chains. At every draw the per-sample losses on a fixed set of
+*observables* are recorded, giving the (chain, draw, sample[, ...]) array that the influence and LLC
+estimators consume. A non-finite loss or parameter stops the run with :class:`SamplerDivergence`, which
+names the chains and the step; nothing is dropped silently.
+
+Two levels of use: :func:`sample` / :func:`sample_many` run whole chains and return a :class:`SampleTrace`;
+:func:`init` and :func:`step` (BlackJAX-style, in :mod:`stagewise.sampling.kernel`) advance a
+:class:`SamplerState` one step at a time, for custom loops::
+
+    config = SGLDConfig(num_chains=4, num_burnin=100, preconditioner="rmsprop")
+    state, generator = init(w_star, config), make_generator(config.seed)
+    for _ in range(config.num_steps):
+        state = step(state, data, generator, loss_fn, config)
+"""
+
+from ..config import ConfigError
+from .inputs import Batch, LossFn, Params, module_loss_fn
+from .kernel import (
+    ChainState,
+    SamplerState,
+    draw_batch,
+    draw_noise,
+    gradients,
+    init,
+    init_many,
+    make_generator,
+    nonfinite_chains,
+    observe,
+    rmsprop_preconditioner,
+    sgld_step,
+    step,
+)
+from .runner import SampleTrace, SamplerDivergence, sample, sample_many
+from .settings import PRECONDITIONERS, RMSPROP_ADAPT, SGLDConfig
+
+__all__ = [
+    "Batch",
+    "ChainState",
+    "ConfigError",
+    "LossFn",
+    "PRECONDITIONERS",
+    "Params",
+    "RMSPROP_ADAPT",
+    "SGLDConfig",
+    "SampleTrace",
+    "SamplerDivergence",
+    "SamplerState",
+    "draw_batch",
+    "draw_noise",
+    "gradients",
+    "init",
+    "init_many",
+    "make_generator",
+    "module_loss_fn",
+    "nonfinite_chains",
+    "observe",
+    "rmsprop_preconditioner",
+    "sample",
+    "sample_many",
+    "sgld_step",
+    "step",
+]
