@@ -50,6 +50,37 @@ def _cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a.T @ b / (n - 1)
 
 
+def _checked_losses(name: str, losses, *, normalized: bool = False):
+    """Input validation of a (chain, draw, sample, ...) loss array, before any estimate.
+
+    Numpy arrays are converted; anything else that is not a tensor is a TypeError. NaN or infinite losses are
+    a ValueError (a covariance of them would be NaN). With ``normalized``, a sample whose loss is the same at
+    every draw is a ValueError too: its correlation is 0/0 (its raw BIF is 0, which :func:`bif` returns).
+    """
+    if type(losses).__module__ == "numpy":
+        losses = torch.as_tensor(losses)
+    if not isinstance(losses, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor (or numpy array) shaped (chain, draw, sample, ...); got "
+                        f"{type(losses).__name__}")
+    if losses.dim() < 3:
+        raise ValueError(f"{name} must have shape (chain, draw, sample, ...); got {tuple(losses.shape)}")
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite value(s), the first at (chain, draw, "
+                         f"sample, ...) = {first}; the BIF needs finite losses (a sampler run that diverges raises "
+                         "SamplerDivergence instead of recording them)")
+    if normalized:
+        flat = losses.reshape(losses.shape[0] * losses.shape[1], -1)
+        constant = torch.nonzero((flat == flat[:1]).all(0)).flatten().tolist()
+        if constant and flat.shape[0] > 1:
+            shown = ", ".join(map(str, constant[:10])) + (" …" if len(constant) > 10 else "")
+            raise ValueError(f"{name}: the loss of sample(s) [{shown}] is the same at every draw (zero variance), "
+                             "so the normalized BIF −corr is undefined for them; use the raw BIF "
+                             "(normalized=False), which is 0 for them, or leave those samples out")
+    return losses
+
+
 def bif(
     train_losses: torch.Tensor,
     query_losses: torch.Tensor | None = None,
@@ -63,7 +94,12 @@ def bif(
     normalized:   return −corr(ℓ_i, ℓ_j) ∈ [−1, 1] instead of −Cov.
 
     Negative = up-weighting i lowers j's loss (i helps j); positive = i harms j. Chains and draws are pooled.
+    Losses must be finite (NaN or inf: ValueError); a sample whose loss never changes has raw BIF 0, and with
+    ``normalized`` it is a ValueError (its correlation is 0/0). Numpy arrays are accepted.
     """
+    train_losses = _checked_losses("train_losses", train_losses, normalized=normalized)
+    if query_losses is not None:
+        query_losses = _checked_losses("query_losses", query_losses, normalized=normalized)
     a = _stack(train_losses)
     b = a if query_losses is None else _stack(query_losses)
     if a.dim() != 2 or b.dim() != 2:
@@ -166,6 +202,9 @@ def group_bif(
     def flat(losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         return group_means(losses, groups).reshape(-1, groups.shape[0])
 
+    train_losses = _checked_losses("train_losses", train_losses)
+    if query_losses is not None:
+        query_losses = _checked_losses("query_losses", query_losses)
     a = flat(train_losses, train_groups)
     if query_losses is None:
         b = a if query_groups is None else flat(train_losses, query_groups)
