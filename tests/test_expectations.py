@@ -155,3 +155,27 @@ def test_goals_are_reported_with_the_full_profile_and_never_fail(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert [c["key"] for c in report["goals_not_reached"]] == ["x"] and report["failed"] == []
     assert check_book(chapters, tmp_path / "expected.yaml", "quick", log=log.append) == []  # goals: full only
+
+
+def test_the_book_fails_on_a_quick_bound_and_reports_a_full_one(tmp_path):
+    from pathlib import Path
+
+    from stagewise.pipeline.book import BookError, _check_expectations
+
+    notebooks, stage = tmp_path / "notebooks", tmp_path / "build"
+    notebooks.mkdir()
+    (notebooks / "expected.yaml").write_text(yaml.safe_dump(
+        {"01_a": {"quick": {"llc_max_rel_error": {"max": 0.15}}, "full": {"llc_max_rel_error": {"max": 0.15}}}}))
+    (stage / "chapters" / "01_a").mkdir(parents=True)
+    (stage / "chapters" / "01_a" / "metrics.json").write_text(json.dumps({"llc_max_rel_error": 0.2}))
+    chapters = [("chapters/01_a", Path("notebooks/01_a.md"))]
+    with pytest.raises(BookError) as failure:
+        _check_expectations(chapters, stage, notebooks / "expected.yaml", "quick", log=lambda *a, **k: None)
+    assert "01_a (quick): llc_max_rel_error = 0.2, bound ≤ 0.15: FAILED (out of bounds)" in str(failure.value)
+    log = []
+    _check_expectations(chapters, stage, notebooks / "expected.yaml", "full", log=log.append)  # reported only
+    assert any("expectation not met: 01_a (full): llc_max_rel_error = 0.2" in line for line in log)
+    assert json.loads((stage / "expectations.json").read_text())["failed"][0]["value"] == 0.2
+    (notebooks / "expected.yaml").write_text(yaml.safe_dump({"09_z": {"quick": {"x": {"max": 1}}}}))
+    with pytest.raises(BookError, match="no such chapter"):
+        _check_expectations(chapters, stage, notebooks / "expected.yaml", "quick", log=lambda *a, **k: None)

@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from .metrics import write_json_atomic
+from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
 from .runner import (NotebookFailed, cached_seconds, declared_parameters, default_value, execute_cached,
                      load_notebook, resolve_notebook)
@@ -171,6 +172,18 @@ def _profile_parameters(source: Path, profile: str) -> dict:
     return {} if default_value(declared["profile"]) == profile else {"profile": profile}
 
 
+def _check_expectations(chapters, stage: Path, expected: Path, profile: str, log) -> None:
+    """Each chapter's metrics.json against its bounds (expectations.py): quick fails the build, full reports."""
+    try:
+        failed = check_book([(source.stem, stage / entry / "metrics.json") for entry, source in chapters],
+                            expected, profile, stage / REPORT_FILE, log=log)
+    except ExpectationError as error:
+        raise BookError(str(error)) from None
+    if failed and profile == "quick":
+        raise BookError(f"{len(failed)} bound(s) of {expected} not met (every check: {stage / REPORT_FILE}):\n"
+                        + "\n".join(f"  {check}" for check in failed))
+
+
 def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebooks_dir: str | Path = "notebooks",
                stage: str | Path | None = None, path_output: str | Path | None = None,
                cache: str | Path | None = None, log=print) -> BookResult:
@@ -219,6 +232,7 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
         raise BookError(f"{len(failures)} notebook(s) failed: " + ", ".join(f.notebook.stem for f in failures))
     if RERUN_PAGE in toc_files(toc):
         write_rerun_page(stage / f"{RERUN_PAGE}.md", chapters)
+    _check_expectations(chapters, stage, notebooks_dir / EXPECTED_FILE, profile, log)
 
     html_stamp = path_output / "_build" / ".stagewise-html.json"
     key = _tree_hash(stage)
