@@ -2,22 +2,30 @@
 # make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html),
 #             then every page of that book in headless Chromium with the network blocked (tests/test_browser.py)
 # make run    NB=01 PARAMS="-p nbeta 300 -p profile quick": one chapter, new parameters, new runs/ folder
+# make lab    JupyterLab on notebooks/, chapters open as notebooks (jupytext); LAB_ARGS="--port 8899 ..."
 # make clean  remove build outputs and caches, .cache included (never runs/: those are your results)
 #
-# Every target creates .venv on first use from the pinned requirements.lock.
+# Every target creates .venv on first use from the pinned requirements.lock (Python 3.11, make and npm needed;
+# see README). torch comes from PyTorch's CPU-only wheel index (TORCH_INDEX); set TORCH_INDEX= (empty) to take
+# PyPI's torch instead, which on Linux x86_64 is a CUDA build of several GB.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# torch alone comes from TORCH_INDEX (one lookup there; the rest of the lock only from PyPI), then the whole lock.
+TORCH_PIN := $(shell grep -E '^torch==' requirements.lock)
+PIP_INSTALL = $(1)/bin/python -m pip install --quiet --no-deps $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+	"$(TORCH_PIN)" && $(1)/bin/python -m pip install --quiet
 
-.PHONY: venv book test run clean browser-deps
+.PHONY: venv book test run clean browser-deps lab
 
 venv: $(INSTALLED)
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(call PIP_INSTALL,$(VENV)) -r requirements.lock
 	$(PY) -m pip install --quiet -e . --no-deps
 	touch $@
 
@@ -50,6 +58,14 @@ browser-deps:
 	      --loglevel=error $(PLAYWRIGHT_CORE) || echo "warning: could not install $(PLAYWRIGHT_CORE); the browser test will be skipped"; \
 	  else echo "warning: npm is not installed; the browser test will be skipped"; fi; }
 
+# JupyterLab with jupytext: the chapter sources (notebooks/NN_name.md) open as notebooks on a double click
+# (the setting goes into the virtual environment, never into your own JupyterLab settings).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+lab: $(INSTALLED)
+	mkdir -p $(LAB_SETTINGS)
+	cp lab/overrides.json $(LAB_SETTINGS)/overrides.json
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
 run: $(INSTALLED)
 	@test -n "$(NB)" || { echo 'usage: make run NB=<notebook> PARAMS="-p name value ..."'; exit 2; }
 	$(PY) -m stagewise run $(NB) $(PARAMS)
@@ -68,7 +84,7 @@ BENCH_INSTALLED := $(BENCH_VENV)/.installed
 
 $(BENCH_INSTALLED): requirements.lock benchmarks/requirements.txt pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements.lock -r benchmarks/requirements.txt
+	$(call PIP_INSTALL,$(BENCH_VENV)) -r requirements.lock -r benchmarks/requirements.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e . --no-deps
 	touch $@
 
