@@ -1,8 +1,11 @@
-"""Command line: ``python -m stagewise {run,book,params}`` (also installed as ``stagewise``).
+"""Command line: ``python -m stagewise {run,book,params,runs,collect}`` (also installed as ``stagewise``).
 
     python -m stagewise run 01 -p nbeta 300 -p profile quick   # one notebook, new parameters, new folder
     python -m stagewise book --profile full                     # execute the toc's notebooks, build the book
     python -m stagewise params 01                               # the notebook's parameters
+    python -m stagewise runs list [01] [--status failed]        # the run folders under runs/
+    python -m stagewise runs clean runs/01_slt/20261201-101500  # remove the run folders named, nothing else
+    python -m stagewise collect 01 --plot llc_max_rel_error:nbeta  # many runs -> one table (and a figure)
 """
 
 from __future__ import annotations
@@ -63,6 +66,51 @@ def _params(args) -> int:
     return 0
 
 
+def _runs(args) -> int:
+    from stagewise.pipeline.runs import clean_runs, find_runs
+
+    if args.action == "list":
+        records = find_runs(args.runs_dir, args.target, args.status)
+        if not records:
+            print(f"no run folders under {args.runs_dir}/" + (f" for {args.target}" if args.target else ""))
+        for r in records:
+            given = " ".join(f"{k}={v}" for k, v in r.parameters.items())
+            took = "" if r.seconds is None else f"{r.seconds:7.1f} s"
+            print(f"{r.folder}  {r.status:<11} {took:>9}  {given}")
+        return 0
+    if not args.target:
+        print("error: runs clean: name the run folders to remove (see `runs list`); nothing was removed",
+              file=sys.stderr)
+        return USAGE
+    removed = clean_runs(args.target, args.runs_dir, dry_run=args.dry_run)
+    for folder in removed:
+        print(("would remove " if args.dry_run else "removed ") + str(folder))
+    return 0
+
+
+def _collect(args) -> int:
+    from pathlib import Path
+
+    from stagewise.pipeline.runs import RunsError, collect, find_runs, runs_under
+
+    records = []
+    for target in args.targets:
+        path = Path(target)
+        if path.is_dir():  # a run folder, a chapter's or a sweep's folder, or a class's copied folders
+            records += runs_under(path)
+        else:
+            found = find_runs(args.runs_dir, target)
+            if not found:
+                raise RunsError(f"{target}: neither a folder nor a chapter with runs under {args.runs_dir}/")
+            records += found
+    records = list({r.folder.resolve(): r for r in records}.values())
+    if args.status != "any":
+        records = [r for r in records if r.status == args.status]
+    written = collect(records, args.out or args.runs_dir, plot=args.plot)
+    print(f"collected {len(records)} runs: " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stagewise", description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks-dir", default="notebooks", help="where chapter notebooks live (default: %(default)s)")
@@ -85,6 +133,27 @@ def main(argv: list[str] | None = None) -> int:
     params.add_argument("notebook", help="a path, a stem (01_slt) or a number (01)")
     params.set_defaults(handler=_params)
 
+    runs = commands.add_parser("runs", help="list run folders, or remove the ones you name")
+    actions = runs.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the run folders, oldest first, with status, time and parameters")
+    listing.add_argument("target", nargs="?", help="only this chapter (01 or 01_slt)")
+    listing.add_argument("--status", choices=("ok", "failed", "interrupted", "running"), help="only this status")
+    cleaning = actions.add_parser("clean", help="remove the run folders named (nothing else, never the book)")
+    cleaning.add_argument("target", nargs="*", help="run folders to remove (see `runs list`)")
+    cleaning.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    for sub in (listing, cleaning):
+        sub.add_argument("--runs-dir", default="runs", help="where run folders are (default: %(default)s)")
+        sub.set_defaults(handler=_runs)
+
+    gather = commands.add_parser("collect", help="many run folders (a class's results) -> one table and figure")
+    gather.add_argument("targets", nargs="+", help="run folders, folders holding them, or chapters (01)")
+    gather.add_argument("--plot", metavar="METRIC:PARAM", help="also draw METRIC against parameter PARAM")
+    gather.add_argument("--status", default="ok", choices=("ok", "failed", "interrupted", "running", "any"),
+                        help="which runs to collect (default: %(default)s)")
+    gather.add_argument("--runs-dir", default="runs", help="where chapters' run folders are (default: %(default)s)")
+    gather.add_argument("--out", help="where the collect-<stamp>/ folder goes (default: the runs folder)")
+    gather.set_defaults(handler=_collect)
+
     # `-p NAME VALUE` is taken verbatim, so values such as -1e-3 are not mistaken for options.
     argv, pairs = _take_parameters(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
@@ -94,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         args.parameters = (args.parameters or []) + pairs
     from stagewise.pipeline import NotebookError, NotebookFailed, ParameterError
     from stagewise.pipeline.book import BookError
+    from stagewise.pipeline.runs import RunsError
 
     try:
         return args.handler(args)
@@ -108,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except NotebookFailed as failure:
         print(f"error: {failure}", file=sys.stderr)
         return USAGE if failure.ename == "ParameterError" else FAILED
+    except RunsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE
     except BookError as error:
         print(f"error: {error}", file=sys.stderr)
         return FAILED
