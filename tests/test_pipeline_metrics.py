@@ -1,6 +1,7 @@
 """metrics.json: numbers, parameters, seed and versions, written atomically."""
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -41,3 +42,12 @@ def test_unconvertible_values_are_refused():
 def test_reserved_metric_names_are_refused(tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         write_metrics({"seed": 1}, {"profile": "full"}, tmp_path / "m.json")
+
+
+def test_metrics_file_is_readable_whatever_the_umask(tmp_path):
+    previous = os.umask(0o077)  # a plain temporary file would be 0600
+    try:
+        path = write_metrics({"x": 1}, {"profile": "full"}, tmp_path / "metrics.json")
+    finally:
+        os.umask(previous)
+    assert os.stat(path).st_mode & 0o777 == 0o644

@@ -1,16 +1,20 @@
 """Running notebooks: the fixture chapter through jupytext, papermill and a real kernel."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from stagewise import artifacts
 from stagewise.__main__ import main
 from stagewise.pipeline import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
-from stagewise.pipeline.runner import execute_cached, load_notebook, new_run_dir
+from stagewise.pipeline.runner import RunInterrupted, cache_key, execute_cached, load_notebook, new_run_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE = FIXTURES / "fixture_chapter.md"
@@ -72,6 +76,9 @@ def test_run_writes_notebook_metrics_and_figures(runs):
     assert set(metrics["versions"]) >= {"python", "torch", "numpy", "stagewise", "platform"}
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "ok" and run["parameters"] == {"nbeta": 300.0, "profile": "quick"}
+    assert run["finished"] >= run["started"] and run["seconds"] > 0
+    assert os.stat(folder / "run.json").st_mode & 0o777 == 0o644
+    assert os.stat(folder / "metrics.json").st_mode & 0o777 == 0o644
     executed = json.loads((folder / "fixture_chapter.ipynb").read_text())
     assert any(o.get("output_type") == "display_data" for c in executed["cells"] for o in c.get("outputs", []))
 
@@ -112,22 +119,126 @@ def test_failing_cell_is_reported_and_partial_notebook_kept(tmp_path, capsys):
     assert "RuntimeError: the fixture was asked to fail" in err
     (folder,) = (tmp_path / "fixture_chapter").iterdir()
     assert (folder / "compute_started").exists() and (folder / "fixture_chapter.ipynb").is_file()
-    assert json.loads((folder / "run.json").read_text())["status"].startswith("failed: RuntimeError")
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"] == "RuntimeError: the fixture was asked to fail"
+    assert run["cell"] is not None and "finished" in run
 
 
-def test_package_hash_covers_every_module(tmp_path, monkeypatch):
-    from stagewise.pipeline import runner
+def test_notebook_stamp_key_covers_source_parameters_and_package_code(tmp_path, monkeypatch):
+    package = tmp_path / "stagewise"  # a stand-in for the package's source (the real tree is never edited)
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 1\n")
+    (package / "notes.txt").write_text("not code")
+    monkeypatch.setattr(artifacts, "PACKAGE_DIR", package)
+    artifacts.source_hash.cache_clear()
+    source = tmp_path / "chapter.md"
+    shutil.copy(FIXTURE, source)
+    try:
+        before = cache_key(source, {"profile": "quick"})
+        (package / "notes.txt").write_text("changed")
+        artifacts.source_hash.cache_clear()
+        assert cache_key(source, {"profile": "quick"}) == before
+        assert cache_key(source, {"profile": "full"}) != before
+        (package / "sub" / "b.py").write_text("y = 2\n")
+        artifacts.source_hash.cache_clear()
+        assert cache_key(source, {"profile": "quick"}) != before
+    finally:
+        artifacts.source_hash.cache_clear()
 
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "a.py").write_text("x = 1\n")
-    (tmp_path / "sub" / "b.py").write_text("y = 1\n")
-    (tmp_path / "notes.txt").write_text("not code")
-    monkeypatch.setattr(runner, "PACKAGE_DIR", tmp_path)
-    before = runner.package_hash()
-    (tmp_path / "notes.txt").write_text("changed")
-    assert runner.package_hash() == before
-    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
-    assert runner.package_hash() != before
+
+def _fake_execute(error):
+    def execute(source, output, cwd, parameters=None, *, progress=False):
+        Path(cwd, "partial.png").write_bytes(b"")
+        raise error
+
+    return execute
+
+
+def test_an_interrupted_run_is_recorded_and_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("stagewise.pipeline.runner.execute", _fake_execute(KeyboardInterrupt()))
+    with pytest.raises(SystemExit) as stop:
+        main(["run", str(FIXTURE), "-p", "seed", "3", "--runs-dir", str(tmp_path)])
+    assert isinstance(stop.value, RunInterrupted) and stop.value.code == 130
+    (folder,) = (tmp_path / "fixture_chapter").iterdir()
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["finished"] >= run["started"] and "error" not in run
+    assert run["parameters"] == {"seed": 3}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"interrupted: the partial run is in {folder}/ (run.json: status interrupted)"]
+    # the kernel itself interrupted (its cell raised KeyboardInterrupt): the same record
+    failure = NotebookFailed(FIXTURE, folder / "x.ipynb", "KeyboardInterrupt", "", 3)
+    monkeypatch.setattr("stagewise.pipeline.runner.execute", _fake_execute(failure))
+    with pytest.raises(RunInterrupted):
+        run_notebook(FIXTURE, {}, runs_dir=tmp_path)
+    newest = max((tmp_path / "fixture_chapter").iterdir())
+    assert newest != folder and json.loads((newest / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_other_failures_are_recorded_as_failed_with_the_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("stagewise.pipeline.runner.execute", _fake_execute(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        run_notebook(FIXTURE, {}, runs_dir=tmp_path)
+    (folder,) = (tmp_path / "fixture_chapter").iterdir()
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"] == "OSError: disk full" and "finished" in run
+
+
+SLOW_CHAPTER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile: str = "full"  # "full" or "quick"
+```
+
+```{code-cell} ipython3
+import time
+from pathlib import Path
+
+Path("cell_started").touch()
+time.sleep(120)
+```
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_cell_records_interrupted_and_exits_130(tmp_path):
+    """SIGINT to `python -m stagewise run` while a cell runs: run.json says interrupted, one line, status 130."""
+    chapter = tmp_path / "slow_chapter.md"
+    chapter.write_text(SLOW_CHAPTER)
+    runs = tmp_path / "runs"
+    # a child started from a non-interactive shell may inherit SIGINT ignored; Ctrl-C in a terminal is not
+    child = subprocess.Popen([sys.executable, "-m", "stagewise", "run", str(chapter), "--runs-dir", str(runs)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not list(runs.glob("slow_chapter/*/cell_started")):
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    (folder,) = (runs / "slow_chapter").iterdir()
+    assert child.returncode == 130, err
+    assert err.strip().splitlines() == [f"interrupted: the partial run is in {folder}/ (run.json: status interrupted)"]
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["finished"] >= run["started"]
+    assert os.stat(folder / "run.json").st_mode & 0o777 == 0o644
+    assert (folder / "slow_chapter.ipynb").is_file()  # the partial notebook is kept
 
 
 @pytest.mark.slow

@@ -26,7 +26,6 @@ to every page a second time. Nothing else of a page loads from the network
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import json
 import os
 import shutil
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from .metrics import write_json_atomic
+from stagewise.artifacts import tree_digest, write_json
 from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
 from .runner import (NotebookFailed, cached_seconds, declared_parameters, default_value, execute_cached,
@@ -113,16 +112,13 @@ def _stage_sources(book_dir: Path, stage: Path) -> None:
         shutil.copy2(source, target)
     for gone in before - set(copied):
         (stage / gone).unlink(missing_ok=True)
-    write_json_atomic(copied, manifest)
+    write_json(copied, manifest)
 
 
 def _tree_hash(stage: Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(stage.rglob("*")):
-        relative = file.relative_to(stage)
-        if file.is_file() and not relative.parts[0].startswith(("_build", ".staged")):
-            digest.update(relative.as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    """Hash of the staged sources the HTML is built from (not the build output or the manifest)."""
+    return tree_digest(stage, [file for file in stage.rglob("*") if file.is_file()
+                               and not file.relative_to(stage).parts[0].startswith(("_build", ".staged"))])
 
 
 def book_repository(book_dir: str | Path = "book") -> str:
@@ -252,7 +248,7 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
         log("html: " + " ".join(command[1:]), flush=True)
         if subprocess.run(command).returncode != 0:
             raise BookError("the strict Jupyter Book build failed (warnings or errors above)")
-        write_json_atomic({"key": key}, html_stamp)
+        write_json({"key": key}, html_stamp)
         log(f"html: built in {time.perf_counter() - html_start:.1f} s")
     result.seconds = time.perf_counter() - start
     log(f"book ({profile}): {len(result.executed)} notebook(s) executed, {len(result.cached)} cached; "

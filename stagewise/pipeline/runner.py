@@ -9,23 +9,26 @@ code (:func:`cache_key`); when it matches, the notebook is not executed again.
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .metrics import to_json, write_json_atomic
+from stagewise.artifacts import cache_key as artifact_key
+from stagewise.artifacts import read_json, source_hash, to_json, write_json
 from .params import Parameter, ParameterError, check_parameters, parse_parameters_cell
 
 __all__ = [
     "NotebookError",
     "NotebookFailed",
+    "RunInterrupted",
     "cache_key",
     "cached_seconds",
     "check_run_parameters",
@@ -42,13 +45,27 @@ __all__ = [
 
 NOTEBOOK_SUFFIXES = (".md", ".ipynb", ".py")
 KERNEL_NAME = "python3"
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Quiet the kernel's own start-up log (e.g. its TCP transport warning); cell errors still come back.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class NotebookError(Exception):
     """A notebook cannot be found or read (a usage error, reported before any execution)."""
+
+
+class RunInterrupted(SystemExit):
+    """Ctrl-C (SIGINT) stopped :func:`run_notebook`; its run.json records "interrupted".
+
+    A SystemExit with status 130 (128 + SIGINT, what shells report for Ctrl-C): left uncaught, the interpreter
+    exits with that status and prints no traceback (the runner prints the one-line message).
+    """
+
+    def __init__(self, folder: Path):
+        super().__init__(130)
+        self.folder = Path(folder)
+
+    def __str__(self) -> str:
+        return f"interrupted: the partial run is in {self.folder}/ (run.json: status interrupted)"
 
 
 @dataclass
@@ -130,21 +147,13 @@ def check_run_parameters(nb, path: Path, values: dict[str, Any]) -> dict[str, An
 
 
 def package_hash() -> str:
-    """sha256 over the source of every module of the stagewise package."""
-    digest = hashlib.sha256()
-    for file in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(file.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
-        digest.update(file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    """Hash of the source of every module of the stagewise package (:func:`stagewise.artifacts.source_hash`)."""
+    return source_hash()
 
 
 def cache_key(source: str | Path, parameters: dict[str, Any]) -> str:
     """Hash of what an execution's outputs depend on: notebook source, parameters, package code."""
-    digest = hashlib.sha256()
-    digest.update(Path(source).read_bytes() + b"\0")
-    digest.update(json.dumps(to_json(parameters), sort_keys=True).encode() + b"\0")
-    digest.update(package_hash().encode())
-    return digest.hexdigest()
+    return artifact_key(parameters, Path(source), code=package_hash())
 
 
 # -------------------------------------------------------------------------------------- execution
@@ -167,7 +176,10 @@ def execute(source: str | Path, output: str | Path, cwd: str | Path, parameters:
     start = time.perf_counter()
     try:
         papermill.execute_notebook(nb, str(output), parameters=parameters or {}, kernel_name=KERNEL_NAME,
-                                   cwd=str(cwd), progress_bar=progress, extra_arguments=KERNEL_ARGUMENTS)
+                                   cwd=str(cwd), progress_bar=progress, extra_arguments=KERNEL_ARGUMENTS,
+                                   # killed, not asked to shut down: a kernel asked while a cell still runs
+                                   # (Ctrl-C) prints a ZMQ traceback as its sockets close under the reply
+                                   shutdown_kernel="immediate")
     except PapermillExecutionError as error:
         raise NotebookFailed(source, output, error.ename, error.evalue, error.exec_count) from None
     return time.perf_counter() - start
@@ -180,12 +192,8 @@ def _stamp_path(output: Path) -> Path:
 def cached_seconds(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None) -> float | None:
     """Seconds the cached execution took when ``output`` is up to date (see :func:`execute_cached`), else None."""
     output = Path(output)
-    stamp = _stamp_path(output)
-    if not (output.is_file() and stamp.is_file()):
-        return None
-    try:
-        recorded = json.loads(stamp.read_text())
-    except ValueError:
+    recorded = read_json(_stamp_path(output))
+    if not (output.is_file() and isinstance(recorded, dict)):
         return None
     if recorded.get("key") != cache_key(source, parameters or {}):
         return None
@@ -210,8 +218,7 @@ def execute_cached(source: str | Path, output: str | Path, cwd: str | Path,
     if cwd.exists():
         shutil.rmtree(cwd)
     seconds = execute(source, output, cwd, parameters, progress=progress)
-    write_json_atomic({"key": key, "source": str(source), "parameters": to_json(parameters),
-                       "seconds": round(seconds, 3)}, stamp)
+    write_json({"key": key, "source": str(source), "parameters": parameters, "seconds": round(seconds, 3)}, stamp)
     return True, seconds
 
 
@@ -248,32 +255,71 @@ def absolute_paths(parameters: dict[str, Any]) -> dict[str, Any]:
             and Path(v).expanduser().exists() else v for k, v in parameters.items()}
 
 
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+@contextmanager
+def _sigint_held():
+    """Ignore a further Ctrl-C while the final record is written (a second press must not leave it "running")."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Path = "runs",
                  notebooks_dir: str | Path = "notebooks", progress: bool | None = None, log=None) -> Path:
     """Run one notebook with new parameters into a new folder ``runs/<stem>/<timestamp>/``.
 
     Unknown names and wrong types fail with :class:`ParameterError` before a kernel starts.
     The folder holds the executed notebook, what the notebook wrote (metrics.json, figures) and
-    ``run.json`` (notebook, parameters, status, seconds). Returns the folder.
+    ``run.json`` (notebook, parameters, command, started, status, finished, seconds). Its status is
+    "running" while the notebook runs, then "ok"; "failed" with the ``error`` (and :class:`NotebookFailed`
+    or the error is raised); or "interrupted" after Ctrl-C (one line printed, :class:`RunInterrupted`
+    raised: exit status 130). Returns the folder.
     """
     path = resolve_notebook(spec, notebooks_dir)
     nb = load_notebook(path)
     parameters = absolute_paths(check_run_parameters(nb, path, values))
     folder = new_run_dir(Path(runs_dir) / path.stem)
-    record = {"notebook": str(path), "parameters": to_json(parameters),
-              "started": datetime.now().isoformat(timespec="seconds"), "status": "running",
+    record = {"notebook": str(path), "parameters": to_json(parameters), "started": _now(), "status": "running",
               "command": shlex.join(["python", "-m", "stagewise", "run", str(path),
                                      *[a for k, v in parameters.items() for a in ("-p", k, str(v))]])}
-    write_json_atomic(record, folder / "run.json")
+    write_json(record, folder / "run.json")
     if progress is None:
         progress = sys.stderr.isatty()
     if log is not None:
         given = ", ".join(f"{k}={v!r}" for k, v in parameters.items()) or "default parameters"
         log(f"running {path} with {given} in {folder}/ ...", flush=True)
+    start = time.perf_counter()
+
+    def finish(status: str, **extra: Any) -> None:
+        with _sigint_held():
+            write_json({**record, "status": status, "finished": _now(),
+                        "seconds": round(time.perf_counter() - start, 3), **extra}, folder / "run.json")
+
+    def interrupted() -> RunInterrupted:
+        finish("interrupted")
+        stop = RunInterrupted(folder)
+        print(stop, file=sys.stderr, flush=True)
+        return stop
+
     try:
-        seconds = execute(path, folder / f"{path.stem}.ipynb", folder, parameters, progress=progress)
+        execute(path, folder / f"{path.stem}.ipynb", folder, parameters, progress=progress)
     except NotebookFailed as failure:
-        write_json_atomic({**record, "status": f"failed: {failure.ename}: {failure.evalue}"}, folder / "run.json")
+        if failure.ename == "KeyboardInterrupt":  # the kernel itself was interrupted
+            raise interrupted() from None
+        finish("failed", error=f"{failure.ename}: {failure.evalue}", cell=failure.execution_count)
         raise
-    write_json_atomic({**record, "status": "ok", "seconds": round(seconds, 3)}, folder / "run.json")
+    except KeyboardInterrupt:
+        raise interrupted() from None
+    except BaseException as error:
+        finish("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finish("ok")
     return folder
