@@ -1,9 +1,16 @@
 """Induction tracking and class × class influence across checkpoints (stagewise.lm.tracking), on tiny runs."""
 
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from stagewise import artifacts
 from stagewise.influence import group_bif, group_means, token_bif
 from stagewise.lm import AttentionOnlyConfig, CorpusConfig, TrainConfig, make_corpus, train
 from stagewise.lm.tracking import (
@@ -127,3 +134,127 @@ def test_sampler_init_loss_of_a_per_token_loss_is_the_mean_token_loss(tiny_run):
     with torch.no_grad():
         expected = float(model(input_ids=data, labels=data).loss)
     assert trace.init_loss == pytest.approx(expected, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------- caching (artifacts)
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """A copy of the package's source, hashed in place of the real one (the real tree is never edited)."""
+    copy = tmp_path / "package" / "stagewise"
+    for file in artifacts.source_files():
+        target = copy / file.relative_to(artifacts.PACKAGE_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, target)
+    monkeypatch.setattr(artifacts, "PACKAGE_DIR", copy)
+    artifacts.source_hash.cache_clear()
+    yield copy
+    artifacts.source_hash.cache_clear()
+
+
+def _edit_sampler(package: Path) -> None:
+    """Append a comment to the copy's sampler module and forget the hash, as a new process would."""
+    target = next(p for p in (package / "sampling.py", package / "sampling" / "__init__.py") if p.is_file())
+    target.write_text(target.read_text() + "\n# a change to the sampler\n")
+    artifacts.source_hash.cache_clear()
+
+
+def _no_unpickling(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached result was unpickled")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def test_class_influence_cache_hits_only_for_the_same_code_and_data(tiny_run, package_copy, monkeypatch):
+    corpus, run = tiny_run
+    train_ids, query_ids, classes = corpus.input_ids[4:], corpus.input_ids[:3], corpus.classes[:, :3]
+    config = SGLDConfig(step_size=1e-4, nbeta=50.0, localization=100.0, num_chains=2, num_draws=4, batch_size=4,
+                        seed=5)
+    steps = run.checkpoint_steps[-1:]
+
+    def influence(train=train_ids):
+        return class_influence(run, train, query_ids, classes, corpus.class_names, config, steps=steps,
+                               progress=False)
+
+    before = set(run.path.glob("influence-*"))
+    first = influence()
+    assert not first.cached
+    (folder,) = set(run.path.glob("influence-*")) - before
+    assert json.loads((folder / "result.json").read_text())["class_names"] == list(corpus.class_names)
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json", "tensors.safetensors"]
+    assert all(os.stat(p).st_mode & 0o777 == 0o644 for p in folder.iterdir())
+    assert os.stat(folder).st_mode & 0o777 == 0o755
+    assert not list(run.path.glob(".influence-*"))  # no temporary folder left behind
+    with monkeypatch.context() as m:
+        _no_unpickling(m)
+        again = influence()  # same code, same inputs: a hit, read without pickle
+    assert again.cached and again.class_names == first.class_names and again.seconds == first.seconds
+    assert torch.equal(again.token_losses, first.token_losses)
+    assert torch.allclose(again.trajectory.values, first.trajectory.values, equal_nan=True)
+    assert not influence(train_ids[1:]).cached  # other data: a miss
+    _edit_sampler(package_copy)
+    assert not influence().cached  # the package's code changed: a miss, not the old result
+    assert influence().cached
+
+
+def test_an_unreadable_cached_influence_is_a_miss_and_never_unpickled(tiny_run, tmp_path, monkeypatch):
+    corpus, run = tiny_run
+    args = (run, corpus.input_ids[4:], corpus.input_ids[:2], corpus.classes[:, :2], corpus.class_names,
+            SGLDConfig(step_size=1e-4, nbeta=50.0, localization=100.0, num_chains=1, num_draws=3, batch_size=4))
+    first = class_influence(*args, steps=[0], progress=False)
+    folder = max(run.path.glob("influence-*"), key=lambda p: p.stat().st_mtime)
+    marker = tmp_path / "unpickled"
+    (folder / "tensors.safetensors").write_bytes(pickle.dumps({"x": _Payload(marker)}))  # an old-style pickle
+    again = class_influence(*args, steps=[0], progress=False)
+    assert not again.cached and not marker.exists()
+    assert torch.allclose(again.token_losses, first.token_losses)  # recomputed: the sampler is seeded
+    assert class_influence(*args, steps=[0], progress=False).cached
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_train_cache_misses_when_the_code_changes_and_an_interrupted_run_leaves_nothing(tiny_run, tmp_path,
+                                                                                       package_copy, monkeypatch):
+    corpus, _ = tiny_run
+    model_config = AttentionOnlyConfig(vocab_size=len(corpus.tokenizer), n_ctx=24, d_model=8, n_layers=1, n_heads=1)
+    config = TrainConfig(steps=3, batch_size=4, warmup=0, log_checkpoints=2, transition=None, dense_checkpoints=0)
+    cache = tmp_path / "runs"
+    umask = os.umask(0o077)  # files would be 0600, folders 0700: the cached run must be readable all the same
+    try:
+        run = train(model_config, corpus.input_ids, config, cache_dir=cache, progress=False)
+    finally:
+        os.umask(umask)
+    assert not run.cached and train(model_config, corpus.input_ids, config, cache_dir=cache, progress=False).cached
+    files = [p for p in run.path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"run.json", "model.safetensors", "config.json"}
+    assert {os.stat(p).st_mode & 0o777 for p in files} == {0o644}
+    assert {os.stat(p).st_mode & 0o777 for p in [run.path, *run.path.glob("checkpoint-*")]} == {0o755}
+    assert not train(model_config, corpus.input_ids[1:], config, cache_dir=cache, progress=False).cached  # data
+    _edit_sampler(package_copy)
+    rerun = train(model_config, corpus.input_ids, config, cache_dir=cache, progress=False)
+    assert not rerun.cached and rerun.path != run.path and rerun.losses == run.losses
+
+    calls = []
+
+    def interrupted_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", interrupted_step)
+    before = sorted(p.name for p in cache.iterdir())
+    with pytest.raises(KeyboardInterrupt):
+        train(model_config, corpus.input_ids, TrainConfig(**{**config.__dict__, "seed": 7}), cache_dir=cache,
+              progress=False)
+    assert sorted(p.name for p in cache.iterdir()) == before  # no run folder, no temporary folder

@@ -4,24 +4,28 @@
 (:class:`InductionTrajectory`, whose :meth:`~InductionTrajectory.formation_step` dates the induction head).
 :func:`class_influence` runs localized SGLD around each checkpoint on the training sequences, records the loss of
 every token of a fixed set of query sequences at every draw, and reduces them to class × class BIF through the
-group (bilinear) path; the per-token draws are kept for token × token heatmaps. Its results are cached by their
-parameters next to the run.
+group (bilinear) path; the per-token draws are kept for token × token heatmaps. Its results are cached next to the
+run in ``influence-<key>/`` (tensors as safetensors, the rest as JSON; nothing pickled), the key hashing the
+parameters, the sequences and the package's source code (:func:`stagewise.artifacts.cache_key`).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from stagewise.artifacts import atomic_dir, cache_key, load_safetensors, read_json, write_json, write_safetensors
 from stagewise.influence import InfluenceTrajectory, bif_trajectory, token_bif
 from stagewise.lm.induction import induction_scores
 from stagewise.lm.model import per_token_loss
-from stagewise.lm.train import TrainedRun, _digest
+from stagewise.lm.train import TrainedRun
 from stagewise.sampling import SGLDConfig, module_loss_fn
 
 __all__ = [
@@ -252,9 +256,37 @@ class ClassInfluence:
             return values / (diagonal[:, :, None] * diagonal[:, None, :])
 
 
-def _influence_key(run: TrainedRun, steps, train_ids, query_ids, classes, config: SGLDConfig) -> str:
-    return _digest({"run": run.path.name, "steps": list(map(int, steps)), "sgld": asdict(config)},
-                   train_ids, query_ids, classes)
+def _influence_key(run: TrainedRun, steps, train_ids, query_ids, classes, class_names, config: SGLDConfig) -> str:
+    # run.path.name is run-<key> for a trained run (its parameters, data and code), the hub name for HubCheckpoints
+    return cache_key({"run": run.path.name, "steps": [int(s) for s in steps], "sgld": asdict(config),
+                      "class_names": list(class_names)}, train_ids, query_ids, classes)
+
+
+_TENSORS, _RECORD = "tensors.safetensors", "result.json"
+
+
+def _save_influence(path: Path, result: "ClassInfluence") -> None:
+    if path.exists():  # an unreadable entry (files removed by hand): replace it
+        shutil.rmtree(path)
+    with atomic_dir(path) as work:
+        trajectory = result.trajectory
+        write_safetensors(work / _TENSORS, {"steps": trajectory.steps, "values": trajectory.values,
+                                            "stderr": trajectory.stderr, "token_losses": result.token_losses})
+        write_json({"class_names": list(result.class_names), "seconds": result.seconds}, work / _RECORD)
+
+
+def _load_influence(path: Path, query_ids: torch.Tensor) -> "ClassInfluence | None":
+    """The cached result in folder ``path``, or None (a miss) when it is absent or unreadable."""
+    record = read_json(path / _RECORD)
+    if not isinstance(record, dict):
+        return None
+    try:
+        saved = load_safetensors(path / _TENSORS)
+        trajectory = InfluenceTrajectory(saved["steps"], saved["values"], saved["stderr"], None)
+        return ClassInfluence(trajectory, tuple(record["class_names"]), saved["token_losses"], query_ids,
+                              cached=True, seconds=record.get("seconds"))
+    except (OSError, KeyError, ValueError):  # a missing file or tensor, a corrupt file
+        return None
 
 
 def class_influence(
@@ -289,11 +321,10 @@ def class_influence(
                          f"{', '.join(map(str, query_ids.shape))}), one mask per class name over the query tokens)")
     if not (isinstance(checkpoints_per_pass, int) and checkpoints_per_pass >= 1):
         raise ValueError(f"checkpoints_per_pass = {checkpoints_per_pass!r} (accepted: an integer ≥ 1)")
-    path = run.path / f"influence-{_influence_key(run, chosen, train_ids, query_ids, classes, config)}.pt"
-    if cache and path.is_file():
-        saved = torch.load(path, weights_only=False)
-        return ClassInfluence(saved["trajectory"], tuple(saved["class_names"]), saved["token_losses"], query_ids,
-                              cached=True, seconds=saved.get("seconds"))
+    path = run.path / f"influence-{_influence_key(run, chosen, train_ids, query_ids, classes, class_names, config)}"
+    cached = _load_influence(path, query_ids) if cache else None
+    if cached is not None:
+        return cached
     started = time.perf_counter()
     groups = classes[:, :, 1:]
     template = run.load(chosen[0])
@@ -311,9 +342,6 @@ def class_influence(
     result = ClassInfluence(combined, tuple(class_names), torch.stack(token_losses), query_ids,
                             seconds=time.perf_counter() - started)
     if cache:
-        tmp = path.with_suffix(".tmp")
-        torch.save({"trajectory": combined, "class_names": list(class_names), "token_losses": result.token_losses,
-                    "seconds": result.seconds}, tmp)
-        tmp.replace(path)
+        _save_influence(path, result)
     return result
 

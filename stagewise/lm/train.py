@@ -3,19 +3,17 @@
 :func:`train` trains a model built from a transformers config (the attention-only model or GPT-NeoX) on a
 (sequence, n_ctx) tensor of token ids and saves a checkpoint at every step of :func:`checkpoint_steps`
 (log-spaced early, denser inside an expected transition window) with ``save_pretrained``. A run lives in
-``cache_dir/run-<hash of every parameter and of the data>``; it is written into a temporary folder and renamed
-when complete, so a folder that exists is a finished run and calling :func:`train` again only reopens it.
+``cache_dir/run-<key>``, the key hashing every parameter, the data and the package's source code
+(:func:`stagewise.artifacts.cache_key`: a change to any module of stagewise trains afresh). It is written into a
+temporary folder and renamed when complete (:func:`stagewise.artifacts.atomic_dir`), so a folder that exists is a
+finished run and calling :func:`train` again only reopens it.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
+from stagewise.artifacts import atomic_dir, cache_key, read_json, write_json
 from stagewise.config import check_fields, is_int, is_number
 from stagewise.lm.model import load_checkpoint
 
@@ -101,19 +100,15 @@ class TrainedRun:
         return load_checkpoint(self.checkpoint_path(step))
 
 
-def _digest(record: dict, *tensors: torch.Tensor) -> str:
-    """Key of a cached result: a hash of its parameters (``record``) and of the tensors it was computed from."""
-    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
-    for tensor in tensors:
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.to(torch.int64).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+def _described(model_config: PretrainedConfig) -> dict:
+    """The model config as JSON data (transformers' own serialization), without the transformers version."""
+    described = json.loads(model_config.to_json_string(use_diff=False))
+    described.pop("transformers_version", None)
+    return described
 
 
 def _run_key(model_config: PretrainedConfig, config: TrainConfig, data: torch.Tensor) -> str:
-    described = model_config.to_dict()
-    described.pop("transformers_version", None)
-    return _digest({"model": described, "train": asdict(config)}, data)
+    return cache_key({"model": _described(model_config), "train": asdict(config)}, data)
 
 
 def train(
@@ -131,14 +126,12 @@ def train(
     same parameters and data is reopened, not retrained (``TrainedRun.cached``).
     """
     final = Path(cache_dir) / f"run-{_run_key(model_config, config, data)}"
-    if (final / "run.json").is_file():
-        record = json.loads((final / "run.json").read_text())
+    record = read_json(final / "run.json")
+    if isinstance(record, dict):
         return TrainedRun(final, record["checkpoint_steps"], record["losses"], cached=True,
                           seconds=record.get("seconds"))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tmp-run-", dir=final.parent))
     started = time.perf_counter()
-    try:
+    with atomic_dir(final) as work:  # a run interrupted here leaves no run-<key> folder behind
         torch.manual_seed(config.seed)
         # a copy: building a model writes into its config, and the caller's config is part of the cache key
         model = AutoModelForCausalLM.from_config(copy.deepcopy(model_config))
@@ -168,16 +161,6 @@ def train(
         if tokenizer is not None:
             tokenizer.save_pretrained(work / "tokenizer")
         seconds = time.perf_counter() - started
-        record = {"model": model_config.to_dict(), "train": asdict(config), "checkpoint_steps": saves,
-                  "losses": losses, "seconds": seconds}
-        (work / "run.json").write_text(json.dumps(record, default=str))
-        try:
-            os.rename(work, final)
-        except OSError:  # another process finished the same run first: keep theirs
-            if not (final / "run.json").is_file():
-                raise
-            shutil.rmtree(work, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        write_json({"model": _described(model_config), "train": asdict(config), "checkpoint_steps": saves,
+                    "losses": losses, "seconds": seconds}, work / "run.json")
     return TrainedRun(final, saves, losses, cached=False, seconds=seconds)
