@@ -20,7 +20,6 @@ flipped before any comparison, and both are stored with stagewise's sign.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from stagewise.artifacts import write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -75,9 +76,12 @@ class Settings:
     observable_chunk: int = 16  # stagewise evaluates the observables 16 sequences × all chains at a time
 
     def key(self) -> str:
-        """Hash of what determines the checkpoint and the data (not the sampler settings)."""
+        """Cache key of the checkpoint and the data: their settings (not the sampler's), this script's source and
+        the stagewise package's source (:func:`stagewise.artifacts.cache_key`)."""
+        from stagewise.artifacts import cache_key
+
         fields = {k: v for k, v in asdict(self).items() if k in _CHECKPOINT_FIELDS}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+        return cache_key(fields, Path(__file__).resolve())
 
 
 _CHECKPOINT_FIELDS = (
@@ -146,7 +150,18 @@ def token_losses(logits, ids):
 
 
 def checkpoint_path(work: Path) -> Path:
-    return work / f"checkpoint-{S.key()}.pt"
+    """The checkpoint w* with its data: one safetensors file (``model.<name>`` weights, ``train``, ``query``)."""
+    return work / f"checkpoint-{S.key()}.safetensors"
+
+
+def load_checkpoint(work: Path):
+    """(model with w* loaded, train ids, query ids) from :func:`checkpoint_path`; nothing is unpickled."""
+    from stagewise.artifacts import load_safetensors
+
+    saved = load_safetensors(checkpoint_path(work))
+    model = make_model("eager")  # sdpa has no vmap batching rule (a slow fallback); eager is fastest here
+    model.load_state_dict({k[len("model."):]: v for k, v in saved.items() if k.startswith("model.")})
+    return model, saved["train"], saved["query"]
 
 
 def prepare(work: Path, threads: int) -> dict:
@@ -170,12 +185,11 @@ def prepare(work: Path, threads: int) -> dict:
             loss.backward()
             opt.step()
         print(f"trained the checkpoint: {S.train_steps} AdamW steps in {time.perf_counter() - t0:.1f} s", flush=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state_dict": model.state_dict(), "train": train, "query": query}, tmp)
-        tmp.replace(path)
-    state = torch.load(path)
-    model = make_model()
-    model.load_state_dict(state["state_dict"])
+        from stagewise.artifacts import write_safetensors
+
+        write_safetensors(path, {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                                 "train": train, "query": query})
+    model, train, query = load_checkpoint(work)
     with torch.no_grad():
         l_train = float(token_losses(model(train[:256], use_cache=False).logits, train[:256]).mean())
         l_query = float(token_losses(model(query, use_cache=False).logits, query).mean())
@@ -206,10 +220,7 @@ def run_stagewise(mode: str, seed: int, work: Path):
     from stagewise.influence import bif
     from stagewise.sampling import SGLDConfig, module_loss_fn, sample
 
-    state = torch.load(checkpoint_path(work))
-    model = make_model("eager")  # sdpa has no vmap batching rule (a slow fallback); eager is fastest here
-    model.load_state_dict(state["state_dict"])
-    train, query = state["train"], state["query"]
+    model, train, query = load_checkpoint(work)
 
     def per_sequence_loss(forward, ids):
         return token_losses(forward(ids, use_cache=False, return_dict=False)[0], ids).mean(-1)
@@ -251,10 +262,7 @@ def run_devinterp(mode: str, seed: int, work: Path):
     from datasets import Dataset
     from devinterp.slt.bif import bif
 
-    state = torch.load(checkpoint_path(work))
-    model = make_model("eager")
-    model.load_state_dict(state["state_dict"])
-    train, query = state["train"], state["query"]
+    model, train, query = load_checkpoint(work)
     train_ds = Dataset.from_dict({"input_ids": train.tolist()}).with_format("torch")
     query_ds = Dataset.from_dict({"input_ids": query.tolist()}).with_format("torch")
     batches_per_draw = S.n_query // S.batch_size  # devinterp evaluates batch_size × batches_per_draw sequences
@@ -319,7 +327,7 @@ def child_run(args) -> None:
         "torch_threads": torch.get_num_threads(),
         **extra,
     }
-    Path(args.out + ".json").write_text(json.dumps(record))
+    write_json(record, args.out + ".json")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -637,9 +645,7 @@ def orchestrate(args) -> None:
         "modes": modes_out,
         "profiles": profiles,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_json(result, args.out)
     shutil.rmtree(tmp, ignore_errors=True)
     print_table(result)
     print(f"wrote {out}")

@@ -6,11 +6,12 @@ nearly the same load, and the median of the pair ratios drops the pairs a burst 
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Callable
+
+from stagewise.artifacts import write_json
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -33,8 +34,5 @@ def pair_ratios(slow: list[float], fast: list[float]) -> tuple[float, list[float
 
 
 def write_result(name: str, result: dict) -> Path:
-    """Write ``results/<name>`` (JSON) and return its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    """Write ``results/<name>`` (JSON, atomically) and return its path."""
+    return write_json(result, RESULTS / name)
