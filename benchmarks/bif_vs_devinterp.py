@@ -76,12 +76,12 @@ class Settings:
     observable_chunk: int = 16  # stagewise evaluates the observables 16 sequences × all chains at a time
 
     def key(self) -> str:
-        """Cache key of the checkpoint and the data: their settings (not the sampler's), this script's source and
-        the stagewise package's source (:func:`stagewise.artifacts.cache_key`)."""
-        from stagewise.artifacts import cache_key
+        """Cache key of the checkpoint and the data: their settings (not the sampler's) and the code that makes them,
+        this script (:func:`stagewise.artifacts.cache_key`; stagewise itself plays no part in them)."""
+        from stagewise.artifacts import cache_key, data_digest
 
         fields = {k: v for k, v in asdict(self).items() if k in _CHECKPOINT_FIELDS}
-        return cache_key(fields, Path(__file__).resolve())
+        return cache_key(fields, code=data_digest(Path(__file__).resolve()))
 
 
 _CHECKPOINT_FIELDS = (
