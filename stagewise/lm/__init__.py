@@ -1,4 +1,4 @@
-"""Language-model part of the package (PAPER.md §5): models and checkpoints, induction scores, corpus."""
+"""Language-model part of the package (the paper's §5): models and checkpoints, induction scores, corpus, text."""
 
 from stagewise.lm.model import (
     PYTHIA_STEPS,
@@ -32,16 +32,22 @@ from stagewise.lm.corpus import (  # noqa: E402
     AnnotatedText,
     Corpus,
     CorpusConfig,
+    CorpusError,
     annotate_plain_text,
+    check_corpus,
     generate_documents,
     make_corpus,
+    min_vocab_size,
     repeated_name_sequences,
     token_classes,
     train_tokenizer,
 )
 
-__all__ += ["CLASS_NAMES", "AnnotatedText", "Corpus", "CorpusConfig", "annotate_plain_text", "generate_documents",
-            "make_corpus", "repeated_name_sequences", "token_classes", "train_tokenizer"]
+from stagewise.lm.text import read_documents, repeated_ngrams  # noqa: E402
+
+__all__ += ["CLASS_NAMES", "AnnotatedText", "Corpus", "CorpusConfig", "CorpusError", "annotate_plain_text",
+            "check_corpus", "generate_documents", "make_corpus", "min_vocab_size", "read_documents",
+            "repeated_name_sequences", "repeated_ngrams", "token_classes", "train_tokenizer"]
 from stagewise.lm.train import TrainConfig, TrainedRun, checkpoint_steps, train  # noqa: E402
 from stagewise.lm.tracking import (  # noqa: E402
     ClassInfluence,

@@ -7,7 +7,7 @@ documents also hold a *repeated span*: a run of fresh random names (like rare pr
 be predicted only by copying) that appears twice, the second time at a random later position. Random offsets matter:
 at a fixed offset a model learns a positional copy instead of an induction head.
 
-Every token gets the classes of PAPER.md §5 (after Baker et al. 2025), from the generator's own record of what
+Every token gets the classes of the paper's §5 (after Baker et al. 2025), from the generator's own record of what
 each character is, never from a guess about the text. A token may be in several classes or in none:
 
     word_start       covers the first character of a word
@@ -19,15 +19,16 @@ each character is, never from a guess about the text. A token may be in several 
     induction        the B of "A B … A B": a token of a span's second copy whose predecessor is in that copy
                      too, and whose first occurrence lies in the same sequence after the same token A
 
-A reader's own plain-text file can replace the generated text (:func:`annotate_plain_text`); its classes are then
-read from the characters, and induction tokens are those whose (previous token, token) bigram already occurred
-earlier in the same sequence.
+A reader's own plain-text file can replace the generated text (``make_corpus(text_file=…)``): its classes are
+then read from the characters, and its induction tokens end runs of tokens repeated within a sequence beyond chance
+(:mod:`stagewise.lm.text` states the rule). :func:`check_corpus` refuses, before any training, a file that cannot
+be read as text or is too short, and a vocabulary too small for BPE merges.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -37,48 +38,49 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import PreTrainedTokenizerFast
 
 from stagewise.config import check_fields, is_int, is_number
+from stagewise.lm.text import (
+    CLASS_NAMES,
+    FORMAT,
+    LEFT,
+    OTHER,
+    RIGHT,
+    WORD,
+    AnnotatedText,
+    CorpusError,
+    annotate_plain_text,
+    core_start,
+    read_documents,
+    repeated_ngrams,
+    token_classes,
+)
 
 __all__ = [
     "CLASS_NAMES",
     "AnnotatedText",
     "Corpus",
     "CorpusConfig",
+    "CorpusError",
     "annotate_plain_text",
+    "check_corpus",
     "generate_documents",
     "make_corpus",
+    "min_vocab_size",
     "repeated_name_sequences",
     "token_classes",
     "train_tokenizer",
 ]
 
-CLASS_NAMES = ("word_start", "word_part", "word_end", "left_delimiter", "right_delimiter", "formatting", "induction")
 EOS = "<|endoftext|>"
 UNK = "<unk>"
+SPECIAL_TOKENS = (EOS, UNK)
+# A trained vocabulary holds every character of its text, the special tokens and then its merges; below this many
+# merges (sub-word tokens) a vocabulary is refused rather than silently exceeded.
+MIN_MERGES = 32
 # GPT-2's split without contractions: a word or a run of punctuation takes its leading space; whitespace before a
 # word keeps one space for the word, so "\n    foo" becomes "\n   " (formatting) and " foo".
 PRE_TOKENIZER = r" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
-# Character kinds in an AnnotatedText.
-OTHER, WORD, LEFT, RIGHT, FORMAT = 0, 1, 2, 3, 4
 DELIMITERS = (("(", ")"), ("[", "]"), ("{", "}"), ('"', '"'))
-
-
-@dataclass
-class AnnotatedText:
-    """A text with what each character is.
-
-    kind:        (chars,) int8: 0 other (spaces between words, punctuation), 1 word, 2 opening delimiter,
-                 3 closing delimiter, 4 formatting (newline or indentation).
-    word_start:  (chars,) bool: the first character of a word.  word_end: the last character of a word.
-    copies:      (first_start, second_start, length) character ranges of repeated spans: the characters
-                 second_start … second_start + length − 1 repeat first_start …; None = unknown (plain text).
-    """
-
-    text: str
-    kind: np.ndarray
-    word_start: np.ndarray
-    word_end: np.ndarray
-    copies: list[tuple[int, int, int]] | None = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,9 @@ class CorpusConfig:
     repeat_prob:        probability that a document holds a repeated span.
     span_words:         (min, max) words in a repeated span.
     name_syllables:     (min, max) syllables of each fresh name in a span.
-    span_source:        "names": each span word is a fresh random name (``name_syllables`` syllables), seen nowhere else (high
-                        entropy: only copying predicts the second copy); "lexicon": drawn uniformly from the lexicon.
+    span_source:        "names": each span word is a fresh random name (``name_syllables`` syllables), seen nowhere
+                        else (high entropy: only copying predicts the second copy); "lexicon": drawn uniformly from
+                        the lexicon.
     seed:               seed of everything random here (≥ 0).
     """
 
@@ -184,6 +187,10 @@ class _Writer:
                              np.array(self.ends, bool), copies)
 
 
+# every character the generator can write (the alphabet a tokenizer trained on the generated corpus holds)
+GENERATED_ALPHABET = frozenset("".join(ONSETS + VOWELS + CODAS) + " \n" + "".join(a + b for a, b in DELIMITERS))
+
+
 def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedText]:
     """The annotated documents of the corpus; the same config (seed included) gives the same documents."""
     rng = random.Random(config.seed)
@@ -259,87 +266,50 @@ def _render(lines: list[list], indents: list[str], words: list[str], span: list[
     return out.result(copies)
 
 
-def annotate_plain_text(text: str) -> AnnotatedText:
-    """Classes of a reader's own text, read from its characters (no repeated spans are known: ``copies=None``).
-
-    Words are runs of letters or digits; (, [, { open and ), ], } close; straight double quotes alternate
-    between opening and closing within a line; newlines and the whitespace that starts a line are formatting.
-    """
-    kind = np.zeros(len(text), dtype=np.int8)
-    quote_open = False
-    line_start = True
-    for i, ch in enumerate(text):
-        if ch.isalnum():
-            kind[i] = WORD
-        elif ch in "([{":
-            kind[i] = LEFT
-        elif ch in ")]}":
-            kind[i] = RIGHT
-        elif ch == '"':
-            kind[i] = RIGHT if quote_open else LEFT
-            quote_open = not quote_open
-        elif ch == "\n" or (line_start and ch.isspace()):
-            kind[i] = FORMAT
-        if ch == "\n":
-            quote_open = False
-        line_start = ch == "\n" or (line_start and ch.isspace())
-    is_word = kind == WORD
-    before = np.concatenate([[False], is_word[:-1]])
-    after = np.concatenate([is_word[1:], [False]])
-    return AnnotatedText(text, kind, is_word & ~before, is_word & ~after, None)
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Tokenizer
+
+
+def min_vocab_size(texts: Sequence[str] | None = None) -> int:
+    """Smallest vocabulary accepted for ``texts``: their distinct characters + 2 special tokens + MIN_MERGES.
+
+    texts=None: the generated corpus (the characters its generator can write).
+    """
+    alphabet = GENERATED_ALPHABET if texts is None else set().union(*map(set, texts))
+    return len(alphabet) + len(SPECIAL_TOKENS) + MIN_MERGES
+
+
+def _check_vocab_size(vocab_size: int, texts: Sequence[str] | None) -> None:
+    smallest = min_vocab_size(texts)
+    if vocab_size < smallest:
+        chars = smallest - len(SPECIAL_TOKENS) - MIN_MERGES
+        raise CorpusError("vocab_size", f"vocab_size = {vocab_size} is too small for this text: its {chars} distinct "
+                                        f"characters, {len(SPECIAL_TOKENS)} special tokens and at least {MIN_MERGES} "
+                                        f"BPE merges (sub-word tokens) need {smallest}; accepted values are integers "
+                                        f">= {smallest}")
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 256) -> PreTrainedTokenizerFast:
     """A BPE tokenizer trained on ``texts`` with HF tokenizers, as a transformers tokenizer.
 
     Pre-tokenization keeps every character (decode(encode(text)) == text); ``<|endoftext|>`` (id 0) separates
-    documents and ``<unk>`` (id 1) stands for characters never seen in training. Save it with the run through
-    ``save_pretrained``; reopen with ``PreTrainedTokenizerFast.from_pretrained``.
+    documents and ``<unk>`` (id 1) stands for characters never seen in training. A ``vocab_size`` below
+    :func:`min_vocab_size` raises :class:`CorpusError` (the trainer would keep every character and merge nothing).
+    Save it with the run through ``save_pretrained``; reopen with ``PreTrainedTokenizerFast.from_pretrained``.
     """
+    texts = list(texts)
+    _check_vocab_size(vocab_size, texts)
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(PRE_TOKENIZER), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, UNK], show_progress=False)
-    tokenizer.train_from_iterator(list(texts), trainer)
+    tokenizer.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, unk_token=UNK, pad_token=EOS,
                                    clean_up_tokenization_spaces=False)
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Token classes and sequences
-
-
-def _core_start(text: str, start: int, end: int) -> int:
-    """Start of a token's characters without the leading space it takes from the pre-tokenizer (" word")."""
-    return start + 1 if end - start > 1 and text[start] == " " else start
-
-
-def token_classes(doc: AnnotatedText, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Classes of the tokens of one document: (class, token) bool, classes in the order of CLASS_NAMES.
-
-    The induction class here marks second-copy tokens whose predecessor is in the copy too (for generated text)
-    or nothing (plain text); :func:`make_corpus` then keeps only those whose first occurrence is in the same
-    sequence.
-    """
-    classes = np.zeros((len(CLASS_NAMES), len(offsets)), dtype=bool)
-    in_copy = np.zeros(len(offsets), dtype=bool)
-    for t, (s, e) in enumerate(offsets):
-        kind = doc.kind[s:e]
-        has_start, has_end = doc.word_start[s:e].any(), doc.word_end[s:e].any()
-        classes[0, t] = has_start
-        classes[1, t] = (kind == WORD).any() and not has_start and not has_end
-        classes[2, t] = has_end
-        classes[3, t] = (kind == LEFT).any()
-        classes[4, t] = (kind == RIGHT).any()
-        classes[5, t] = (kind == FORMAT).any() and doc.text[s:e].isspace()
-        core = _core_start(doc.text, s, e)
-        in_copy[t] = any(second <= core and e <= second + length for _, second, length in doc.copies or ())
-    classes[6, 1:] = in_copy[1:] & in_copy[:-1]
-    return classes
 
 
 @dataclass
@@ -374,12 +344,14 @@ def make_corpus(
     n_ctx:      tokens per sequence; the remainder of the token stream is dropped.
     vocab_size: size of the BPE vocabulary trained when no ``tokenizer`` is given.
     tokenizer:  a tokenizer to reuse (e.g. the one saved with a run); None = train one on this text.
-    text_file:  a reader's plain-text file, used instead of generated text; documents are its blank-line
-                separated paragraphs.
+    text_file:  a reader's UTF-8 plain-text file, used instead of generated text; documents are its blank-line
+                separated paragraphs (:func:`stagewise.lm.text.read_documents`).
+
+    Raises :class:`CorpusError` naming the parameter for an unreadable, empty or too short text and a
+    vocabulary too small for merges (:func:`check_corpus` makes the same checks without building the corpus).
     """
     if text_file is not None:
-        paragraphs = [p for p in Path(text_file).read_text(encoding="utf-8").split("\n\n") if p.strip()]
-        documents = [annotate_plain_text(p) for p in paragraphs]
+        documents = [annotate_plain_text(p) for p in read_documents(text_file)]
     else:
         documents = generate_documents(config)
     if tokenizer is None:
@@ -392,11 +364,11 @@ def make_corpus(
     for doc in documents:
         encoding = backend.encode(doc.text, add_special_tokens=False)
         classes = token_classes(doc, encoding.offsets)
-        first_token = {_core_start(doc.text, s, e): len(ids) + t for t, (s, e) in enumerate(encoding.offsets)}
+        first_token = {core_start(doc.text, s, e): len(ids) + t for t, (s, e) in enumerate(encoding.offsets)}
         for t, (s, e) in enumerate(encoding.offsets):
             src = -1
             for first, second, length in doc.copies or ():
-                core = _core_start(doc.text, s, e)
+                core = core_start(doc.text, s, e)
                 if second <= core and e <= second + length:
                     src = first_token.get(core - (second - first), -1)
             source.append(src)
@@ -409,7 +381,7 @@ def make_corpus(
     stream_ids = np.array(ids)
     positions = np.arange(len(ids))
     if all(doc.copies is None for doc in documents):
-        stream_classes[6] = _repeated_bigrams(stream_ids, n_ctx)
+        stream_classes[6] = repeated_ngrams(stream_ids, n_ctx, special=tokenizer.all_special_ids)
     else:
         # induction only where the first occurrence, and the token before it, lie in the same sequence,
         src = np.array(source)
@@ -420,10 +392,44 @@ def make_corpus(
         stream_classes[6] &= same
     num = len(ids) // n_ctx
     if num == 0:
-        raise ValueError(f"the text gives {len(ids)} tokens, fewer than one sequence of n_ctx = {n_ctx}")
+        raise CorpusError("text_file" if text_file is not None else "num_documents",
+                          f"the {'text_file' if text_file is not None else 'generated corpus'} gives {len(ids)} "
+                          f"tokens, fewer than one sequence of n_ctx = {n_ctx}")
     input_ids = torch.from_numpy(stream_ids[: num * n_ctx].reshape(num, n_ctx)).long()
     classes = torch.from_numpy(stream_classes[:, : num * n_ctx].reshape(len(CLASS_NAMES), num, n_ctx).copy())
     return Corpus(input_ids, classes, CLASS_NAMES, tokenizer, documents)
+
+
+def check_corpus(text_file: str | Path | None = None, n_ctx: int = 64, vocab_size: int | None = 64,
+                 min_sequences: int = 1) -> int | None:
+    """Check a corpus' settings before any training; raise :class:`CorpusError` naming the parameter to change.
+
+    text_file: a reader's file (None: the generated corpus, whose length this does not check). vocab_size: the
+    BPE vocabulary :func:`make_corpus` will train, or None when it is given a tokenizer (e.g. a hub model's).
+    min_sequences: sequences of ``n_ctx`` tokens the text must give. Returns the number of sequences the file
+    gives with that vocabulary (trains the tokenizer: fast, Rust), or None when it is not known here.
+    """
+    if text_file is None:
+        if vocab_size is not None:
+            _check_vocab_size(vocab_size, None)
+        return None
+    documents = read_documents(text_file)
+    size = sum(len(d.encode("utf-8")) for d in documents)
+    need = min_sequences * n_ctx
+    if vocab_size is None:  # any tokenizer gives at most one token per byte, plus one <|endoftext|> per document
+        tokens, known = size + len(documents), False
+    else:
+        backend = train_tokenizer(documents, vocab_size).backend_tokenizer
+        tokens = sum(len(e.ids) for e in backend.encode_batch(documents, add_special_tokens=False)) + len(documents)
+        known = True
+    if tokens < need:
+        kilobytes = need * size / tokens / 1000
+        raise CorpusError("text_file", f"text_file = {str(text_file)!r} is too short: its {size} bytes give "
+                                       f"{'' if known else 'at most '}{tokens} tokens, {tokens // n_ctx} sequences of "
+                                       f"n_ctx = {n_ctx}; accepted is a text of at least {min_sequences} sequences "
+                                       f"({need} tokens, about {kilobytes:.1f} kB of text like this one), or a "
+                                       "smaller n_ctx")
+    return tokens // n_ctx if known else None
 
 
 def repeated_name_sequences(tokenizer, length: int, num: int, seed: int = 0,
@@ -446,14 +452,3 @@ def repeated_name_sequences(tokenizer, length: int, num: int, seed: int = 0,
         rows.append(ids[:length] * 2)
     return torch.tensor(rows, dtype=torch.long)
 
-
-def _repeated_bigrams(ids: np.ndarray, n_ctx: int) -> np.ndarray:
-    """Token t is the B of a repeated bigram (A B) seen earlier in its sequence: (tokens,) bool."""
-    out = np.zeros(len(ids), dtype=bool)
-    for start in range(0, len(ids), n_ctx):
-        seen: set[tuple[int, int]] = set()
-        for t in range(start + 1, min(start + n_ctx, len(ids))):
-            pair = (int(ids[t - 1]), int(ids[t]))
-            out[t] = pair in seen
-            seen.add(pair)
-    return out
