@@ -9,8 +9,10 @@ backward pass for all chains), :func:`draw_noise`, :func:`draw_batch`, :func:`sg
 
 Randomness comes from one ``torch.Generator`` passed to every call (made by :func:`make_generator` on the
 parameters' device): per step first the mini-batch indices ``randint(n, (chains, batch_size))`` (only with
-mini-batches), then ``randn((chains, *shape))`` for every parameter in dict order. On the CPU a seed gives
-exactly the chains of earlier versions of this package.
+mini-batches), then ``randn((chains, *shape))`` for every parameter in dict order. Noise is drawn on the
+parameters' device, so nothing crosses devices inside a step. On the CPU a seed gives exactly the chains of
+earlier versions of this package; on another device the same seed gives another stream (torch's CUDA and CPU
+generators differ), reproducible on that device.
 """
 
 from __future__ import annotations
