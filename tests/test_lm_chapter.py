@@ -46,4 +46,4 @@ def test_chapter_6_runs_on_hub_checkpoints_offline(tmp_path, monkeypatch):
     assert "induction→induction" in metrics["class_influence_peak_steps"]
     assert (folder / "class_trajectories.png").is_file() and not (folder / "training_loss.png").exists()
     # results computed from the hub checkpoints are cached under the hub name
-    assert list((tmp_path / "cache" / "lm" / "hub" / NAME.replace("/", "--")).glob("influence-*.pt"))
+    assert list((tmp_path / "cache" / "lm" / "hub" / NAME.replace("/", "--")).glob("influence-*/tensors.safetensors"))
