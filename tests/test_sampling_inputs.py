@@ -45,7 +45,8 @@ def test_non_finite_data_and_observables_are_named(bad):
     X_bad = X.clone()
     X_bad[4, 1] = bad
     loss = CountingLoss()
-    with pytest.raises(ValueError, match=r"data \(tensor 0\) holds 1 NaN or infinite value\(s\), the first at index \(4, 1\)") as info:
+    message = r"data \(tensor 0\) holds 1 NaN or infinite value\(s\), the first at index \(4, 1\)"
+    with pytest.raises(ValueError, match=message) as info:
         sample(loss, torch.zeros(3, dtype=DT), (X_bad, y), config=CFG, progress=False)
     assert "diverged" not in str(info.value)  # not reported as a divergence at step 0
     with pytest.raises(ValueError, match=r"observables \(tensor 1\) holds 1 NaN"):
@@ -119,10 +120,12 @@ def test_sample_many_checkpoints_must_match():
         return loss(p["w"] + p["b"], batch)
 
     renamed = {"w": torch.zeros(3, dtype=DT), "bias": torch.zeros(1, dtype=DT)}
-    with pytest.raises(ValueError, match=r"checkpoints\[1\] has parameters \['w', 'bias'\], checkpoints\[0\] has \['w', 'b'\]"):
+    with pytest.raises(ValueError, match=r"checkpoints\[1\] has parameters \['w', 'bias'\], "
+                                         r"checkpoints\[0\] has \['w', 'b'\]"):
         sample_many(dict_loss, [a, renamed], (X, y), config=CFG, progress=False)
     reshaped = {"w": torch.zeros(3, dtype=DT), "b": torch.zeros(2, dtype=DT)}
-    with pytest.raises(ValueError, match=r"checkpoints\[2\]\['b'\] has shape \(2,\), .*checkpoints\[0\]\['b'\] has \(1,\)"):
+    with pytest.raises(ValueError, match=r"checkpoints\[2\]\['b'\] has shape \(2,\), "
+                                         r".*checkpoints\[0\]\['b'\] has \(1,\)"):
         sample_many(dict_loss, [a, a, reshaped], (X, y), config=CFG, progress=False)
     with pytest.raises(ValueError, match=r"checkpoints\[1\] has shape \(3,\), dtype torch.float32"):
         sample_many(loss, [torch.zeros(3, dtype=DT), torch.zeros(3)], (X, y), config=CFG, progress=False)

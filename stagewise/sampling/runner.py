@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
+from ..config import is_int
 from .inputs import Batch, LossFn, Params, as_params, check_per_sample, index, prepare_batch, stack_checkpoints
 from .kernel import SamplerState, draw_batch, make_generator, nonfinite_chains, observe, step, _call, _start
 from .settings import SGLDConfig
@@ -165,6 +166,8 @@ def _full_data_loss(loss_fn: LossFn, single: bool, center: Params, data: Batch, 
         out = _call(loss_fn, single, center, piece)
         if start == 0:
             check_per_sample(out, count, "loss_fn", "the data")
+        if count == n:
+            return float(out.mean())
         total += float(out.reshape(count, -1).mean(1).sum())
     return total / n
 
@@ -239,8 +242,7 @@ def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLD
                         f"{type(loss_fn).__name__}")
     if observable_fn is not None and not callable(observable_fn):
         raise TypeError(f"observable_fn must be callable or None; got {type(observable_fn).__name__}")
-    if observable_chunk is not None and not (isinstance(observable_chunk, int) and observable_chunk >= 1
-                                             and not isinstance(observable_chunk, bool)):
+    if observable_chunk is not None and not is_int(observable_chunk, 1):
         raise ValueError(f"observable_chunk = {observable_chunk!r}: accepted values are integers ≥ 1 or None")
     n = None
     if data is not None:
@@ -276,7 +278,8 @@ def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLD
         if recorder.is_draw(t):
             obs = None
             if recording:
-                obs = observe(record_fn, state.params, observables, tensor_params=single, chunk=observable_chunk)
+                obs = observe(record_fn, state.params, observables, tensor_params=single,
+                              chunk=None if observable_chunk is None else int(observable_chunk))
                 bad = ~torch.isfinite(obs.reshape(num_chains, -1)).all(dim=1)
                 if bool(bad.any()):
                     raise recorder.divergence(bad.cpu(), t, "non-finite observable loss")
