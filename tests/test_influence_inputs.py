@@ -44,7 +44,8 @@ def test_constant_loss_raw_is_zero_normalized_is_an_error():
     train[:, :, 3] = 0.25  # a sample whose loss never moves
     raw = bif(train)
     assert torch.isfinite(raw).all()
-    assert torch.equal(raw[3], torch.zeros(4, dtype=raw.dtype)) and torch.equal(raw[:, 3], torch.zeros(4, dtype=raw.dtype))
+    zeros = torch.zeros(4, dtype=raw.dtype)
+    assert torch.equal(raw[3], zeros) and torch.equal(raw[:, 3], zeros)
     with pytest.raises(ValueError, match=r"train_losses: the loss of sample\(s\) \[3\] is the same at every draw"):
         bif(train, normalized=True)
     with pytest.raises(ValueError, match=r"query_losses: the loss of sample\(s\) \[3\]"):
