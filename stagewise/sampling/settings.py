@@ -30,7 +30,10 @@ class SGLDConfig:
                     "burnin" (default): V is averaged during the burn-in steps only; G is then frozen, per chain
                     and coordinate, for every step that can become a draw. With G fixed the update is a valid
                     preconditioned Langevin step, so the chains sample the posterior (up to the O(ε) bias of
-                    any Euler scheme), as Stan's mass matrix adapted in warm-up and then held fixed.
+                    any Euler scheme), as Stan's mass matrix adapted in warm-up and then held fixed. A frozen G
+                    no longer shrinks where gradients grow: chains that leave a flat burn-in region for a steep
+                    one take the burn-in's large steps there and can diverge (chapter 1's normal crossing
+                    started at its flat point does); burn in where the draws will be, or lower step_size.
                     "always": V and G keep adapting at every step (devinterp's RMSProp-SGLD, and this package's
                     behaviour before the default changed). G then depends on the chain's recent path and the
                     update lacks the correction term a state-dependent preconditioner needs, so the chains
