@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
 
 from stagewise import analysis, toy
 from stagewise.sampling import SGLDConfig
