@@ -286,6 +286,14 @@ def test_ess_rejects_unknown_methods_and_probabilities():
             ess(x, "tail", prob=prob)
 
 
+def test_diagnostics_create_no_tensor_off_the_input_device():
+    """On the meta device (shapes only, no data) any operation that mixes in a CPU tensor raises, so this checks
+    that every intermediate of the estimators lives on the input's device, as on a GPU; results stay there."""
+    x = torch.empty(4, 100, 2, 3, dtype=DT, device="meta")
+    for out in (ess(x), ess(x, "tail"), ess(x, "mean"), mcse_mean(x), rhat(x), rhat(x, "split")):
+        assert out.device.type == "meta" and out.shape == (2, 3)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_diagnostics_run_on_the_device_of_their_input():
     x = ar1(0.5, 4, 1000, 3, seed=19)
