@@ -1,11 +1,12 @@
-"""Known-answer tests of the phase decomposition (law of total covariance) and the two models with phases."""
+"""Known-answer tests of the phase decomposition (law of total covariance) and the two models with phases
+(stagewise/models/phases.py; the old path stagewise.phases is checked in test_toy_layout.py)."""
 
 import numpy as np
 import pytest
 import torch
 
-from stagewise.phases import (ScalarLinearNetwork, TwoClusterPrototype, decompose, mixture_decomposition,
-                              phase_moments, uniform_axis)
+from stagewise.models.phases import (ScalarLinearNetwork, TwoClusterPrototype, decompose, mixture_decomposition,
+                                     phase_moments, uniform_axis)
 from stagewise.sampling import SGLDConfig, sample_many
 
 

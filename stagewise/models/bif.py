@@ -1,0 +1,154 @@
+"""Small models with known influence (chapter 2): the exact Gaussian case, a regular model and a degenerate one.
+
+- :class:`LinearRegression`: ℓ_i = ½(y_i − x_iᵀw)²; the localized tempered posterior is Gaussian, so the BIF
+  is known exactly: each residual r_i = y_i − x_iᵀw is Gaussian with mean m_i and covariance c_ij, so for
+  ℓ_i = ½r_i², Cov(ℓ_i, ℓ_j) = ½·c_ij² + m_i·m_j·c_ij (Isserlis' theorem); the BIF is −Cov (the book's notation
+  page, book/notation.md).
+- :class:`LogisticRegression`: a regular model (positive-definite Hessian at its minimum), where the local BIF
+  should agree with the damped classical influence function.
+- :class:`RankOneNetwork`: f(x) = b·(aᵀx) fitted to an isotropic teacher whose two singular values are equal.
+  Its minima form a continuous family (the learned direction can rotate freely), so the Hessian is singular in
+  a direction that individual samples do not respect: the classical IF diverges as damping → 0.
+
+All parameters are flat vectors ``w`` so that the models work with :func:`stagewise.sampling.sample` and
+:func:`stagewise.influence.classical_influence` alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..config import require_int
+
+__all__ = ["LinearRegression", "LogisticRegression", "RankOneNetwork"]
+
+
+@dataclass(frozen=True)
+class LinearRegression:
+    """Data (X, y) with x ~ N(0, I/d) and y = xᵀw_true + noise; per-sample loss ½(y − xᵀw)²."""
+
+    num_samples: int = 20
+    num_features: int = 5
+    noise: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_int("num_samples", self.num_samples)
+        require_int("num_features", self.num_features)
+        if not self.noise >= 0:
+            raise ValueError(f"noise = {self.noise!r}: accepted values are ≥ 0")
+
+    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed)
+        x = torch.randn(self.num_samples, self.num_features, generator=g, dtype=torch.float64)
+        x = x / math.sqrt(self.num_features)
+        w_true = torch.randn(self.num_features, generator=g, dtype=torch.float64)
+        y = x @ w_true + self.noise * torch.randn(self.num_samples, generator=g, dtype=torch.float64)
+        return x, y
+
+    @staticmethod
+    def loss(w: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return 0.5 * (y - (x * w).sum(-1)) ** 2
+
+    def exact_posterior(self, nbeta: float, localization: float, center: torch.Tensor):
+        """Mean and covariance of p(w) ∝ exp(−nβ·L_n(w) − (γ/2)‖w − w*‖²) (Gaussian): precision
+        P = (nβ/n)·XᵀX + γI, mean P⁻¹((nβ/n)·Xᵀy + γw*)."""
+        x, y = self.data()
+        n = self.num_samples
+        precision = nbeta / n * x.T @ x + localization * torch.eye(self.num_features, dtype=x.dtype)
+        cov = torch.linalg.inv(precision)
+        mean = cov @ (nbeta / n * x.T @ y + localization * center.to(x.dtype))
+        return mean, cov
+
+    def exact_bif(self, nbeta: float, localization: float, center: torch.Tensor) -> torch.Tensor:
+        """Exact BIF = −Cov(ℓ_i, ℓ_j) between all training samples, (n, n): −(½c_ij² + m_i m_j c_ij)."""
+        x, y = self.data()
+        mean, cov = self.exact_posterior(nbeta, localization, center)
+        m = y - x @ mean  # residual means
+        c = x @ cov @ x.T  # residual covariance
+        return -(0.5 * c**2 + torch.outer(m, m) * c)
+
+    def least_squares(self) -> torch.Tensor:
+        x, y = self.data()
+        return torch.linalg.lstsq(x, y.unsqueeze(-1)).solution.squeeze(-1)
+
+
+@dataclass(frozen=True)
+class LogisticRegression:
+    """Binary classification with x ~ N(0, I) and labels from a logistic teacher; loss log(1 + e^(−y·xᵀw))."""
+
+    num_train: int = 100
+    num_query: int = 20
+    num_features: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_train", "num_query", "num_features"):
+            require_int(name, getattr(self, name))
+
+    def data(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """(train, query) batches, each (x, y) with y ∈ {−1, +1}."""
+        g = torch.Generator().manual_seed(self.seed)
+        n = self.num_train + self.num_query
+        x = torch.randn(n, self.num_features, generator=g, dtype=torch.float64)
+        w_true = 1.5 * torch.randn(self.num_features, generator=g, dtype=torch.float64)
+        p = torch.sigmoid(x @ w_true)
+        y = torch.where(torch.rand(n, generator=g, dtype=torch.float64) < p, 1.0, -1.0).to(torch.float64)
+        return (x[: self.num_train], y[: self.num_train]), (x[self.num_train :], y[self.num_train :])
+
+    @staticmethod
+    def loss(w: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.softplus(-y * (x * w).sum(-1))
+
+    def fit(self, steps: int = 50) -> torch.Tensor:
+        """The maximum-likelihood w* by Newton's method (the loss is strictly convex here)."""
+        train, _ = self.data()
+        w = torch.zeros(self.num_features, dtype=torch.float64)
+        mean_loss = lambda v: self.loss(v, train).mean()  # noqa: E731
+        for _ in range(steps):
+            g = torch.func.grad(mean_loss)(w)
+            h = torch.func.hessian(mean_loss)(w)
+            w = w - torch.linalg.solve(h, g)
+            if float(g.norm()) < 1e-12:
+                break
+        return w
+
+
+@dataclass(frozen=True)
+class RankOneNetwork:
+    """f(x) = b·(aᵀx), w = (a, b) ∈ R⁴, fitted to the identity map on inputs spread evenly around the circle.
+
+    The teacher has two equal singular values, so a rank-one network can learn either direction: its minima
+    are a = u·s, b = u/s for every unit u (a circle of directions, times the rescaling symmetry). Each sample
+    x_i pulls the learned direction towards itself, so per-sample gradients have a component along the
+    rotation, where the full-data Hessian is zero: the classical influence diverges like 1/damping.
+    """
+
+    num_samples: int = 8
+
+    def __post_init__(self) -> None:
+        require_int("num_samples", self.num_samples)
+        if self.num_samples < 3:
+            raise ValueError(f"num_samples = {self.num_samples}: accepted values are integers ≥ 3 (isotropic data)")
+
+    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = torch.arange(self.num_samples, dtype=torch.float64) * (2 * math.pi / self.num_samples)
+        x = torch.stack([angles.cos(), angles.sin()], dim=-1) * math.sqrt(2.0)  # Σ_xx = I exactly
+        return x, x.clone()
+
+    @staticmethod
+    def loss(w: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        a, b = w[..., :2], w[..., 2:]
+        hidden = (x * a).sum(-1, keepdim=True)
+        return 0.5 * ((y - hidden * b) ** 2).sum(-1)
+
+    def minimum(self, angle: float = 0.3) -> torch.Tensor:
+        """A minimum of the full-data loss: the direction u = (cos θ, sin θ) learned with a = b = u."""
+        u = torch.tensor([math.cos(angle), math.sin(angle)], dtype=torch.float64)
+        return torch.cat([u, u])
