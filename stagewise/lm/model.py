@@ -1,4 +1,4 @@
-"""The language models of chapter 5: a small attention-only transformer (the default) and GPT-NeoX (Pythia).
+"""The language models of chapter 6: a small attention-only transformer (the default) and GPT-NeoX (Pythia).
 
 :class:`AttentionOnlyForCausalLM` is the 2-layer attention-only model of Olsson et al. / Hoogland et al. written
 as a transformers ``PreTrainedModel``: token and learned positional embeddings, ``num_layers`` blocks of
