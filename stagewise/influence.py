@@ -141,6 +141,10 @@ def bif_stderr(
     default (sd of per-chain estimates / √chains) had chains − 1 degrees of freedom: with 4 chains, ±2 of
     those standard errors held the truth only ≈ 86% of the time even for independent Gaussian draws.
 
+    Cost: an FFT over the draws for each of the I·J entries, O(C·T·log T·I·J), in blocks of bounded memory (a
+    200 × 200 BIF from 4 × 200 draws took ≈ 10 s on a loaded 2-core machine); for very large I·J batch means
+    are cheaper.
+
     num_batches = K: instead, batch means as before this change: K contiguous batches of draws (each across all
     chains; a remainder is dropped), s.e. = std(batch estimates)/√K.
     """
