@@ -1,0 +1,235 @@
+"""Steering a small language model: training with induction-pattern sequences up-weighted on a schedule.
+
+The training loop is :func:`stagewise.lm.train`'s (AdamW, linear warm-up then a constant learning rate, batches
+of ``batch_size`` training sequences drawn with replacement, the model built from a transformers config) with
+one addition: at step t, ``extra[t]`` further sequences are drawn from a *boost pool* (the corpus' sequences that
+hold a repeated span, i.e. induction tokens) and added to the batch. The objective is
+
+    L_t = (1/B)·[Σ_{b ∈ batch} ℓ̄_b + Σ_{e ∈ extra} ℓ̄_e]      (ℓ̄: mean next-token loss of a sequence, nats)
+
+with the divisor B kept whatever the extra count (as the toy model keeps its divisor N): extra sequences add
+weight to induction-pattern data and take none from the rest. The base batches come from one generator and the
+extra draws from another, both seeded by ``seed``, so runs that differ only in their schedule start from the same
+initialization and see the same base batches (a paired design: the schedule is the only difference).
+
+Instead of saving checkpoints the loop measures the induction head in place every ``eval_every`` steps
+(:func:`stagewise.lm.induction_scores` on a fixed probe of repeated sequences): every head's prefix-matching
+score and the loss on the probe's second copies. Runs are cached as JSON by their settings, the data and the
+package's source code (:func:`stagewise.artifacts.cache_key`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, PretrainedConfig
+
+from stagewise.artifacts import cache_key, read_json, write_json
+from stagewise.config import ConfigError, check_fields, is_int, is_number
+from stagewise.lm import induction_scores, per_token_loss
+
+__all__ = ["SteeredRun", "SteeringConfig", "crossing_step", "train_steered"]
+
+
+@dataclass(frozen=True)
+class SteeringConfig:
+    """Settings of one steered training run (each checked when the config is made).
+
+    steps:        optimizer steps (≥ 1).
+    lr:           AdamW learning rate after warm-up (> 0).
+    warmup:       steps of linear warm-up from lr / warmup (≥ 0; 0 = none).
+    weight_decay: AdamW weight decay (≥ 0).
+    batch_size:   base training sequences per step, drawn with replacement (≥ 1); also the loss divisor B.
+    eval_every:   steps between two induction measurements (≥ 1); step 0 and the last step are measured too.
+    seed:         seed of the initialization, the base batches and the extra draws (≥ 0).
+    """
+
+    steps: int = 2000
+    lr: float = 1e-2
+    warmup: int = 100
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    eval_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, [
+            *((name, is_int(getattr(self, name), minimum), f"an integer ≥ {minimum}")
+              for name, minimum in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("eval_every", 1),
+                                    ("seed", 0))),
+            ("lr", is_number(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("weight_decay", is_number(self.weight_decay) and self.weight_decay >= 0, "a finite number ≥ 0"),
+        ])
+
+    def eval_steps(self) -> list[int]:
+        """Steps after which the induction head is measured: 0, every ``eval_every``, and the last."""
+        return sorted({*range(0, self.steps + 1, self.eval_every), self.steps})
+
+
+@dataclass
+class SteeredRun:
+    """What one steered run records.
+
+    steps:            (K,) measured steps (after that many optimizer steps).
+    prefix_matching:  (K, layer, head) prefix-matching score of every head on the probe (0 … 1).
+    second_copy_loss: (K,) loss on the probe's second copies (nats per token; only copying predicts them).
+    first_copy_loss:  (K,) loss on the probe's first copies (nats per token).
+    train_loss:       (T,) the objective L_t of every step (nats; includes the extra sequences' weight).
+    extra:            (T,) extra boost-pool sequences added at each step (the schedule that was followed).
+    boost_seen:       (T,) sequences of the step's batch that belong to the boost pool, base draws included.
+    seconds:          training time when it ran (None: unknown); cached: reopened from the cache.
+    """
+
+    steps: np.ndarray
+    prefix_matching: np.ndarray
+    second_copy_loss: np.ndarray
+    first_copy_loss: np.ndarray
+    train_loss: np.ndarray
+    extra: np.ndarray
+    boost_seen: np.ndarray
+    seconds: float | None = None
+    cached: bool = False
+    base_batches: np.ndarray | None = field(default=None, repr=False)  # (T, B) indices; not cached
+
+    @property
+    def best(self) -> np.ndarray:
+        """(K,) the largest prefix-matching score over all heads at each measured step."""
+        return self.prefix_matching.reshape(len(self.steps), -1).max(axis=1)
+
+    def crossing(self, threshold: float) -> float:
+        """The step at which :attr:`best` first reaches ``threshold`` (interpolated; NaN: never)."""
+        return crossing_step(self.steps, self.best, threshold)
+
+    def to_json(self) -> dict:
+        return {"steps": self.steps.tolist(), "prefix_matching": self.prefix_matching.tolist(),
+                "second_copy_loss": self.second_copy_loss.tolist(), "first_copy_loss": self.first_copy_loss.tolist(),
+                "train_loss": self.train_loss.tolist(), "extra": self.extra.tolist(),
+                "boost_seen": self.boost_seen.tolist(), "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, record: dict, cached: bool = True) -> "SteeredRun":
+        arrays = {k: np.asarray(record[k]) for k in ("steps", "prefix_matching", "second_copy_loss",
+                                                     "first_copy_loss", "train_loss", "extra", "boost_seen")}
+        return cls(**arrays, seconds=record.get("seconds"), cached=cached)
+
+
+def crossing_step(steps, values, threshold: float) -> float:
+    """First step at which ``values`` (K,) reach ``threshold``, linearly interpolated; NaN when they never do.
+
+    A curve that starts at or above the threshold gives ``steps[0]``.
+    """
+    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
+        raise ValueError(f"steps and values: 1-d arrays of the same length ≥ 2 (got {x.shape} and {y.shape})")
+    above = np.flatnonzero(y >= threshold)
+    if len(above) == 0:
+        return float("nan")
+    k = int(above[0])
+    if k == 0:
+        return float(x[0])
+    return float(x[k - 1] + (threshold - y[k - 1]) / (y[k] - y[k - 1]) * (x[k] - x[k - 1]))
+
+
+def _check_inputs(train_ids: torch.Tensor, boost: torch.Tensor, extra: np.ndarray, config: SteeringConfig,
+                  probe: torch.Tensor) -> np.ndarray:
+    if train_ids.dim() != 2 or train_ids.shape[0] < 1:
+        raise ConfigError(f"train_ids {tuple(train_ids.shape)} (accepted: a (sequence, n_ctx) tensor of token ids)")
+    if boost.dtype != torch.bool or boost.shape != train_ids.shape[:1] or not bool(boost.any()):
+        raise ConfigError(f"boost: {tuple(boost.shape)} {boost.dtype} (accepted: a bool mask over the "
+                          f"{train_ids.shape[0]} training sequences with at least one True)")
+    extra = np.asarray(extra)
+    if extra.shape != (config.steps,) or extra.dtype.kind not in "iu" or (extra < 0).any():
+        raise ConfigError(f"extra: shape {extra.shape}, dtype {extra.dtype} (accepted: {config.steps} integers "
+                          "≥ 0, the extra sequences of every step)")
+    if probe.dim() != 2 or probe.shape[1] % 2 or probe.shape[1] > train_ids.shape[1]:
+        raise ConfigError(f"probe {tuple(probe.shape)} (accepted: (num, 2L) repeated sequences, 2L ≤ n_ctx = "
+                          f"{train_ids.shape[1]})")
+    return extra.astype(np.int64)
+
+
+def train_steered(
+    model_config: PretrainedConfig,
+    train_ids: torch.Tensor,
+    boost: torch.Tensor,
+    extra,
+    config: SteeringConfig,
+    probe: torch.Tensor,
+    cache_dir: str | Path | None = None,
+    keep_batches: bool = False,
+) -> SteeredRun:
+    """Train from ``model_config`` on ``train_ids`` with ``extra[t]`` boost-pool sequences added at step t.
+
+    train_ids: (n, n_ctx) training sequences. boost: (n,) bool, the boost pool (induction-pattern sequences).
+    extra: (steps,) integers ≥ 0 (e.g. :func:`stagewise.steering.window_schedule`). probe: (num, 2L) repeated
+    sequences for the induction measurements (e.g. :func:`stagewise.lm.repeated_name_sequences`).
+    cache_dir: folder of cached runs (None: no cache). keep_batches: keep the base batch indices (T, B) in the
+    result (for tests; never cached).
+    """
+    extra = _check_inputs(train_ids, boost, extra, config, probe)
+    pool = torch.nonzero(boost).flatten()
+    described = json.loads(model_config.to_json_string(use_diff=False))
+    described.pop("transformers_version", None)
+    path = None
+    if cache_dir is not None and not keep_batches:
+        key = cache_key({"model": described, "train": asdict(config), "extra": extra.tolist()},
+                        train_ids, boost, probe)
+        path = Path(cache_dir) / f"steered-{key}.json"
+        record = read_json(path)
+        if isinstance(record, dict):
+            return SteeredRun.from_json(record)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    # a copy: building a model writes into its config, which is part of the cache key
+    model = AutoModelForCausalLM.from_config(copy.deepcopy(model_config))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = config.warmup
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup) if warmup else 1.0)
+    base_draws = torch.Generator().manual_seed(config.seed)
+    extra_draws = torch.Generator().manual_seed(config.seed + 1_000_003)  # its own stream: base batches stay paired
+    measured = set(config.eval_steps())
+    scores, losses, batches = [], [], []
+    boost_seen = np.zeros(config.steps, dtype=np.int64)
+
+    def measure() -> None:
+        model.eval()
+        scores.append(induction_scores(model, sequences=probe))
+        model.train()
+
+    model.train()
+    measure()
+    n = train_ids.shape[0]
+    for step in range(config.steps):
+        index = torch.randint(0, n, (config.batch_size,), generator=base_draws)
+        if extra[step]:
+            index = torch.cat([index, pool[torch.randint(0, len(pool), (int(extra[step]),), generator=extra_draws)]])
+        if keep_batches:
+            batches.append(index[: config.batch_size].numpy())
+        boost_seen[step] = int(boost[index].sum())
+        ids = train_ids[index]
+        per_sequence = per_token_loss(model(input_ids=ids).logits, ids).mean(dim=-1)
+        loss = per_sequence.sum() / config.batch_size
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+        if step + 1 in measured:
+            measure()
+    run = SteeredRun(
+        steps=np.array(config.eval_steps()),
+        prefix_matching=np.stack([s.prefix_matching.numpy() for s in scores]),
+        second_copy_loss=np.array([s.second_copy_loss for s in scores]),
+        first_copy_loss=np.array([s.first_copy_loss for s in scores]),
+        train_loss=np.array(losses), extra=extra, boost_seen=boost_seen,
+        seconds=time.perf_counter() - started,
+        base_batches=np.stack(batches) if keep_batches else None,
+    )
+    if path is not None:
+        write_json(run.to_json(), path)
+    return run
