@@ -6,6 +6,7 @@
     python -m stagewise runs list [01] [--status failed]        # the run folders under runs/
     python -m stagewise runs clean runs/01_slt/20261201-101500  # remove the run folders named, nothing else
     python -m stagewise collect 01 --plot llc_max_rel_error:nbeta  # many runs -> one table (and a figure)
+    python -m stagewise sweep 01 -p nbeta 100,300 --seeds 3     # every combination, one run each, on Dask
 """
 
 from __future__ import annotations
@@ -50,8 +51,23 @@ def _run(args) -> int:
 def _book(args) -> int:
     from stagewise.pipeline.book import build_book
 
-    build_book(args.profile, book_dir=args.book_dir, notebooks_dir=args.notebooks_dir)
+    build_book(args.profile, book_dir=args.book_dir, notebooks_dir=args.notebooks_dir, workers=args.workers)
     return 0
+
+
+def _sweep(args) -> int:
+    from stagewise.pipeline.dask_cluster import ClusterError
+    from stagewise.pipeline.sweep import parse_grid, run_sweep
+
+    try:
+        result = run_sweep(args.notebook, parse_grid(args.parameters or []), seeds=args.seeds,
+                           runs_dir=args.runs_dir, notebooks_dir=args.notebooks_dir, workers=args.workers,
+                           scheduler=args.scheduler, retries=args.retries, plot=args.plot, resume=args.resume)
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE
+    print(f"done: sweep in {result.folder}/")
+    return 0 if (result.table["status"] == "ok").all() else FAILED
 
 
 def _params(args) -> int:
@@ -127,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--profile", choices=("full", "quick"), default="full",
                       help="full: book/_build/html; quick: build/quick/_build/html (default: %(default)s)")
     book.add_argument("--book-dir", default="book", help="authored book sources (default: %(default)s)")
+    book.add_argument("--workers", type=int, help="chapters executed at once, as Dask tasks (default: $BOOK_WORKERS, "
+                      "else one per core; 1: one after another)")
     book.set_defaults(handler=_book)
 
     params = commands.add_parser("params", help="list a notebook's parameters")
@@ -154,12 +172,27 @@ def main(argv: list[str] | None = None) -> int:
     gather.add_argument("--out", help="where the collect-<stamp>/ folder goes (default: the runs folder)")
     gather.set_defaults(handler=_collect)
 
+    sweep = commands.add_parser("sweep", help="every combination of some values, one run each, as Dask tasks")
+    sweep.add_argument("notebook", nargs="?", help="a path, a stem (01_slt) or a number (01); not with --resume")
+    sweep.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", metavar=("NAME", "VALUES"),
+                       help="a parameter and its values, separated by commas: -p nbeta 100,300")
+    sweep.add_argument("--seeds", type=int, help="also run each combination with seed = 0 .. SEEDS-1")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="worker processes of a local Dask cluster (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    sweep.add_argument("--retries", type=int, default=2,
+                       help="more tries for a run whose worker died or whose kernel failed (default: %(default)s)")
+    sweep.add_argument("--plot", metavar="METRIC:PARAM", help="also draw METRIC against the swept parameter PARAM")
+    sweep.add_argument("--resume", metavar="SWEEP_FOLDER", help="run what an interrupted sweep has not finished")
+    sweep.add_argument("--runs-dir", default="runs", help="where the sweep folder goes (default: %(default)s)")
+    sweep.set_defaults(handler=_sweep)
+
     # `-p NAME VALUE` is taken verbatim, so values such as -1e-3 are not mistaken for options.
     argv, pairs = _take_parameters(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     if pairs:
-        if args.command != "run":
-            parser.error("-p is an option of `run`")
+        if args.command not in ("run", "sweep"):
+            parser.error("-p is an option of `run` and `sweep`")
         args.parameters = (args.parameters or []) + pairs
     from stagewise.pipeline import NotebookError, NotebookFailed, ParameterError
     from stagewise.pipeline.book import BookError

@@ -38,10 +38,10 @@ from pathlib import Path
 import yaml
 
 from stagewise.artifacts import tree_digest, write_json
+from .dask_cluster import ClusterError, NotebookJob, execute_notebooks, resolve_workers
 from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
-from .runner import (NotebookFailed, cached_seconds, declared_parameters, default_value, execute_cached,
-                     load_notebook, resolve_notebook)
+from .runner import cached_seconds, declared_parameters, default_value, load_notebook, resolve_notebook
 
 __all__ = ["BookError", "BookResult", "build_book", "toc_files"]
 
@@ -182,12 +182,13 @@ def _check_expectations(chapters, stage: Path, expected: Path, profile: str, log
 
 def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebooks_dir: str | Path = "notebooks",
                stage: str | Path | None = None, path_output: str | Path | None = None,
-               cache: str | Path | None = None, log=print) -> BookResult:
+               cache: str | Path | None = None, workers: int | None = None, log=print) -> BookResult:
     """Execute the toc's notebooks with ``profile`` and build the HTML book strictly.
 
     ``stage`` defaults to ``build/<profile>``; ``path_output`` (where ``_build/html`` goes) to
     ``book_dir`` for the full book and to the staging tree otherwise; ``cache`` (npm packages) to
-    ``.cache`` (or ``$STAGEWISE_CACHE``). Raises :class:`BookError`.
+    ``.cache`` (or ``$STAGEWISE_CACHE``). ``workers``: chapters executed at once, as Dask tasks (default
+    ``$BOOK_WORKERS``, else one per core; 1: one after another in this process). Raises :class:`BookError`.
     """
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r} (accepted: {', '.join(PROFILES)})")
@@ -200,7 +201,7 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
     toc = yaml.safe_load((book_dir / "_toc.yml").read_text())
 
     result = BookResult(html=path_output / "_build" / "html")
-    failures = []
+    jobs = []  # the chapters to execute (not cached)
     chapters = []  # (toc entry, notebook source) of every chapter, for the generated rerun page
     for entry in toc_files(toc):
         if entry == RERUN_PAGE or any((book_dir / entry).with_suffix(s).is_file()
@@ -215,15 +216,14 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
             result.cached.append((source.stem, seconds))
             log(f"{source.stem}: cached (last run took {seconds:.1f} s)")
             continue
-        log(f"{source.stem}: running with profile {profile} ...", flush=True)
-        try:
-            _, seconds = execute_cached(source, output, cwd, parameters, progress=sys.stderr.isatty())
-        except NotebookFailed as failure:
-            log(f"error: {failure}")
-            failures.append(failure)
-            continue
-        result.executed.append((source.stem, seconds))
-        log(f"{source.stem}: executed in {seconds:.1f} s", flush=True)
+        jobs.append(NotebookJob(source, output, cwd, parameters))
+    # The chapters are independent: with more than one worker they run as Dask tasks (dask_cluster.py).
+    try:
+        workers = resolve_workers(workers)
+    except ClusterError as error:
+        raise BookError(str(error)) from None
+    result.executed, failures = execute_notebooks(jobs, workers, label=lambda job: f"running with profile {profile}",
+                                                  log=log)
     if failures:
         raise BookError(f"{len(failures)} notebook(s) failed: " + ", ".join(f.notebook.stem for f in failures))
     if RERUN_PAGE in toc_files(toc):

@@ -1,0 +1,213 @@
+"""Dask distributed for the sweeps and the book build: a LocalCluster of worker processes, or a running scheduler.
+
+Each task runs one notebook, whose kernel is a child process of the worker and inherits its environment. A
+local cluster therefore has one thread per worker (one notebook at a time) and sets the thread variables of
+torch, OpenMP, MKL and OpenBLAS (and ``STAGEWISE_THREADS``, read by :mod:`stagewise.pipeline.threads`) to
+``cores // workers`` so that parallel kernels do not oversubscribe the cores. The workers of a scheduler given by
+address are the user's: start them with ``--nthreads 1`` and those variables set, on machines that see this
+checkout and its ``runs/`` folder at the same path.
+
+A worker that dies mid-task (killed, out of memory) has its task rescheduled by the Dask scheduler, up to its
+``distributed.scheduler.allowed-failures`` (set here from ``retries``), then the task ends in ``KilledWorker``;
+``retries`` is also passed to each ``submit``, where it covers exceptions raised by the task itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["ClusterError", "NotebookJob", "cluster", "default_workers", "execute_notebooks", "resolve_workers",
+           "thread_env", "worker_name"]
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "STAGEWISE_THREADS")
+
+
+class ClusterError(ValueError):
+    """A bad cluster request (workers, scheduler address); nothing was started."""
+
+
+def cores() -> int:
+    """The cores this process may use (respects containers and taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers() -> int:
+    """One worker per core."""
+    return cores()
+
+
+def thread_env(workers: int) -> dict[str, str]:
+    """The thread variables for a kernel of one of ``workers`` parallel workers: ``cores // workers`` (≥ 1)."""
+    threads = str(max(1, cores() // max(1, workers)))
+    return {name: threads for name in THREAD_VARIABLES}
+
+
+def worker_name() -> str:
+    """The address of the Dask worker running the current task ("local" outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def check_workers(workers: int | None, scheduler: str | None) -> None:
+    if workers is not None and scheduler is not None:
+        raise ClusterError("give either --workers (a local cluster) or --scheduler (a running one), not both")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ClusterError(f"workers = {workers!r}: expected an integer >= 1")
+    if scheduler is not None and not str(scheduler).strip():
+        raise ClusterError("scheduler: expected an address such as tcp://127.0.0.1:8786")
+
+
+@contextmanager
+def cluster(workers: int | None = None, scheduler: str | None = None, *, retries: int = 2,
+            log=print) -> Iterator:
+    """A ``distributed.Client``: on a new LocalCluster of ``workers`` processes (default: one per core), or on
+    the running scheduler at ``scheduler``. Prints the dashboard's address when there is one. Closes what it
+    started on exit."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    check_workers(workers, scheduler)
+    if scheduler is not None:
+        with Client(scheduler, timeout="20s") as client:
+            log(f"dask: scheduler {scheduler}, {len(client.scheduler_info().get('workers', {}))} worker(s)"
+                + (f"; dashboard {client.dashboard_link}" if _has_dashboard(client) else ""), flush=True)
+            yield client
+        return
+    workers = workers or default_workers()
+    # The dashboard needs bokeh, which is not a dependency: without it, ask for none (and no warning).
+    dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
+                             dashboard_address=dashboard, env=thread_env(workers), silence_logs=logging.ERROR)
+    try:
+        with Client(local) as client:
+            log(f"dask: local cluster of {workers} worker process(es), "
+                f"{thread_env(workers)['OMP_NUM_THREADS']} thread(s) per notebook"
+                + (f"; dashboard {client.dashboard_link}" if dashboard else ""), flush=True)
+            yield client
+    finally:
+        local.close()
+
+
+def _has_dashboard(client) -> bool:
+    try:
+        return bool(client.scheduler_info().get("services", {}).get("dashboard"))
+    except Exception:  # an old or unusual scheduler: say nothing rather than fail
+        return False
+
+
+# ------------------------------------------------------------------------------------- the book's chapters
+
+
+def resolve_workers(workers: int | None, variable: str = "BOOK_WORKERS") -> int:
+    """``workers`` if given, else the environment variable ``variable``, else one per core."""
+    if workers is None:
+        text = os.environ.get(variable, "").strip()
+        if not text:
+            return default_workers()
+        try:
+            workers = int(text)
+        except ValueError:
+            raise ClusterError(f"{variable}={text!r}: expected an integer >= 1 (1: one chapter after another)") from None
+    check_workers(workers, None)
+    return workers
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    """One notebook to execute with :func:`stagewise.pipeline.runner.execute_cached` (paths as the book has them)."""
+
+    source: Path
+    output: Path
+    cwd: Path
+    parameters: dict
+
+
+def execute_job(job: NotebookJob, root: str) -> dict:
+    """A Dask task: ``job`` executed in the folder ``root`` (the client's working directory, where the book's
+    relative paths start). A failing cell comes back as data (NotebookFailed does not pickle)."""
+    from .runner import NotebookFailed, execute_cached
+
+    if os.path.realpath(os.getcwd()) != os.path.realpath(root):
+        raise ClusterError(f"worker {worker_name()} runs in {os.getcwd()}, not in {root}: the book's paths are "
+                           "relative to the checkout")
+    try:
+        _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters)
+    except NotebookFailed as failure:
+        return {"failed": [str(failure.notebook), str(failure.output), failure.ename, failure.evalue,
+                           failure.execution_count], "worker": worker_name()}
+    return {"seconds": seconds, "worker": worker_name()}
+
+
+def execute_notebooks(jobs: list[NotebookJob], workers: int, *, label=str, client=None, retries: int = 1,
+                      log=print) -> tuple[list[tuple[str, float]], list]:
+    """Execute ``jobs``: one after another in this process when ``workers`` is 1 (the serial build), else as
+    tasks of a LocalCluster of ``min(workers, len(jobs))`` processes (or of ``client``), the longest (by the
+    last recorded time) first. Returns ([(stem, seconds)] executed, [NotebookFailed] failed); ``label(job)``
+    says what runs. Every job runs even when one fails."""
+    from .runner import NotebookFailed, _stamp_path, execute_cached
+
+    executed, failures = [], []
+    if client is None and (workers <= 1 or len(jobs) <= 1):
+        for job in jobs:
+            log(f"{job.source.stem}: {label(job)} ...", flush=True)
+            try:
+                _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters,
+                                            progress=sys.stderr.isatty())
+            except NotebookFailed as failure:
+                log(f"error: {failure}")
+                failures.append(failure)
+                continue
+            executed.append((job.source.stem, seconds))
+            log(f"{job.source.stem}: executed in {seconds:.1f} s", flush=True)
+        return executed, failures
+
+    from contextlib import nullcontext
+
+    from distributed import as_completed
+    from stagewise.artifacts import read_json
+
+    def last_seconds(job: NotebookJob) -> float:
+        recorded = read_json(_stamp_path(Path(job.output)))
+        return float(recorded.get("seconds", 0.0)) if isinstance(recorded, dict) else 0.0
+
+    engine = nullcontext(client) if client is not None else cluster(min(workers, len(jobs)), retries=retries, log=log)
+    with engine as client:
+        futures = {}
+        for job in jobs:
+            log(f"{job.source.stem}: {label(job)} (a Dask task) ...", flush=True)
+            futures[client.submit(execute_job, job, os.getcwd(), pure=False, retries=retries,
+                                  priority=int(last_seconds(job)), key=f"{job.source.stem}-{uuid.uuid4().hex[:8]}")] = job
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                done = future.result()
+            except Exception as error:  # a worker died more than `retries` times, or a kernel would not start
+                failures.append(NotebookFailed(job.source, job.output, type(error).__name__, str(error)))
+                log(f"error: {failures[-1]}")
+                continue
+            if "failed" in done:
+                notebook, output, ename, evalue, count = done["failed"]
+                failures.append(NotebookFailed(Path(notebook), Path(output), ename, evalue, count))
+                log(f"error: {failures[-1]}")
+                continue
+            executed.append((job.source.stem, done["seconds"]))
+            log(f"{job.source.stem}: executed in {done['seconds']:.1f} s on {done['worker']}", flush=True)
+    order = {job.source.stem: k for k, job in enumerate(jobs)}  # report in the book's order
+    executed.sort(key=lambda item: order[item[0]])
+    return executed, failures

@@ -1,0 +1,452 @@
+"""Parameter sweeps: every combination of some parameter values, one notebook run each, as Dask tasks.
+
+    python -m stagewise sweep 01 -p nbeta 100,300 -p step_size 1e-4,1e-3 --seeds 3 --plot llc.regular.estimate:nbeta
+
+A sweep folder ``runs/<chapter>/sweep-<stamp>/`` holds:
+
+    sweep.json                 the notebook, the values of each parameter and every combination (written once)
+    <stamp>[-n]/               one run folder per run (run_notebook's: run.json, metrics.json, figures)
+    tasks.jsonl                one line per finished task: combination, status, worker, error (append only)
+    sweep.csv, sweep.parquet   one row per combination: its parameters, status, seconds, worker, attempts,
+                               error, folder and every scalar metric (flat_scalars' dotted keys)
+    <metric>_vs_<param>.png    with --plot metric:param
+
+Every value is checked against the notebook before any task starts: names and types by the runner's check,
+ranges by the rules of the chapter's ``validate_parameters(...)`` call (read from its source, never run). A run
+whose notebook fails is a row with status "failed" and the error; the others go on. A run whose worker dies is
+started again by Dask on a live worker (the dead attempt's folder stays, status "running"); ``resume`` runs only
+the combinations without a finished (ok or failed) run. Nothing is overwritten: a resumed sweep that finds
+tables writes ``sweep-2.csv`` and so on.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import itertools
+import json
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stagewise.artifacts import read_json, to_json, write_bytes, write_json
+from .dask_cluster import check_workers, cluster, worker_name
+from .params import File, Folder, Interval, OneOf, ParameterError, Pattern, check_parameters, parse_value
+from .runner import (absolute_paths, check_run_parameters, declared_parameters, load_notebook, resolve_notebook)
+from .runs import RunsError, _new_folder, _plot, run_table, runs_under
+
+__all__ = ["SweepError", "SweepInterrupted", "SweepResult", "chapter_rules", "check_grid", "combinations",
+           "parse_grid", "run_sweep", "sweep_table"]
+
+SWEEP_FILE, TASKS_FILE = "sweep.json", "tasks.jsonl"
+FINISHED = ("ok", "failed")  # a run that got to its end; "running" (a dead worker's) and "interrupted" did not
+MAX_COMBINATIONS = 10_000
+RULES = {"Interval": Interval, "OneOf": OneOf, "File": File, "Folder": Folder, "Pattern": Pattern}
+
+
+class SweepError(RunsError):
+    """A sweep that cannot be started or resumed as asked (names what and why); no task was started."""
+
+
+class SweepInterrupted(SystemExit):
+    """Ctrl-C stopped the sweep (exit status 130); finished runs are kept and ``--resume`` continues it."""
+
+    def __init__(self, folder: Path):
+        super().__init__(130)
+        self.folder = folder
+
+    def __str__(self) -> str:
+        return f"interrupted: continue with `python -m stagewise sweep --resume {self.folder}`"
+
+
+class TaskError(RuntimeError):
+    """A run that failed outside its notebook's cells (the kernel died, a disk error): Dask retries it."""
+
+
+@dataclass
+class SweepResult:
+    folder: Path
+    table: Any  # pandas.DataFrame, one row per combination
+    written: dict[str, Path]
+    ran: int  # runs started by this call (resumed combinations not counted)
+
+
+# ------------------------------------------------------------------------------------------ the grid
+
+
+def parse_grid(pairs: Iterable[Sequence[str]]) -> dict[str, list]:
+    """``[("nbeta", "100,300")]`` -> ``{"nbeta": [100, 300]}``; each value read as ``-p`` reads it."""
+    grid: dict[str, list] = {}
+    for name, text in pairs:
+        if name in grid:
+            raise SweepError(f"parameter {name!r} is given twice: list all its values once, -p {name} v1,v2,...")
+        items = [item.strip() for item in str(text).split(",")]
+        if not all(items):
+            raise SweepError(f"-p {name} {text!r}: an empty value; expected values separated by commas, v1,v2,...")
+        grid[name] = [parse_value(item) for item in items]
+    return grid
+
+
+def _rule(node: ast.AST):
+    """A rule written as a call of a rule class with constant arguments (e.g. ``Interval(ge=0, le=10**6)``), or None.
+
+    Only constants, arithmetic, tuples and lists and the rule classes are allowed, so evaluating it runs
+    nothing of the notebook."""
+    allowed = (ast.Expression, ast.Call, ast.keyword, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List,
+               ast.operator, ast.unaryop, ast.Load, ast.Name)
+    tree = ast.Expression(node)
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in RULES):
+        return None
+    for part in ast.walk(tree):
+        if not isinstance(part, allowed) or (isinstance(part, ast.Name) and part.id not in RULES):
+            return None
+    try:
+        return eval(compile(tree, "<rule>", "eval"), {"__builtins__": {}, **RULES})  # noqa: S307 (checked above)
+    except Exception:  # e.g. OneOf() without values: leave the check to the notebook
+        return None
+
+
+def chapter_rules(nb) -> dict[str, Any]:
+    """The rules of the notebook's ``validate_parameters(globals(), name=Rule(...), ...)`` call, by name.
+
+    A rule that is not a plain constructor call with constants is left out (the notebook still checks it)."""
+    rules: dict[str, Any] = {}
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: not a validation cell
+            continue
+        for node in ast.walk(tree):
+            func = getattr(node, "func", None)
+            if isinstance(node, ast.Call) and getattr(func, "id", getattr(func, "attr", None)) == "validate_parameters":
+                for keyword in node.keywords:
+                    rule = _rule(keyword.value) if keyword.arg else None
+                    if rule is not None:
+                        rules[keyword.arg] = rule
+    return rules
+
+
+def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None) -> dict[str, list]:
+    """Every value of ``grid`` checked against the notebook (names, types, the chapter's ranges) and converted
+    (``100`` -> ``100.0`` for a float). ``seeds`` adds ``seed`` = 0 .. seeds-1. Raises :class:`ParameterError`
+    listing every bad value, before anything runs."""
+    declared = {p.name: p.type for p in declared_parameters(nb, path)}
+    rules = chapter_rules(nb)
+    grid = dict(grid)
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ParameterError(f"seeds = {seeds!r}: expected an integer >= 1 (the runs get seed = 0 .. seeds-1)")
+        if "seed" not in declared:
+            raise ParameterError(f"--seeds: {path} has no parameter 'seed'")
+        if "seed" in grid:
+            raise ParameterError("give the seeds either as -p seed ... or as --seeds, not both")
+        grid["seed"] = list(range(seeds))
+    if not grid:
+        raise ParameterError("nothing to sweep: give at least one -p NAME v1,v2,... (or --seeds)")
+    problems: list[str] = []
+    checked: dict[str, list] = {}
+    for name, values in grid.items():
+        checked[name] = []
+        for value in values:
+            try:
+                new = check_run_parameters(nb, path, {name: value})[name]  # names and types
+            except ParameterError as error:
+                problems += [p for p in error.problems if p not in problems]
+                continue
+            found = check_parameters(declared, {name: new}, rules)[1]  # the chapter's range
+            problems += [f"{p} (the chapter's validation)" for p in found]
+            if not found and any(type(v) is type(new) and v == new for v in checked[name]):
+                problems.append(f"parameter {name!r} lists the value {new!r} twice")
+            elif not found:
+                checked[name].append(new)
+    if problems:
+        raise ParameterError(problems)
+    count = 1
+    for values in checked.values():
+        count *= len(values)
+    if count > MAX_COMBINATIONS:
+        raise ParameterError(f"{count} combinations: at most {MAX_COMBINATIONS} in one sweep")
+    return checked
+
+
+def combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """The cartesian product of ``grid``, the last parameter varying fastest."""
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def _key(parameters: dict[str, Any]) -> str:
+    return json.dumps(to_json(parameters), sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------------ the tasks
+
+
+def run_task(index: int, notebook: str, values: dict[str, Any], links: str) -> dict[str, Any]:
+    """One run on a worker: :func:`run_notebook` of ``notebook`` with ``values`` into ``links/<stem>/`` (which
+    points at the sweep folder). A failing cell is a "failed" result; any other error raises :class:`TaskError`."""
+    from .runner import NotebookFailed, run_notebook
+
+    start = time.perf_counter()
+    result = {"index": index, "parameters": values, "worker": worker_name()}
+    try:
+        folder = run_notebook(notebook, values, runs_dir=links, progress=False)
+        result.update(status="ok", error=None, folder=str(Path(folder).resolve()))
+    except NotebookFailed as failure:
+        result.update(status="failed", error=f"{failure.ename}: {failure.evalue}",
+                      folder=str(Path(failure.output).parent.resolve()))
+    except Exception as error:  # the kernel died or would not start: worth another try (Dask's retries)
+        raise TaskError(f"{type(error).__name__}: {error}") from None
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _links(folder: Path, stem: str) -> Path:
+    """``runs/<chapter>/.<sweep>.links/<stem>`` -> the sweep folder, so that run_notebook, which makes its folder
+    in ``<runs_dir>/<stem>/``, makes it inside the sweep folder (removed after the sweep)."""
+    links = folder.parent / f".{folder.name}.links"
+    links.mkdir(exist_ok=True)
+    link = links / stem
+    if not link.is_symlink():
+        link.symlink_to(Path("..") / folder.name, target_is_directory=True)
+    return links
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as out:
+        out.write(json.dumps(to_json(record), sort_keys=True) + "\n")
+        out.flush()
+
+
+def _tasks(folder: Path) -> list[dict[str, Any]]:
+    try:
+        lines = (folder / TASKS_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line cut short by a crash
+            continue
+    return records
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+
+def sweep_table(folder: str | Path):
+    """One row per combination of the sweep in ``folder``: ``index``, ``param.<name>``, status, seconds, worker,
+    attempts (run folders made for it), error, folder and every scalar metric. The run shown is the latest ok
+    one, else the latest finished, else the latest; a combination without a run folder has the task's status
+    ("killed": its workers kept dying; "error": it failed outside the notebook) or "not run"."""
+    import pandas as pd
+
+    folder = Path(folder)
+    spec = read_json(folder / SWEEP_FILE) or {}
+    attempts: dict[str, list] = {}
+    for record in runs_under(folder):
+        attempts.setdefault(_key(record.parameters), []).append(record)
+    tasks = _tasks(folder)
+    workers = {t["folder"]: t.get("worker") for t in tasks if t.get("folder")}
+    last_task = {t["index"]: t for t in tasks}
+    chosen = {}  # combination index -> the run shown
+    for index, combination in enumerate(spec.get("combinations", [])):
+        runs = sorted(attempts.get(_key(combination), []), key=lambda r: (r.started, r.folder.name))
+        if runs:
+            chosen[index] = ([r for r in runs if r.status == "ok"] or [r for r in runs if r.status in FINISHED]
+                             or runs)[-1]
+    shown = run_table(chosen.values()).to_dict("records") if chosen else []
+    rows_of = dict(zip(chosen, shown))
+    rows = []
+    for index, combination in enumerate(spec.get("combinations", [])):
+        runs = attempts.get(_key(combination), [])
+        if index in rows_of:
+            row = rows_of[index]
+            row["worker"] = workers.get(str(chosen[index].folder.resolve()))
+        else:
+            task = last_task.get(index, {})
+            row = {"status": task.get("status", "not run"),
+                   "error": task.get("error"), "worker": task.get("worker")}
+            row.update({f"param.{k}": v for k, v in combination.items()})
+        # the chapter, not the sweep folder that RunRecord.chapter (the run folder's parent) names
+        row.update(index=index, attempts=len(runs), chapter=Path(spec.get("notebook", "")).stem)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    first = ["index", *[f"param.{k}" for k in spec.get("grid", {})], "status", "seconds", "worker", "attempts",
+             "error", "folder", "started", "chapter"]
+    first = [c for c in first if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def _parquet_bytes(table) -> bytes:
+    """Parquet of ``table``; an object column mixing kinds of values (e.g. numbers and strings) is written as text."""
+    frame = table.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            kinds = {type(v) for v in frame[column].dropna()}
+            if len(kinds) > 1 and not kinds <= {int, float}:
+                frame[column] = frame[column].map(lambda v: None if v is None else str(v))
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
+    for n in range(1, 10_000):
+        name = stem if n == 1 else f"{stem}-{n}"
+        if not any((folder / f"{name}{s}").exists() for s in suffixes):
+            return name
+    raise SweepError(f"no free file name for {stem} in {folder}")
+
+
+def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[str, Path]:
+    stem = _free_stem(folder, "sweep", (".csv", ".parquet"))
+    written = {"csv": write_bytes(table.to_csv(index=False).encode(), folder / f"{stem}.csv"),
+               "parquet": write_bytes(_parquet_bytes(table), folder / f"{stem}.parquet")}
+    if plot is not None:
+        metric, param = plot
+        if metric not in table.columns:
+            known = sorted(c for c in table.columns if c not in ("index", "attempts", "seconds")
+                           and not c.startswith("param.") and c not in ("status", "worker", "error", "folder",
+                                                                         "started", "chapter"))
+            raise SweepError(f"plot: no metric {metric!r} in these runs (known: {', '.join(known) or 'none'}); "
+                             f"the tables were written: {written['csv']}")
+        scratch = folder / f".plot-{uuid.uuid4().hex[:8]}"  # _plot names its file; move it to a free name
+        scratch.mkdir()
+        try:
+            drawn = _plot(table, f"param.{param}", metric, scratch)
+            name = _free_stem(folder, drawn.stem, (drawn.suffix,)) + drawn.suffix
+            written["figure"] = Path(shutil.move(str(drawn), str(folder / name)))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return written
+
+
+# ------------------------------------------------------------------------------------------ the sweep
+
+
+def _plot_spec(plot: str | None, grid: dict[str, list]) -> tuple[str, str] | None:
+    if plot is None:
+        return None
+    metric, sep, param = plot.partition(":")
+    param = param.removeprefix("param.")
+    if not (sep and metric and param):
+        raise SweepError(f"plot: expected METRIC:PARAM (e.g. mean:nbeta), got {plot!r}")
+    if param not in grid:
+        raise SweepError(f"plot: parameter {param!r} is not swept (swept: {', '.join(grid)})")
+    return metric, param
+
+
+def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None = None, *, seeds: int | None = None,
+              runs_dir: str | Path = "runs", notebooks_dir: str | Path = "notebooks", workers: int | None = None,
+              scheduler: str | None = None, client=None, retries: int = 2, plot: str | None = None,
+              resume: str | Path | None = None, progress: bool | None = None, log=print) -> SweepResult:
+    """Run every combination of ``grid`` (name -> values; with ``seeds``, also seed = 0 .. seeds-1) of
+    ``notebook``, each as one Dask task, into a new sweep folder; or, with ``resume``, the combinations of
+    that sweep folder that have no finished run. Tasks go to ``client``, else to the scheduler at
+    ``scheduler``, else to a new LocalCluster of ``workers`` processes (default one per core). ``retries``:
+    further tries of a task whose worker died or which failed outside its notebook. ``plot="metric:param"``
+    draws a figure. Raises :class:`ParameterError` / :class:`SweepError` before any task starts."""
+    if resume is not None:
+        folder = Path(resume)
+        spec = read_json(folder / SWEEP_FILE)
+        if not isinstance(spec, dict):
+            raise SweepError(f"--resume {resume}: not a sweep folder (no readable {SWEEP_FILE})")
+        path = Path(spec["notebook"])
+        nb = load_notebook(path)
+        recorded = check_grid(nb, path, spec["grid"])  # the notebook may have changed since
+        if grid or seeds is not None:
+            asked = check_grid(nb, path, grid or {}, seeds)
+            if _key(asked) != _key(recorded):
+                raise SweepError(f"--resume {resume}: these values differ from the sweep's ({_key(recorded)}); "
+                                 "drop -p and --seeds to resume it as it was")
+        grid = recorded
+    else:
+        if notebook is None:
+            raise SweepError("name a notebook to sweep (or --resume a sweep folder)")
+        path = resolve_notebook(notebook, notebooks_dir).resolve()
+        nb = load_notebook(path)
+        grid = check_grid(nb, path, grid or {}, seeds)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise SweepError(f"retries = {retries!r}: expected an integer >= 0")
+    if client is None:
+        check_workers(workers, scheduler)
+    plot_spec = _plot_spec(plot, grid)
+    if resume is None:
+        todo = [to_json(absolute_paths(c)) for c in combinations(grid)]
+        folder = _new_folder(Path(runs_dir) / path.stem, "sweep")
+        write_json({"notebook": str(path), "grid": grid, "combinations": todo, "retries": retries,
+                    "started": datetime.now().isoformat(timespec="seconds"),
+                    "command": " ".join(["python", "-m", "stagewise", "sweep", str(path),
+                                         *[f"-p {k} {','.join(map(str, v))}" for k, v in grid.items()]])},
+                   folder / SWEEP_FILE)
+        indices = list(range(len(todo)))
+    else:
+        todo = [to_json(c) for c in read_json(folder / SWEEP_FILE)["combinations"]]
+        done = {_key(r.parameters) for r in runs_under(folder) if r.status in FINISHED}
+        indices = [i for i, c in enumerate(todo) if _key(c) not in done]
+        log(f"resuming {folder}/: {len(todo) - len(indices)} of {len(todo)} combinations already finished")
+    folder = folder.resolve()
+    log(f"sweep of {path.name}: {len(indices)} run(s) to go, "
+        + " x ".join(f"{k} ({len(v)})" for k, v in grid.items()) + f" -> {folder}/", flush=True)
+    if indices:
+        _execute(path, folder, todo, indices, client, workers, scheduler, retries, progress, log)
+    table = sweep_table(folder)
+    written = _write_outputs(folder, table, plot_spec)
+    counts = table["status"].value_counts().to_dict()
+    log(f"sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + " -> "
+        + ", ".join(str(p) for p in written.values()))
+    return SweepResult(folder=folder, table=table, written=written, ran=len(indices))
+
+
+def _execute(path: Path, folder: Path, todo, indices, client, workers, scheduler, retries, progress, log) -> None:
+    from contextlib import nullcontext
+
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    links = _links(folder, path.stem)
+    tasks_file = folder / TASKS_FILE
+    if progress is None:
+        progress = sys.stderr.isatty()
+    engine = nullcontext(client) if client is not None else cluster(workers, scheduler, retries=retries, log=log)
+    futures, not_ok = {}, 0
+    try:
+        with engine as client, tqdm(total=len(indices), desc="runs finished", unit="run",
+                                    disable=not progress) as bar:
+            for i in indices:
+                future = client.submit(run_task, i, str(path), todo[i], str(links), pure=False, retries=retries,
+                                       key=f"{path.stem}-{i:04d}-{uuid.uuid4().hex[:8]}")
+                futures[future] = i
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # KilledWorker after `retries` dead workers, or TaskError
+                    status = "killed" if type(error).__name__ == "KilledWorker" else "error"
+                    result = {"index": i, "parameters": todo[i], "status": status, "folder": None,
+                              "error": f"{type(error).__name__}: {error}", "worker": None}
+                _append(tasks_file, result)
+                bar.update(1)
+                if result["status"] != "ok":
+                    not_ok += 1
+                    bar.set_postfix_str(f"not ok: {not_ok}", refresh=False)
+                    log(f"run {i} ({', '.join(f'{k}={v!r}' for k, v in todo[i].items())}): {result['status']}: "
+                        f"{result['error']}", flush=True)
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()
+        stop = SweepInterrupted(folder)
+        print(stop, file=sys.stderr, flush=True)
+        raise stop from None
+    finally:
+        shutil.rmtree(links, ignore_errors=True)  # removes the link, never what it points at
