@@ -2,6 +2,8 @@
 # make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html),
 #             then every page of that book in headless Chromium with the network blocked (tests/test_browser.py)
 # make run    NB=01 PARAMS="-p nbeta 300 -p profile quick": one chapter, new parameters, new runs/ folder
+# make sweep  NB=01 PARAMS="-p nbeta 100,300 --seeds 3": every combination, one run each, as Dask tasks
+#             (runs/<chapter>/sweep-<stamp>/ with sweep.csv and sweep.parquet; --plot METRIC:PARAM, --workers N)
 # make lab    JupyterLab on notebooks/, chapters open as notebooks (jupytext); LAB_ARGS="--port 8899 ..."
 # make clean  remove build outputs and caches, .cache included (never runs/: those are your results)
 #
@@ -69,6 +71,11 @@ lab: $(INSTALLED)
 run: $(INSTALLED)
 	@test -n "$(NB)" || { echo 'usage: make run NB=<notebook> PARAMS="-p name value ..."'; exit 2; }
 	$(PY) -m stagewise run $(NB) $(PARAMS)
+
+.PHONY: sweep
+sweep: $(INSTALLED)
+	@test -n "$(NB)" || { echo 'usage: make sweep NB=<notebook> PARAMS="-p name v1,v2,... [--seeds K] [--workers N]"'; exit 2; }
+	$(PY) -m stagewise sweep $(NB) $(PARAMS)
 
 # Removes build outputs and caches (.cache holds cached artifacts such as trained checkpoints).
 # runs/ is deliberately not removed: it holds the results of `make run`, which are never deleted for you.
