@@ -1,11 +1,21 @@
-"""One figure style for the whole book, and the few figure helpers that chapters share."""
+"""One figure style for the whole book, and the few figure and table helpers that chapters share.
+
+Figures are sized for the book's content column (about 750 px wide): at most :data:`COLUMN_WIDTH` inches
+wide, so that text of 8 pt or more stays at least 9 px tall on the page. Tables go through
+:func:`show_table`, which never rounds a nonzero value to zero and prints integers as integers.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import seaborn as sns
 
 #: Colours of the book: one per recurring role, so a reader can follow a quantity across chapters.
@@ -19,6 +29,9 @@ COLORS = {
     "diverged": sns.color_palette("deep")[3],
     "analytic": sns.color_palette("deep")[4],  # Saxe-mode theory of influence (BIF: estimate, LOO: truth)
 }
+
+#: Widest figure (inches) that the book's column shows without shrinking text below ~9 px.
+COLUMN_WIDTH = 7.5
 
 
 def set_style() -> None:
@@ -39,8 +52,135 @@ def set_style() -> None:
     )
 
 
-def save(fig: plt.Figure, name: str, folder: str | Path = ".") -> Path:
-    """Save ``fig`` as ``<folder>/<name>.png`` (the run's working directory by default) and return the path."""
+def save(fig: plt.Figure, name: str, folder: str | Path = ".", *, close: bool = False) -> Path:
+    """Save ``fig`` as ``<folder>/<name>.png`` (the run's working directory by default) and return the path.
+
+    ``close=True`` closes the figure after saving, for a chapter that shows the saved file in a MyST
+    ``{figure}`` (with its caption and alt text) rather than as the code cell's output.
+    """
     path = Path(folder) / f"{name}.png"
     fig.savefig(path)
+    if close:
+        plt.close(fig)
     return path
+
+
+def stage_lines(ax: plt.Axes, steps: Sequence[float], colors: Sequence | str = "0.6", *, label: str | None = None,
+                **kwargs) -> None:
+    """Dotted vertical lines at the stage ``steps`` (training steps); ``colors``: one colour, or one per stage.
+
+    ``label`` names the first line only, so a legend lists the stages once.
+    """
+    if isinstance(colors, str) or (isinstance(colors, tuple) and len(colors) in (3, 4)
+                                   and all(isinstance(c, numbers.Real) for c in colors)):
+        colors = [colors] * len(steps)
+    if len(colors) < len(steps):
+        raise ValueError(f"colors: {len(colors)} given for {len(steps)} stage steps (one colour, or one per step)")
+    style = {"ls": ":", "lw": 1.4, "zorder": 1, **kwargs}
+    for k, (step, color) in enumerate(zip(steps, colors)):
+        ax.axvline(step, color=color, label=label if k == 0 else None, **style)
+
+
+def band(ax: plt.Axes, x, mean, stderr, color, *, k: float = 2.0, label: str | None = None,
+         band_label: str | None = None, **kwargs):
+    """Plot ``mean`` with a shaded ±``k``·``stderr`` band (same shapes as ``x``); returns the line.
+
+    ``band_label`` (e.g. "± 2 s.e.") names the band in the legend; ``kwargs`` go to the line.
+    """
+    x, mean, stderr = (np.asarray(v, dtype=float) for v in (x, mean, stderr))
+    if not (x.shape == mean.shape == stderr.shape):
+        raise ValueError(f"x, mean and stderr must have one shape, got {x.shape}, {mean.shape}, {stderr.shape}")
+    if k <= 0:
+        raise ValueError(f"k = {k} must be positive (the band is mean ± k·stderr)")
+    ax.fill_between(x, mean - k * stderr, mean + k * stderr, color=color, alpha=0.25, lw=0, label=band_label)
+    (line,) = ax.plot(x, mean, color=color, label=label, **kwargs)
+    return line
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+def _shows_only_zero(text: str) -> bool:
+    digits = [c for c in text.split("e")[0] if c.isdigit()]
+    return bool(digits) and all(c == "0" for c in digits)
+
+
+def format_number(value, digits: int = 3) -> str:
+    """``value`` as a table shows it: integers as integers, other numbers with ``digits`` significant digits.
+
+    Numbers between 10⁻⁴ and 10⁶ are written without an exponent (0.0123, 1235), others as 1.23e-05; a
+    nonzero number never shows as 0. NaN and None show as "–"; strings and other objects as ``str``.
+    """
+    if not isinstance(digits, int) or digits < 1:
+        raise ValueError(f"digits = {digits!r} must be a positive integer")
+    if value is None:
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if not isinstance(value, numbers.Real):
+        return str(value)
+    value = float(value)
+    if math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    magnitude = math.floor(math.log10(abs(value)))
+    if -4 <= magnitude < 6:
+        text = f"{value:.{max(digits - 1 - magnitude, 0)}f}"
+        return text if not _shows_only_zero(text) else f"{value:.{digits - 1}e}"
+    return f"{value:.{digits - 1}e}"
+
+
+def _formatter(spec, digits: int) -> Callable[[object], str]:
+    if spec is None:
+        return lambda v: format_number(v, digits)
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str) or "{" not in spec:
+        raise ValueError(f"format {spec!r}: give a format string such as '{{:.2f}}' or '{{:.1%}}', or a callable")
+
+    def apply(value):
+        if value is None or (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+                             and math.isnan(float(value))):
+            return "–"
+        if not isinstance(value, numbers.Number):
+            return str(value)
+        text = spec.format(value)
+        if value != 0 and _shows_only_zero(text):  # the format would hide a nonzero value: more digits
+            return format_number(100 * value, digits) + "%" if "%" in spec else format_number(value, digits)
+        return text
+
+    return apply
+
+
+def show_table(data, formats: Mapping[str, str | Callable] | None = None, *, digits: int = 3,
+               index: bool = True) -> pd.DataFrame:
+    """A table for the reader: a DataFrame of strings, every cell formatted for display.
+
+    ``data``: a DataFrame, a Series (one column) or anything ``pd.DataFrame`` accepts (records, a dict of
+    columns). ``formats`` maps column names to a format string (``"{:.2f}"``, ``"{:.1%}"``) or a callable;
+    other cells use :func:`format_number` with ``digits`` significant digits. A format that would round a
+    nonzero value to zero falls back to significant digits. ``index=False`` replaces the index by row numbers
+    starting at 1. The result is for display only: compute with the original numbers.
+    """
+    if isinstance(data, pd.Series):
+        frame = data.to_frame(data.name if data.name is not None else "value")
+    elif isinstance(data, pd.DataFrame):
+        frame = data
+    else:
+        frame = pd.DataFrame(data)
+    formats = dict(formats or {})
+    unknown = [name for name in formats if name not in frame.columns]
+    if unknown:
+        raise ValueError(f"formats: no column {unknown} in the table (columns: {list(frame.columns)})")
+    out = pd.DataFrame(index=frame.index if index else pd.RangeIndex(1, len(frame) + 1))
+    for name in frame.columns:
+        column = frame[name]
+        fmt = _formatter(formats.get(name), digits)
+        out[name] = [fmt(v.item() if isinstance(v, np.generic) else v) for v in column.tolist()]
+    return out

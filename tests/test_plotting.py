@@ -1,0 +1,112 @@
+"""The book's figure and table helpers: tables never hide a nonzero value, integers stay integers."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from stagewise import plotting
+from stagewise.plotting import format_number, show_table
+
+
+@pytest.mark.parametrize("value, text", [
+    (2000, "2000"), (np.int64(16), "16"), (2000.0, "2000"), (0, "0"), (0.0, "0"),
+    (0.0001, "0.000100"), (2e-4, "0.000200"), (1e-5, "1.00e-05"), (-3e-7, "-3.00e-07"),
+    (0.24812, "0.248"), (1.5, "1.50"), (1234.567, "1235"), (2.5e7, "25000000"), (2.5e7 + 0.5, "2.50e+07"),
+    (float("nan"), "–"), (None, "–"), (True, "True"), ("dog", "dog"), (float("inf"), "∞"),
+])
+def test_format_number(value, text):
+    assert format_number(value) == text
+
+
+def _parsed(text: str) -> float:
+    return float(text.replace("%", "").replace("−", "-"))
+
+
+@pytest.mark.parametrize("digits", [1, 2, 3, 5])
+def test_no_nonzero_value_shows_as_zero_and_relative_error_is_bounded(digits):
+    rng = np.random.default_rng(0)
+    values = np.concatenate([10.0 ** rng.uniform(-12, 12, 400), -(10.0 ** rng.uniform(-12, 12, 100))])
+    for value in values:
+        text = format_number(value, digits)
+        assert _parsed(text) != 0, (value, text)
+        # significant digits are kept (rounding may carry one more place, e.g. 9.996 -> 10.00)
+        assert math.isclose(_parsed(text), value, rel_tol=0.51 * 10.0 ** (1 - digits)), (value, text)
+
+
+def test_show_table_columns_step_sizes_and_integers():
+    table = pd.DataFrame({"step_size": [1e-4, 2e-4, 0.02 / 10_000], "a0": [3.1e-6, 2.2e-6, 1.9e-7],
+                          "chains": [16, 16, 32], "steps": [2000.0, 400.0, 1600.0], "name": ["a", "b", "c"]})
+    shown = show_table(table)
+    assert list(shown["step_size"]) == ["0.000100", "0.000200", "2.00e-06"]
+    assert list(shown["a0"]) == ["3.10e-06", "2.20e-06", "1.90e-07"]
+    assert list(shown["chains"]) == ["16", "16", "32"]
+    assert list(shown["steps"]) == ["2000", "400", "1600"]  # integral floats print as integers
+    assert list(shown["name"]) == ["a", "b", "c"]
+    html = shown.to_html()
+    assert "e+03" not in html and "0.0<" not in html
+
+
+def test_show_table_formats_fall_back_instead_of_hiding_a_value():
+    shown = show_table(pd.DataFrame({"error": [0.123, 0.00004], "share": [0.5, 1e-5]}),
+                       {"error": "{:.2f}", "share": "{:.1%}"})
+    assert list(shown["error"]) == ["0.12", "4.00e-05"]
+    assert list(shown["share"]) == ["50.0%", "0.00100%"]
+
+
+def test_show_table_mixed_series_and_index():
+    metrics = pd.Series({"chains": 16, "draws": 1000, "llc_max_rel_error": 0.0312, "seconds": 69.43})
+    shown = show_table(metrics)
+    assert shown.columns.tolist() == ["value"]
+    assert shown.loc["chains", "value"] == "16" and shown.loc["draws", "value"] == "1000"
+    assert shown.loc["llc_max_rel_error", "value"] == "0.0312"
+    records = show_table([{"x": 1.0}, {"x": 0.5}], index=False)
+    assert records.index.tolist() == [1, 2] and records["x"].tolist() == ["1", "0.500"]
+
+
+def test_show_table_rejects_bad_input():
+    with pytest.raises(ValueError, match="formats: no column"):
+        show_table(pd.DataFrame({"a": [1]}), {"b": "{:.2f}"})
+    with pytest.raises(ValueError, match="format 'two'"):
+        show_table(pd.DataFrame({"a": [1.5]}), {"a": "two"})
+    with pytest.raises(ValueError, match="digits"):
+        format_number(1.5, digits=0)
+
+
+def test_band_and_stage_lines_draw_what_they_say():
+    fig, ax = plt.subplots()
+    x = np.arange(5.0)
+    line = plotting.band(ax, x, x ** 2, np.full(5, 0.5), "C0", label="mean", band_label="± 2 s.e.")
+    assert np.allclose(line.get_ydata(), x ** 2)
+    (poly,) = ax.collections
+    ys = poly.get_paths()[0].vertices[:, 1]
+    assert math.isclose(ys.min(), -1.0) and math.isclose(ys.max(), 17.0)  # 0 − 2·0.5 and 16 + 2·0.5
+    plotting.stage_lines(ax, [1.0, 3.0], ["r", "g"], label="stages")
+    vertical = [l for l in ax.lines if l is not line]
+    assert [l.get_xdata()[0] for l in vertical] == [1.0, 3.0]
+    assert sorted(ax.get_legend_handles_labels()[1]) == ["mean", "stages", "± 2 s.e."]
+    with pytest.raises(ValueError, match="one shape"):
+        plotting.band(ax, x, x[:3], x, "C0")
+    with pytest.raises(ValueError, match="colors"):
+        plotting.stage_lines(ax, [1, 2, 3], ["r"])
+    plt.close(fig)
+
+
+def test_save_can_close_the_figure(tmp_path):
+    plotting.set_style()
+    fig, ax = plt.subplots(figsize=(plotting.COLUMN_WIDTH, 3))
+    ax.plot([0, 1])
+    path = plotting.save(fig, "line", tmp_path, close=True)
+    assert path == tmp_path / "line.png" and path.stat().st_size > 1000
+    assert not plt.fignum_exists(fig.number)
+    fig2, _ = plt.subplots()
+    plotting.save(fig2, "open", tmp_path)
+    assert plt.fignum_exists(fig2.number)  # the old behaviour stays the default
+    plt.close(fig2)
