@@ -1,4 +1,5 @@
-# make book   execute every chapter of book/_toc.yml (profile "full", cached) and build book/_build/html
+# make book   execute every chapter of book/_toc.yml (profile "full", cached) and build book/_build/html;
+#             STUDENT=1 builds the student book without solutions (build/full-student/_build/html)
 # make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html),
 #             then every page of that book in headless Chromium with the network blocked (tests/test_browser.py)
 # make run    NB=01 PARAMS="-p nbeta 300 -p profile quick": one chapter, new parameters, new runs/ folder
@@ -31,8 +32,9 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet -e . --no-deps
 	touch $@
 
+# STUDENT=1: the same book without the exercises' solutions, in build/full-student/_build/html.
 book: $(INSTALLED)
-	$(PY) -m stagewise book --profile full
+	$(PY) -m stagewise book --profile full $(if $(STUDENT),--student)
 
 # The browser test needs the built quick book, so it runs last, in its own pytest run (the first ignores it);
 # STAGEWISE_BOOK_BUILT=1 makes a missing book a failure there, not a skip.

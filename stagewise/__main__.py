@@ -6,6 +6,7 @@
     python -m stagewise runs list [01] [--status failed]        # the run folders under runs/
     python -m stagewise runs clean runs/01_slt/20261201-101500  # remove the run folders named, nothing else
     python -m stagewise collect 01 --plot llc_max_rel_error:nbeta  # many runs -> one table (and a figure)
+    python -m stagewise numbers [--update]                      # README numbers from build/full's metrics
     python -m stagewise sweep 01 -p nbeta 100,300 --seeds 3     # every combination, one run each, on Dask
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 # Exit codes: 1 a notebook or the book build failed, 2 a usage or parameter error.
 FAILED, USAGE = 1, 2
@@ -51,7 +53,8 @@ def _run(args) -> int:
 def _book(args) -> int:
     from stagewise.pipeline.book import build_book
 
-    build_book(args.profile, book_dir=args.book_dir, notebooks_dir=args.notebooks_dir, workers=args.workers)
+    build_book(args.profile, book_dir=args.book_dir, notebooks_dir=args.notebooks_dir, student=args.student,
+               workers=args.workers)
     return 0
 
 
@@ -105,8 +108,6 @@ def _runs(args) -> int:
 
 
 def _collect(args) -> int:
-    from pathlib import Path
-
     from stagewise.pipeline.runs import RunsError, collect, find_runs, runs_under
 
     records = []
@@ -127,6 +128,33 @@ def _collect(args) -> int:
     return 0
 
 
+def _numbers(args) -> int:
+    from datetime import date
+
+    from stagewise.pipeline import numbers
+
+    chapters = Path(args.build) / "chapters"
+    if args.update:
+        measured = numbers.update_readme(chapters, args.measured or f"{date.today().isoformat()}, {_machine()}",
+                                         readme_path=args.readme, book_dir=args.book_dir)
+        print(f"wrote {Path(args.book_dir) / numbers.SNAPSHOT_FILE} and the numbers block of {args.readme}")
+    else:
+        measured = numbers.measure(numbers.load_spec(args.book_dir), chapters)
+    for name, value in measured.items():
+        print(f"  {name:<34} {value}")
+    problems = numbers.drift(measured, args.book_dir) + numbers.check_readme(args.readme, args.book_dir)
+    for line in problems:
+        print(f"differs: {line}")
+    return 0 if args.update or not problems else FAILED
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stagewise", description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks-dir", default="notebooks", help="where chapter notebooks live (default: %(default)s)")
@@ -143,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--profile", choices=("full", "quick"), default="full",
                       help="full: book/_build/html; quick: build/quick/_build/html (default: %(default)s)")
     book.add_argument("--book-dir", default="book", help="authored book sources (default: %(default)s)")
+    book.add_argument("--student", action="store_true",
+                      help="build the student book instead: no solutions; in build/<profile>-student/_build/html")
     book.add_argument("--workers", type=int, help="chapters executed at once, as Dask tasks (default: $BOOK_WORKERS, "
                       "else one per core; 1: one after another)")
     book.set_defaults(handler=_book)
@@ -172,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     gather.add_argument("--out", help="where the collect-<stamp>/ folder goes (default: the runs folder)")
     gather.set_defaults(handler=_collect)
 
+    nums = commands.add_parser("numbers", help="the README's and landing page's numbers, from a build's metrics")
+    nums.add_argument("--build", default="build/full", help="the build whose chapters are read (default: %(default)s)")
+    nums.add_argument("--update", action="store_true", help="write book/numbers.json and the README's block")
+    nums.add_argument("--measured", help="where and how it was measured (default: today, this machine)")
+    nums.add_argument("--readme", default="README.md", help="default: %(default)s")
+    nums.add_argument("--book-dir", default="book", help="default: %(default)s")
+    nums.set_defaults(handler=_numbers)
+
     sweep = commands.add_parser("sweep", help="every combination of some values, one run each, as Dask tasks")
     sweep.add_argument("notebook", nargs="?", help="a path, a stem (01_slt) or a number (01); not with --resume")
     sweep.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", metavar=("NAME", "VALUES"),
@@ -196,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         args.parameters = (args.parameters or []) + pairs
     from stagewise.pipeline import NotebookError, NotebookFailed, ParameterError
     from stagewise.pipeline.book import BookError
+    from stagewise.pipeline.numbers import NumbersError
     from stagewise.pipeline.runs import RunsError
 
     try:
@@ -211,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     except NotebookFailed as failure:
         print(f"error: {failure}", file=sys.stderr)
         return USAGE if failure.ename == "ParameterError" else FAILED
-    except RunsError as error:
+    except (RunsError, NumbersError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE
     except BookError as error:

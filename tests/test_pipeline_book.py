@@ -91,3 +91,18 @@ def test_staging_copies_sources_and_drops_removed_ones(tmp_path):
     (stage / "chapters" / "01.ipynb").write_text("{}")  # generated files are kept
     _stage_sources(book, stage)
     assert not (stage / "old.md").exists() and (stage / "chapters" / "01.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_student_book_has_no_solutions(book, tmp_path, monkeypatch):
+    monkeypatch.setattr("stagewise.pipeline.runner.package_hash", lambda: "fixed")
+    stage, log = tmp_path / "stage", []
+    result = build_book("quick", book_dir=book, notebooks_dir=FIXTURES, stage=stage, student=True,
+                        log=lambda *a, **k: log.append(a[0]))
+    assert result.html == tmp_path / "stage-student" / "_build" / "html"
+    page = (result.html / "chapters" / "fixture_chapter.html").read_text()
+    assert "Exercise 1: more draws" in page and "Solution" not in page and "fill the bins" not in page
+    assert "<img" in page  # the executed outputs are there
+    assert "student book: 1 solution block(s) removed" in log
+    teacher = (stage / "chapters" / "fixture_chapter.ipynb").read_text()
+    assert "fill the bins" in teacher  # the normal staged book keeps its solutions

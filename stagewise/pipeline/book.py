@@ -37,7 +37,9 @@ from pathlib import Path
 
 import yaml
 
-from stagewise.artifacts import tree_digest, write_json
+from stagewise.artifacts import tree_digest, write_bytes, write_json
+from . import numbers
+from .clean import clean_notebook, machine_paths, strip_solutions
 from .dask_cluster import ClusterError, NotebookJob, execute_notebooks, resolve_workers
 from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
@@ -122,9 +124,71 @@ def _tree_hash(stage: Path) -> str:
 
 
 def book_repository(book_dir: str | Path = "book") -> str:
-    """The repository URL of the book's ``_config.yml`` (launch links and the repository button use it)."""
+    """The repository URL the book is built for: ``$STAGEWISE_REPOSITORY``, else ``repository.url`` of the
+    book's ``_config.yml``; "" when neither names one (then the book has no launch or repository buttons)."""
     config = yaml.safe_load((Path(book_dir) / "_config.yml").read_text())
-    return str(config["repository"]["url"])
+    return os.environ.get("STAGEWISE_REPOSITORY", str((config.get("repository") or {}).get("url") or "")).strip()
+
+
+def staged_config(book_dir: str | Path = "book") -> dict:
+    """The book's ``_config.yml`` as the build uses it: with a repository URL, a repository button and a
+    Binder launch button (JupyterLab; the extension points it at the chapter's source); without one, neither,
+    so that no button points at a placeholder. Colab is never offered: it cannot open a jupytext source."""
+    config = yaml.safe_load((Path(book_dir) / "_config.yml").read_text())
+    url = book_repository(book_dir)
+    html = config.setdefault("html", {})
+    config.pop("launch_buttons", None)
+    if url:
+        if not url.startswith("https://github.com/") or url.rstrip("/").count("/") != 4:
+            raise BookError(f"repository url: expected https://github.com/OWNER/NAME, got {url!r}")
+        config.setdefault("repository", {})["url"] = url
+        html["use_repository_button"] = True
+        config["launch_buttons"] = {"notebook_interface": "jupyterlab", "binderhub_url": "https://mybinder.org"}
+    else:
+        config.pop("repository", None)
+        html["use_repository_button"] = False
+    return config
+
+
+def _student_stage(book_dir: Path, stage: Path, chapters, cache, log) -> tuple[Path, Path]:
+    """A copy of the staged book without solutions: ``<stage>-student`` (its own HTML output too)."""
+    student = stage.with_name(f"{stage.name}-student")
+    _stage_sources(book_dir, student)
+    _stage_mathjax(student, cache, log)
+    removed = 0
+    for entry, _ in chapters:
+        target = student / f"{entry}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(stage / f"{entry}.ipynb", target)
+        if (student / entry).exists():
+            shutil.rmtree(student / entry)
+        if (stage / entry).is_dir():
+            shutil.copytree(stage / entry, student / entry)
+        removed += strip_solutions(target)
+    log(f"student book: {removed} solution block(s) removed")
+    return student, student
+
+
+def _stage_config(book_dir: Path, stage: Path, profile: str, built: set[str], log) -> None:
+    """The staged ``_config.yml``: :func:`staged_config` plus the headline numbers of this build as MyST
+    substitutions (the landing page's ``{{ name }}``); a full build reports numbers that differ from the
+    README's snapshot (book/numbers.json). Numbers of chapters not in this build (``built`` stems) are left out."""
+    config = staged_config(book_dir)
+    if (book_dir / numbers.SPEC_FILE).is_file():
+        try:
+            spec = {k: v for k, v in numbers.load_spec(book_dir).items() if v["chapter"] in built}
+            measured = numbers.measure(spec, stage / "chapters")
+        except numbers.NumbersError as error:
+            raise BookError(f"headline numbers (book/{numbers.SPEC_FILE}): {error}") from None
+        parse = config.setdefault("parse", {})
+        extensions = parse.setdefault("myst_enable_extensions", [])
+        if "substitution" not in extensions:
+            extensions.append("substitution")
+        parse["myst_substitutions"] = {**parse.get("myst_substitutions", {}), **measured}
+        if profile == "full":
+            for line in numbers.drift(measured, book_dir):
+                log(f"numbers: {line} (after checking, `python -m stagewise numbers --update` updates the README)")
+    write_bytes(yaml.safe_dump(config, sort_keys=False, allow_unicode=True).encode(), stage / "_config.yml")
 
 
 def mathjax_script(cache: str | Path | None = None, *, log=print) -> Path:
@@ -182,13 +246,16 @@ def _check_expectations(chapters, stage: Path, expected: Path, profile: str, log
 
 def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebooks_dir: str | Path = "notebooks",
                stage: str | Path | None = None, path_output: str | Path | None = None,
-               cache: str | Path | None = None, workers: int | None = None, log=print) -> BookResult:
+               cache: str | Path | None = None, student: bool = False, workers: int | None = None,
+               log=print) -> BookResult:
     """Execute the toc's notebooks with ``profile`` and build the HTML book strictly.
 
     ``stage`` defaults to ``build/<profile>``; ``path_output`` (where ``_build/html`` goes) to
     ``book_dir`` for the full book and to the staging tree otherwise; ``cache`` (npm packages) to
-    ``.cache`` (or ``$STAGEWISE_CACHE``). ``workers``: chapters executed at once, as Dask tasks (default
-    ``$BOOK_WORKERS``, else one per core; 1: one after another in this process). Raises :class:`BookError`.
+    ``.cache`` (or ``$STAGEWISE_CACHE``). ``student``: the same book without the exercises' solutions, built
+    from copies of the executed chapters in ``<stage>-student`` (HTML in ``<stage>-student/_build/html``).
+    ``workers``: chapters executed at once, as Dask tasks (default ``$BOOK_WORKERS``, else one per core; 1: one
+    after another in this process). Raises :class:`BookError`.
     """
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r} (accepted: {', '.join(PROFILES)})")
@@ -226,6 +293,13 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
                                                   log=log)
     if failures:
         raise BookError(f"{len(failures)} notebook(s) failed: " + ", ".join(f.notebook.stem for f in failures))
+    paths = machine_paths(stage)
+    for entry, _ in chapters:  # what the book shows and offers for download: no stderr, no machine paths
+        clean_notebook(stage / f"{entry}.ipynb", paths)
+    if student:
+        stage, path_output = _student_stage(book_dir, stage, chapters, cache, log)
+        result.html = path_output / "_build" / "html"
+    _stage_config(book_dir, stage, profile, {source.stem for _, source in chapters}, log)
     if RERUN_PAGE in toc_files(toc):
         write_rerun_page(stage / f"{RERUN_PAGE}.md", chapters)
     _check_expectations(chapters, stage, notebooks_dir / EXPECTED_FILE, profile, log)

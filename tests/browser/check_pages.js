@@ -19,7 +19,7 @@ const { chromium } = require(config.playwright);
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
-function inspectPage() {
+function inspectPage(machinePaths) {
   // Runs in the page, after MathJax has typeset it.
   const maths = Array.from(document.querySelectorAll(".math"));
   const unrendered = maths.filter((m) => !m.querySelector("mjx-container")).map((m) => m.textContent.slice(0, 80));
@@ -45,7 +45,33 @@ function inspectPage() {
     .concat(Array.from(document.querySelectorAll("a[name]")).map((a) => a.name));
   const downloads = Array.from(document.querySelectorAll(".dropdown-download-buttons a[href]")).map((a) => a.href);
   const launches = Array.from(document.querySelectorAll(".dropdown-launch-buttons a[href]")).map((a) => a.href);
+  // The whole visible text, code and outputs included: no absolute path of the build machine may show.
+  const fullText = document.body.innerText;
+  const machinePathsShown = machinePaths.filter((p) => fullText.includes(p)).map((p) => {
+    const at = fullText.indexOf(p);
+    return fullText.slice(Math.max(0, at - 30), at + p.length + 30).replace(/\s+/g, " ");
+  });
+  // Figures: the images of the article with their alt text and caption (a <figcaption> around them).
+  const article = document.querySelector("article") || document.body;
+  const figures = Array.from(article.querySelectorAll("img")).map((img) => {
+    const figure = img.closest("figure");
+    const caption = figure ? figure.querySelector("figcaption") : null;
+    return { src: img.getAttribute("src"), alt: img.getAttribute("alt") || "",
+             caption: caption ? caption.innerText.trim() : "" };
+  });
+  // Overflow: elements of the article wider than the content column, or scrolling sideways.
+  const column = article.getBoundingClientRect();
+  const overflows = [];
+  for (const el of article.querySelectorAll("pre, table, img, mjx-container[display='true'], .output, p, li")) {
+    const box = el.getBoundingClientRect();
+    const scrolls = el.scrollWidth > el.clientWidth + 2 && el.clientWidth > 0;
+    if (box.width > 0 && (box.right > column.right + 2 || scrolls)) {
+      overflows.push(`${el.tagName.toLowerCase()}: ${(el.innerText || el.getAttribute("src") || "").slice(0, 60)
+        .replace(/\s+/g, " ")} (${Math.round(Math.max(box.right - column.right, el.scrollWidth - el.clientWidth))} px)`);
+    }
+  }
   return {
+    machinePathsShown, figures, overflows,
     title: document.title, mathElements: maths.length,
     mjxContainers: document.querySelectorAll("mjx-container").length,
     mathjaxLoaded: typeof window.MathJax === "object" && !!window.MathJax.startup,
@@ -114,7 +140,7 @@ async function main() {
       });
       await waitForImages(page);
       await page.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
-      Object.assign(current, await page.evaluate(inspectPage));
+      Object.assign(current, await page.evaluate(inspectPage, config.machinePaths || []));
       const shot = path.join(config.screenshots, relative.replace(/\.html$/, ".png").replace(/\//g, "__"));
       await page.screenshot({ path: shot, fullPage: true });
       current.screenshot = shot;

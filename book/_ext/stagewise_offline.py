@@ -1,4 +1,4 @@
-"""A small Sphinx extension for the book (``sphinx: extra_extensions`` in ``book/_config.yml``).
+"""A small Sphinx extension for the book (``sphinx: local_extensions`` in ``book/_config.yml``).
 
 It fixes what the browser test (tests/test_browser.py) found in Jupyter Book 1's pages:
 
@@ -7,8 +7,9 @@ It fixes what the browser test (tests/test_browser.py) found in Jupyter Book 1's
 * with no colour mode stored yet, pydata-sphinx-theme logged ``Got invalid theme mode``: the default
   mode is ``auto`` (the reader's system setting) unless the configuration sets one;
 * a chapter's Binder link named ``<path_to_book>/chapters/<stem>.ipynb``, which only exists in the
-  build: it names the chapter's committed source ``notebooks/<stem>.md`` instead (Jupyter opens it as a
-  notebook through jupytext). Launch links stay plain links: nothing is requested until one is clicked.
+  build: it opens the chapter's committed source ``notebooks/<stem>.md`` in JupyterLab instead (which opens
+  it as a notebook through jupytext, as ``postBuild`` configures). The builder adds launch buttons only when
+  the book names a repository. Launch links stay plain links: nothing is requested until one is clicked.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _binder_opens_the_source(app, pagename, templatename, context, doctree) -> N
         for button in group.get("buttons", []):
             url = button.get("url", "")
             if button.get("text") == "Binder" and "?urlpath=" in url and url.endswith(built):
-                button["url"] = url.split("?urlpath=")[0] + "?urlpath=tree/" + source
+                button["url"] = url.split("?urlpath=")[0] + "?urlpath=lab/tree/" + source
 
 
 def setup(app):
