@@ -41,7 +41,7 @@ def main() -> None:
     data = torch.randint(0, 64, (2048, 64), generator=generator)
     queries = torch.randint(0, 64, (8, 64), generator=generator)
     config = SGLDConfig(step_size=1e-5, nbeta=3000.0, localization=1e4, num_chains=4, num_draws=args.steps,
-                        batch_size=8, preconditioner="rmsprop")
+                        batch_size=8, preconditioner="rmsprop", rmsprop_adapt="always")
 
     def batched():
         return sample_many(loss_fn, checkpoints, data, queries, config, progress=False)

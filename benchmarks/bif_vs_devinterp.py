@@ -235,6 +235,7 @@ def run_stagewise(mode: str, seed: int, work: Path):
         preconditioner=MODES[mode][0],
         rmsprop_alpha=S.rmsprop_alpha,
         rmsprop_eps=S.rmsprop_eps,
+        rmsprop_adapt="always",  # devinterp's rule: the preconditioner adapts at every step
         seed=seed,
     )
     rss_before = _rss_kib()

@@ -52,6 +52,7 @@ import pytest
 import torch
 from numpy.polynomial.hermite_e import hermegauss, hermeval
 
+from stagewise.diagnostics import mcse_mean
 from stagewise.influence import (
     InfluenceTrajectory,
     bif,
@@ -595,9 +596,23 @@ def test_bif_stderr_matches_spread_over_independent_replicates():
     pieces = torch.stack([torch.stack([bif(train[r, c:c + 1], query[r, c:c + 1]) for c in range(C)])
                           for r in range(R)])
     assert stderrs.shape == (R, 4, 3)
-    # The stderr is exactly the sd of the per-chain estimates over √C.
-    torch.testing.assert_close(stderrs, pieces.std(1, unbiased=True) / math.sqrt(C), rtol=1e-12, atol=0)
-    tol = check_stderr_against_replicates(estimates, stderrs, pieces)
+    # The default stderr is the ESS-based Monte Carlo error of the mean of the products (ℓ_i − ℓ̄_i)(ℓ_j − ℓ̄_j)
+    # over all C·D draws (times the covariance's (C·D)/(C·D − 1)).
+    S = C * D
+    du = train - train.mean((1, 2), keepdim=True)
+    dv = query - query.mean((1, 2), keepdim=True)
+    products = du[..., :, None] * dv[..., None, :]  # (R, C, D, 4, 3)
+    expected = torch.stack([mcse_mean(products[r]) for r in range(R)]) * S / (S - 1)
+    torch.testing.assert_close(stderrs, expected, rtol=1e-10, atol=0)
+    # For iid draws the ESS is ≈ C·D, so the stderr estimates the sd of the estimate directly: the ratio
+    # mean_R(stderr)/sd_R(estimate) has log-sd ≈ √((κ − 1)/(4(R − 1))) from the empirical sd (κ the kurtosis of
+    # the estimates) plus the stderr's own noise averaged over R replicates (relative sd per replicate
+    # ≈ √((κ_f − 1)/(4·C·D)) from the products' kurtosis κ_f, plus the ESS estimate's ≈ √(10/(C·D))/2).
+    ratio = stderrs.mean(0) / estimates.std(0, unbiased=True)
+    kappa = kurtosis(estimates)
+    kappa_f = kurtosis(products.reshape(R * S, 4, 3))
+    tol = Z * torch.sqrt((kappa - 1) / (4 * (R - 1)) + ((kappa_f - 1) / (4 * S) + 10 / (4 * S)) / R)
+    assert torch.all(ratio.log().abs() < tol), (ratio, tol)
     assert tol.max() < 0.3
     # Square (train × train) and normalized variants run and have the matching shapes.
     assert bif_stderr(train[0]).shape == (4, 4)
@@ -642,9 +657,10 @@ def test_bif_stderr_rejects_bad_num_batches(num_batches):
         bif_stderr(losses, num_batches=num_batches)
 
 
-def test_bif_stderr_needs_two_chains_or_batches():
-    with pytest.raises(ValueError, match="num_batches"):
-        bif_stderr(torch.randn(1, 50, 3, dtype=DT))
+def test_bif_stderr_with_one_chain_and_too_few_draws():
+    assert bif_stderr(torch.randn(1, 50, 3, dtype=DT)).shape == (3, 3)  # one chain: its halves give the ESS
+    with pytest.raises(ValueError, match="3 draws per chain: the standard error needs at least 4"):
+        bif_stderr(torch.randn(2, 3, 3, dtype=DT))
     assert bif_stderr(torch.randn(1, 50, 3, dtype=DT), num_batches=np.int64(5)).shape == (3, 3)
     assert bif_stderr(torch.randn(1, 50, 3, dtype=DT), num_batches=25).shape == (3, 3)  # the edge draws/2
 
