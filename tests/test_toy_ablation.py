@@ -7,15 +7,7 @@ from stagewise import toy
 
 DOG, CAT, SPARROW = 0, 1, 2
 
-
-@pytest.fixture(scope="module")
-def data():
-    return toy.hierarchical_dataset()
-
-
-@pytest.fixture(scope="module")
-def init():
-    return toy.init_params()
+# The fixtures `data` (the hierarchy) and `init` (the seeded initialization) come from tests/conftest.py.
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,13 @@
 
 import math
 
-import pytest
 import torch
 
 from stagewise import toy
 
 DOG, CAT, SPARROW, LILY = 0, 1, 2, 5
 
-
-@pytest.fixture(scope="module")
-def data():
-    return toy.hierarchical_dataset()
+# The fixture `data` (the hierarchy) comes from tests/conftest.py.
 
 
 def test_dataset_shape_values_and_metadata(data):

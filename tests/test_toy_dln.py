@@ -7,15 +7,7 @@ from stagewise import toy
 
 SPARROW = 2
 
-
-@pytest.fixture(scope="module")
-def data():
-    return toy.hierarchical_dataset()
-
-
-@pytest.fixture(scope="module")
-def init():
-    return toy.init_params()
+# The fixtures `data` (the hierarchy) and `init` (the seeded initialization) come from tests/conftest.py.
 
 
 def test_loss_and_one_gd_step_by_hand(data):

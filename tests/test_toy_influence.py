@@ -10,15 +10,7 @@ from stagewise.sampling import SGLDConfig
 
 DOG, CAT, SPARROW = 0, 1, 2
 
-
-@pytest.fixture(scope="module")
-def data():
-    return toy.hierarchical_dataset()
-
-
-@pytest.fixture(scope="module")
-def init():
-    return toy.init_params()
+# The fixtures `data` (the hierarchy) and `init` (the seeded initialization) come from tests/conftest.py.
 
 
 def test_analytic_influence_matches_finite_differences_of_gd(data, init):

@@ -1,19 +1,10 @@
 """Known-answer tests of Saxe's mode dynamics and the stages (stagewise/toy/theory.py)."""
 
-import pytest
 import torch
 
 from stagewise import toy
 
-
-@pytest.fixture(scope="module")
-def data():
-    return toy.hierarchical_dataset()
-
-
-@pytest.fixture(scope="module")
-def init():
-    return toy.init_params()
+# The fixtures `data` (the hierarchy) and `init` (the seeded initialization) come from tests/conftest.py.
 
 
 def test_stage_steps_predicted_and_observed(data, init):
