@@ -77,7 +77,8 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, retries
             log=print) -> Iterator:
     """A ``distributed.Client``: on a new LocalCluster of ``workers`` processes (default: one per core), or on
     the running scheduler at ``scheduler``. Prints the dashboard's address when there is one. Closes what it
-    started on exit."""
+    started on exit. The worker processes are spawned: a script that starts a cluster needs the usual
+    ``if __name__ == "__main__":`` guard (``python -m stagewise`` has it)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -89,11 +90,12 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, retries
             yield client
         return
     workers = workers or default_workers()
-    # The dashboard needs bokeh, which is not a dependency: without it, ask for none (and no warning).
-    dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
+    # The dashboard's pages need bokeh, which is not a dependency; the scheduler's HTTP server (health, metrics)
+    # starts either way, on a free port (":0") rather than 8787, which another cluster may hold.
+    dashboard = importlib.util.find_spec("bokeh") is not None
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
-                             dashboard_address=dashboard, env=thread_env(workers), silence_logs=logging.ERROR)
+                             dashboard_address=":0", env=thread_env(workers), silence_logs=logging.ERROR)
     try:
         with Client(local) as client:
             log(f"dask: local cluster of {workers} worker process(es), "

@@ -21,15 +21,13 @@ tables writes ``sweep-2.csv`` and so on.
 
 from __future__ import annotations
 
-import ast
 import io
-import itertools
 import json
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,21 +35,15 @@ from typing import Any
 
 from stagewise.artifacts import read_json, to_json, write_bytes, write_json
 from .dask_cluster import check_workers, cluster, worker_name
-from .params import File, Folder, Interval, OneOf, ParameterError, Pattern, check_parameters, parse_value
-from .runner import (absolute_paths, check_run_parameters, declared_parameters, load_notebook, resolve_notebook)
-from .runs import RunsError, _new_folder, _plot, run_table, runs_under
+from .runner import absolute_paths, load_notebook, resolve_notebook
+from .runs import _new_folder, _plot, run_table, runs_under
+from .sweep_grid import SweepError, chapter_rules, check_grid, combination_key, combinations, parse_grid
 
 __all__ = ["SweepError", "SweepInterrupted", "SweepResult", "chapter_rules", "check_grid", "combinations",
            "parse_grid", "run_sweep", "sweep_table"]
 
 SWEEP_FILE, TASKS_FILE = "sweep.json", "tasks.jsonl"
 FINISHED = ("ok", "failed")  # a run that got to its end; "running" (a dead worker's) and "interrupted" did not
-MAX_COMBINATIONS = 10_000
-RULES = {"Interval": Interval, "OneOf": OneOf, "File": File, "Folder": Folder, "Pattern": Pattern}
-
-
-class SweepError(RunsError):
-    """A sweep that cannot be started or resumed as asked (names what and why); no task was started."""
 
 
 class SweepInterrupted(SystemExit):
@@ -75,116 +67,6 @@ class SweepResult:
     table: Any  # pandas.DataFrame, one row per combination
     written: dict[str, Path]
     ran: int  # runs started by this call (resumed combinations not counted)
-
-
-# ------------------------------------------------------------------------------------------ the grid
-
-
-def parse_grid(pairs: Iterable[Sequence[str]]) -> dict[str, list]:
-    """``[("nbeta", "100,300")]`` -> ``{"nbeta": [100, 300]}``; each value read as ``-p`` reads it."""
-    grid: dict[str, list] = {}
-    for name, text in pairs:
-        if name in grid:
-            raise SweepError(f"parameter {name!r} is given twice: list all its values once, -p {name} v1,v2,...")
-        items = [item.strip() for item in str(text).split(",")]
-        if not all(items):
-            raise SweepError(f"-p {name} {text!r}: an empty value; expected values separated by commas, v1,v2,...")
-        grid[name] = [parse_value(item) for item in items]
-    return grid
-
-
-def _rule(node: ast.AST):
-    """A rule written as a call of a rule class with constant arguments (e.g. ``Interval(ge=0, le=10**6)``), or None.
-
-    Only constants, arithmetic, tuples and lists and the rule classes are allowed, so evaluating it runs
-    nothing of the notebook."""
-    allowed = (ast.Expression, ast.Call, ast.keyword, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List,
-               ast.operator, ast.unaryop, ast.Load, ast.Name)
-    tree = ast.Expression(node)
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in RULES):
-        return None
-    for part in ast.walk(tree):
-        if not isinstance(part, allowed) or (isinstance(part, ast.Name) and part.id not in RULES):
-            return None
-    try:
-        return eval(compile(tree, "<rule>", "eval"), {"__builtins__": {}, **RULES})  # noqa: S307 (checked above)
-    except Exception:  # e.g. OneOf() without values: leave the check to the notebook
-        return None
-
-
-def chapter_rules(nb) -> dict[str, Any]:
-    """The rules of the notebook's ``validate_parameters(globals(), name=Rule(...), ...)`` call, by name.
-
-    A rule that is not a plain constructor call with constants is left out (the notebook still checks it)."""
-    rules: dict[str, Any] = {}
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:  # IPython magics: not a validation cell
-            continue
-        for node in ast.walk(tree):
-            func = getattr(node, "func", None)
-            if isinstance(node, ast.Call) and getattr(func, "id", getattr(func, "attr", None)) == "validate_parameters":
-                for keyword in node.keywords:
-                    rule = _rule(keyword.value) if keyword.arg else None
-                    if rule is not None:
-                        rules[keyword.arg] = rule
-    return rules
-
-
-def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None) -> dict[str, list]:
-    """Every value of ``grid`` checked against the notebook (names, types, the chapter's ranges) and converted
-    (``100`` -> ``100.0`` for a float). ``seeds`` adds ``seed`` = 0 .. seeds-1. Raises :class:`ParameterError`
-    listing every bad value, before anything runs."""
-    declared = {p.name: p.type for p in declared_parameters(nb, path)}
-    rules = chapter_rules(nb)
-    grid = dict(grid)
-    if seeds is not None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ParameterError(f"seeds = {seeds!r}: expected an integer >= 1 (the runs get seed = 0 .. seeds-1)")
-        if "seed" not in declared:
-            raise ParameterError(f"--seeds: {path} has no parameter 'seed'")
-        if "seed" in grid:
-            raise ParameterError("give the seeds either as -p seed ... or as --seeds, not both")
-        grid["seed"] = list(range(seeds))
-    if not grid:
-        raise ParameterError("nothing to sweep: give at least one -p NAME v1,v2,... (or --seeds)")
-    problems: list[str] = []
-    checked: dict[str, list] = {}
-    for name, values in grid.items():
-        checked[name] = []
-        for value in values:
-            try:
-                new = check_run_parameters(nb, path, {name: value})[name]  # names and types
-            except ParameterError as error:
-                problems += [p for p in error.problems if p not in problems]
-                continue
-            found = check_parameters(declared, {name: new}, rules)[1]  # the chapter's range
-            problems += [f"{p} (the chapter's validation)" for p in found]
-            if not found and any(type(v) is type(new) and v == new for v in checked[name]):
-                problems.append(f"parameter {name!r} lists the value {new!r} twice")
-            elif not found:
-                checked[name].append(new)
-    if problems:
-        raise ParameterError(problems)
-    count = 1
-    for values in checked.values():
-        count *= len(values)
-    if count > MAX_COMBINATIONS:
-        raise ParameterError(f"{count} combinations: at most {MAX_COMBINATIONS} in one sweep")
-    return checked
-
-
-def combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
-    """The cartesian product of ``grid``, the last parameter varying fastest."""
-    names = list(grid)
-    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
-
-
-def _key(parameters: dict[str, Any]) -> str:
-    return json.dumps(to_json(parameters), sort_keys=True)
 
 
 # ------------------------------------------------------------------------------------------ the tasks
@@ -254,13 +136,13 @@ def sweep_table(folder: str | Path):
     spec = read_json(folder / SWEEP_FILE) or {}
     attempts: dict[str, list] = {}
     for record in runs_under(folder):
-        attempts.setdefault(_key(record.parameters), []).append(record)
+        attempts.setdefault(combination_key(record.parameters), []).append(record)
     tasks = _tasks(folder)
     workers = {t["folder"]: t.get("worker") for t in tasks if t.get("folder")}
     last_task = {t["index"]: t for t in tasks}
     chosen = {}  # combination index -> the run shown
     for index, combination in enumerate(spec.get("combinations", [])):
-        runs = sorted(attempts.get(_key(combination), []), key=lambda r: (r.started, r.folder.name))
+        runs = sorted(attempts.get(combination_key(combination), []), key=lambda r: (r.started, r.folder.name))
         if runs:
             chosen[index] = ([r for r in runs if r.status == "ok"] or [r for r in runs if r.status in FINISHED]
                              or runs)[-1]
@@ -268,7 +150,7 @@ def sweep_table(folder: str | Path):
     rows_of = dict(zip(chosen, shown))
     rows = []
     for index, combination in enumerate(spec.get("combinations", [])):
-        runs = attempts.get(_key(combination), [])
+        runs = attempts.get(combination_key(combination), [])
         if index in rows_of:
             row = rows_of[index]
             row["worker"] = workers.get(str(chosen[index].folder.resolve()))
@@ -366,8 +248,8 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
         recorded = check_grid(nb, path, spec["grid"])  # the notebook may have changed since
         if grid or seeds is not None:
             asked = check_grid(nb, path, grid or {}, seeds)
-            if _key(asked) != _key(recorded):
-                raise SweepError(f"--resume {resume}: these values differ from the sweep's ({_key(recorded)}); "
+            if combination_key(asked) != combination_key(recorded):
+                raise SweepError(f"--resume {resume}: these values differ from the sweep's ({combination_key(recorded)}); "
                                  "drop -p and --seeds to resume it as it was")
         grid = recorded
     else:
@@ -392,8 +274,8 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
         indices = list(range(len(todo)))
     else:
         todo = [to_json(c) for c in read_json(folder / SWEEP_FILE)["combinations"]]
-        done = {_key(r.parameters) for r in runs_under(folder) if r.status in FINISHED}
-        indices = [i for i, c in enumerate(todo) if _key(c) not in done]
+        done = {combination_key(r.parameters) for r in runs_under(folder) if r.status in FINISHED}
+        indices = [i for i, c in enumerate(todo) if combination_key(c) not in done]
         log(f"resuming {folder}/: {len(todo) - len(indices)} of {len(todo)} combinations already finished")
     folder = folder.resolve()
     log(f"sweep of {path.name}: {len(indices)} run(s) to go, "
