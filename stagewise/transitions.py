@@ -1,0 +1,223 @@
+"""Transitions found from a run's recorded measurements alone: the loss, the LLC over training, the BIF.
+
+Three rules, each for the kind of curve it suits, all on a checkpoint grid that may be irregular (steps in
+training steps, increasing):
+
+- **fastest change** (:func:`rate_transitions`): a transition is where a curve changes fastest. The curve is
+  smoothed by a Gaussian kernel of ``smooth`` steps (a weighted mean over the grid, so edges and uneven grids
+  need no padding), differentiated by central differences, and each peak of the rate in the chosen direction
+  whose prominence is at least ``min_prominence`` × the largest rate is a transition, placed at the vertex of
+  the parabola through the peak and its two neighbours (sub-grid). For a loss falling in sigmoid steps this is
+  the steepest point of each drop (:func:`stagewise.toy.detect_transitions` is this rule on the per-step loss).
+- **change points** (:func:`change_points`): for a noisy curve that moves between levels (an LLC staircase),
+  the piecewise-constant fit minimising Σ_k ((x_k − m_seg(k))/σ_k)² + penalty × (number of changes), solved
+  exactly by dynamic programming (optimal partitioning, O(K²)). σ_k are the given standard errors, or one
+  noise level estimated robustly from the curve (the median absolute first difference / (0.6745·√2), which a
+  few jumps do not move). The default penalty is 3·ln K, above BIC's 2·ln K (a mean and a location per change),
+  so that pure noise gives no change point in most runs (tested). A change is placed halfway between the last
+  checkpoint of one segment and the first of the next.
+- **influence peaks** (:func:`peak_transitions` of :func:`influence_activity`): the between-phase term of the
+  law of total covariance peaks where two phases are equally likely (chapter 5), so the size of the influence
+  matrix, the root mean square of its off-diagonal entries, peaks at a transition. Same peak rule as above,
+  applied to the curve itself.
+
+:func:`match_transitions` pairs detected transitions with known ones (one to one, nearest first, within a
+tolerance) and gives the errors in steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["DIRECTIONS", "change_points", "influence_activity", "match_transitions", "peak_transitions",
+           "rate_transitions", "robust_noise", "smooth_curve"]
+
+#: Which way a curve must move at a transition: "down" (a falling loss), "up" (a rising LLC) or "both".
+DIRECTIONS = ("down", "up", "both")
+
+
+def _grid(steps, values, name: str = "values") -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if x.ndim != 1 or y.shape != x.shape or len(x) < 3:
+        raise ValueError(f"steps and {name}: two 1-d arrays of the same length ≥ 3 (got shapes {x.shape} and "
+                         f"{y.shape})")
+    if not np.all(np.isfinite(x)) or np.any(np.diff(x) <= 0):
+        raise ValueError("steps: finite and strictly increasing")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{name}: every value finite (got {int((~np.isfinite(y)).sum())} NaN or infinite)")
+    return x, y
+
+
+def _positive(name: str, value, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name} = {value!r}: accepted values are finite numbers {'≥' if allow_zero else '>'} 0")
+    return float(value)
+
+
+def _fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 <= value < 1:
+        raise ValueError(f"{name} = {value!r}: accepted values are numbers in [0, 1)")
+    return float(value)
+
+
+def smooth_curve(steps, values, smooth: float) -> np.ndarray:
+    """Gaussian-kernel smoothing on a (possibly uneven) grid: Σ_m w_km·y_m / Σ_m w_km, w = exp(−Δt²/2s²), (K,).
+
+    ``smooth``: the kernel's standard deviation s, in steps (0: no smoothing).
+    """
+    x, y = _grid(steps, values)
+    s = _positive("smooth", smooth, allow_zero=True)
+    if s == 0:
+        return y.copy()
+    w = np.exp(-0.5 * ((x[:, None] - x[None, :]) / s) ** 2)
+    return (w @ y) / w.sum(1)
+
+
+def _vertex(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """x of the vertex of the parabola through points k − 1, k, k + 1 (k itself at an end or when flat)."""
+    if k == 0 or k == len(x) - 1:
+        return float(x[k])
+    x0, x1, x2 = x[k - 1: k + 2]
+    y0, y1, y2 = y[k - 1: k + 2]
+    denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
+    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
+    b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / denom
+    if a >= 0:  # not a maximum of the parabola: keep the grid point
+        return float(x1)
+    return float(np.clip(-b / (2 * a), x0, x2))
+
+
+def _peaks(x: np.ndarray, y: np.ndarray, min_prominence: float) -> np.ndarray:
+    from scipy.signal import find_peaks
+
+    top = float(y.max())
+    if top <= 0:
+        return np.empty(0)
+    # Pad with a low point on each side so that a peak at either end of the grid can count.
+    low = min(float(y.min()), 0.0) - 1.0
+    padded = np.concatenate([[low], y, [low]])
+    found, _ = find_peaks(padded, prominence=max(min_prominence * top, np.finfo(float).tiny))
+    found = found - 1
+    found = found[y[found] > 0]
+    return np.array([_vertex(x, y, int(k)) for k in found])
+
+
+def rate_transitions(steps, values, *, smooth: float = 0.0, direction: str = "down",
+                     min_prominence: float = 0.05) -> np.ndarray:
+    """Steps where ``values`` (K,) changes fastest in ``direction``: peaks of the smoothed rate, (M,) ascending.
+
+    ``smooth``: Gaussian kernel width in steps (0: none); ``direction``: "down" (peaks of −dy/dt), "up" (of
+    dy/dt) or "both" (of |dy/dt|); ``min_prominence``: a peak's prominence as a fraction of the largest rate,
+    in [0, 1). Located to sub-grid precision (parabola through the peak and its neighbours).
+    """
+    x, y = _grid(steps, values)
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction = {direction!r}: accepted values are {', '.join(map(repr, DIRECTIONS))}")
+    prominence = _fraction("min_prominence", min_prominence)
+    rate = np.gradient(smooth_curve(x, y, smooth), x)
+    rate = {"down": -rate, "up": rate, "both": np.abs(rate)}[direction]
+    return _peaks(x, rate, prominence)
+
+
+def peak_transitions(steps, values, *, smooth: float = 0.0, min_prominence: float = 0.1) -> np.ndarray:
+    """Steps of the prominent peaks of ``values`` (K,) itself, after smoothing (see :func:`rate_transitions`)."""
+    x, y = _grid(steps, values)
+    prominence = _fraction("min_prominence", min_prominence)
+    return _peaks(x, smooth_curve(x, y, smooth), prominence)
+
+
+def influence_activity(values) -> np.ndarray:
+    """Root mean square of the off-diagonal entries of an influence trajectory (S, N, N) at each checkpoint, (S,)."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 3 or v.shape[1] != v.shape[2] or v.shape[1] < 2:
+        raise ValueError(f"values: a (checkpoint, N, N) array with N ≥ 2 (got shape {v.shape})")
+    off = ~np.eye(v.shape[1], dtype=bool)
+    return np.sqrt((v[:, off] ** 2).mean(1))
+
+
+def robust_noise(values) -> float:
+    """Noise level σ of a curve from its first differences, robust to a few jumps: median|Δy| / (0.6745·√2)."""
+    y = np.asarray(values, dtype=float)
+    if y.ndim != 1 or len(y) < 3:
+        raise ValueError(f"values: a 1-d array of length ≥ 3 (got shape {y.shape})")
+    return float(np.median(np.abs(np.diff(y))) / (0.6745 * math.sqrt(2)))
+
+
+def change_points(steps, values, *, noise=None, penalty: float | None = None, min_size: int = 2) -> np.ndarray:
+    """Change points of a piecewise-constant fit to a noisy curve (K,), exact optimal partitioning, (M,) ascending.
+
+    Minimises Σ_k ((y_k − m(k))/σ_k)² + penalty·(segments − 1), m the weighted mean of each segment.
+    ``noise``: σ_k, a scalar or (K,) standard errors (> 0), or None for :func:`robust_noise` of the curve;
+    ``penalty``: cost of a change, default 3·ln K; ``min_size``: fewest checkpoints in a segment (≥ 1). Each
+    change is reported halfway between the last step of a segment and the first of the next.
+    """
+    x, y = _grid(steps, values)
+    k = len(x)
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or not 1 <= min_size <= k:
+        raise ValueError(f"min_size = {min_size!r}: accepted values are integers in 1 … {k}")
+    if noise is None:
+        sigma = np.full(k, robust_noise(y))
+    else:
+        sigma = np.asarray(noise, dtype=float)
+        if sigma.shape not in ((), (k,)):
+            raise ValueError(f"noise: a number or one standard error per checkpoint, shape ({k},) "
+                             f"(got shape {sigma.shape})")
+        sigma = np.broadcast_to(sigma, (k,)).copy()
+    if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
+        if noise is None:  # a curve flat to numerical precision: no noise to measure changes against
+            sigma = np.full(k, max(float(np.abs(y).max()), 1.0) * 1e-12)
+        else:
+            raise ValueError("noise: every standard error finite and > 0")
+    beta = 3.0 * math.log(k) if penalty is None else _positive("penalty", penalty, allow_zero=True)
+    w = 1.0 / sigma**2
+    # Prefix sums give the cost of any segment [a, b) in O(1): Σw·y² − (Σw·y)²/Σw.
+    cw, cwy, cwy2 = (np.concatenate([[0.0], np.cumsum(a)]) for a in (w, w * y, w * y * y))
+
+    def cost(a: int, b: int) -> float:
+        sw, swy = cw[b] - cw[a], cwy[b] - cwy[a]
+        return float(cwy2[b] - cwy2[a] - swy * swy / sw)
+
+    best = np.full(k + 1, np.inf)
+    best[0] = -beta  # the first segment pays no change penalty
+    start = np.zeros(k + 1, dtype=int)
+    for b in range(min_size, k + 1):
+        for a in range(0, b - min_size + 1):
+            if a != 0 and a < min_size:
+                continue
+            value = best[a] + beta + cost(a, b)
+            if value < best[b]:
+                best[b], start[b] = value, a
+    bounds, b = [], k
+    while b > 0:
+        a = start[b]
+        if a > 0:
+            bounds.append(a)
+        b = a
+    return np.array([(x[a - 1] + x[a]) / 2 for a in sorted(bounds)])
+
+
+def match_transitions(detected: Sequence[float], known: Sequence[float], tolerance: float) -> list[float | None]:
+    """For each known transition, the signed error (detected − known, steps) of its match, or None.
+
+    Matching is one to one, nearest pairs first, and only within ``tolerance`` steps; detections left over are
+    false positives (count them as len(detected) − matched).
+    """
+    tol = _positive("tolerance", tolerance)
+    d = [float(v) for v in detected]
+    q = [float(v) for v in known]
+    if not all(map(math.isfinite, d + q)):
+        raise ValueError("detected and known: finite steps")
+    pairs = sorted((abs(a - b), i, j) for i, b in enumerate(q) for j, a in enumerate(d) if abs(a - b) <= tol)
+    errors: list[float | None] = [None] * len(q)
+    used: set[int] = set()
+    for _, i, j in pairs:
+        if errors[i] is None and j not in used:
+            errors[i] = d[j] - q[i]
+            used.add(j)
+    return errors
