@@ -57,10 +57,13 @@ def mode_weights(data: toy.Data, items) -> tuple[toy.ModeBasis, torch.Tensor]:
     p = torch.zeros(v.shape[0], dtype=v.dtype)
     p[list(items)] = 1.0
     for block in map(list, basis.blocks):
-        if len(block) > 1:  # degenerate perturbation theory: diagonalize the forcing inside the block
-            values, rotation = torch.linalg.eigh(v[:, block].T @ torch.diag(p) @ v[:, block])
-            if not torch.allclose(v[:, block].T @ torch.diag(p) @ v[:, block], torch.diag(values), atol=1e-10):
-                u[:, block], v[:, block] = u[:, block] @ rotation, v[:, block] @ rotation
+        forcing = v[:, block].T @ torch.diag(p) @ v[:, block]
+        off_diagonal = forcing - torch.diag(torch.diagonal(forcing))
+        if len(block) > 1 and off_diagonal.abs().max() > 1e-10:
+            # degenerate perturbation theory: diagonalize the forcing inside the block (a readable basis in
+            # which it is diagonal already, e.g. modes on disjoint subtrees, is kept as it is)
+            _, rotation = torch.linalg.eigh(forcing)
+            u[:, block], v[:, block] = u[:, block] @ rotation, v[:, block] @ rotation
     basis = toy.ModeBasis(u, basis.s, v, basis.c, basis.blocks)
     return basis, (v**2 * p[:, None]).sum(0)
 

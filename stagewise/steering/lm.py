@@ -20,6 +20,7 @@ package's source code (:func:`stagewise.artifacts.cache_key`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -30,9 +31,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
-from stagewise.artifacts import cache_key, read_json, write_json
+from stagewise.artifacts import atomic_dir, cache_key, read_json, write_json
 from stagewise.config import ConfigError, check_fields, is_int, is_number
-from stagewise.lm import induction_scores, per_token_loss
+from stagewise.lm import induction_scores, load_checkpoint, per_token_loss
 
 __all__ = ["SteeredRun", "SteeringConfig", "crossing_step", "train_steered"]
 
@@ -96,6 +97,15 @@ class SteeredRun:
     seconds: float | None = None
     cached: bool = False
     base_batches: np.ndarray | None = field(default=None, repr=False)  # (T, B) indices; not cached
+    path: Path | None = None  # the run's folder when it saved checkpoints
+    checkpoint_steps: list[int] = field(default_factory=list)
+
+    def load(self, step: int):
+        """The model saved at ``step`` (eval mode): with ``path`` and ``checkpoint_steps`` this run stands in for a
+        :class:`stagewise.lm.TrainedRun` (e.g. for :func:`stagewise.lm.class_influence`)."""
+        if self.path is None or step not in self.checkpoint_steps:
+            raise KeyError(f"no checkpoint at step {step}; saved steps: {self.checkpoint_steps}")
+        return load_checkpoint(self.path / f"checkpoint-{step:07d}")
 
     @property
     def best(self) -> np.ndarray:
@@ -110,13 +120,15 @@ class SteeredRun:
         return {"steps": self.steps.tolist(), "prefix_matching": self.prefix_matching.tolist(),
                 "second_copy_loss": self.second_copy_loss.tolist(), "first_copy_loss": self.first_copy_loss.tolist(),
                 "train_loss": self.train_loss.tolist(), "extra": self.extra.tolist(),
-                "boost_seen": self.boost_seen.tolist(), "seconds": self.seconds}
+                "boost_seen": self.boost_seen.tolist(), "seconds": self.seconds,
+                "checkpoint_steps": list(self.checkpoint_steps)}
 
     @classmethod
-    def from_json(cls, record: dict, cached: bool = True) -> "SteeredRun":
+    def from_json(cls, record: dict, cached: bool = True, path: Path | None = None) -> "SteeredRun":
         arrays = {k: np.asarray(record[k]) for k in ("steps", "prefix_matching", "second_copy_loss",
                                                      "first_copy_loss", "train_loss", "extra", "boost_seen")}
-        return cls(**arrays, seconds=record.get("seconds"), cached=cached)
+        return cls(**arrays, seconds=record.get("seconds"), cached=cached, path=path,
+                   checkpoint_steps=list(record.get("checkpoint_steps", [])))
 
 
 def crossing_step(steps, values, threshold: float) -> float:
@@ -162,6 +174,7 @@ def train_steered(
     probe: torch.Tensor,
     cache_dir: str | Path | None = None,
     keep_batches: bool = False,
+    save_steps=(),
 ) -> SteeredRun:
     """Train from ``model_config`` on ``train_ids`` with ``extra[t]`` boost-pool sequences added at step t.
 
@@ -169,21 +182,36 @@ def train_steered(
     extra: (steps,) integers ≥ 0 (e.g. :func:`stagewise.steering.window_schedule`). probe: (num, 2L) repeated
     sequences for the induction measurements (e.g. :func:`stagewise.lm.repeated_name_sequences`).
     cache_dir: folder of cached runs (None: no cache). keep_batches: keep the base batch indices (T, B) in the
-    result (for tests; never cached).
+    result (for tests; never cached). save_steps: measured steps (of ``config.eval_steps()``) at which to save
+    the model with ``save_pretrained`` into the run's folder ``cache_dir/steered-<key>/`` (needs ``cache_dir``).
     """
     extra = _check_inputs(train_ids, boost, extra, config, probe)
-    pool = torch.nonzero(boost).flatten()
+    save_steps = sorted({int(s) for s in save_steps})
+    if save_steps and (cache_dir is None or keep_batches or not set(save_steps) <= set(config.eval_steps())):
+        raise ConfigError(f"save_steps = {save_steps} (accepted: measured steps {config.eval_steps()[:3]} … every "
+                          f"eval_every = {config.eval_every}, with a cache_dir and keep_batches=False)")
     described = json.loads(model_config.to_json_string(use_diff=False))
     described.pop("transformers_version", None)
     path = None
     if cache_dir is not None and not keep_batches:
-        key = cache_key({"model": described, "train": asdict(config), "extra": extra.tolist()},
-                        train_ids, boost, probe)
-        path = Path(cache_dir) / f"steered-{key}.json"
-        record = read_json(path)
+        key = cache_key({"model": described, "train": asdict(config), "extra": extra.tolist(),
+                         "save_steps": save_steps}, train_ids, boost, probe)
+        path = Path(cache_dir) / f"steered-{key}"
+        record = read_json(path / "run.json")
         if isinstance(record, dict):
-            return SteeredRun.from_json(record)
+            return SteeredRun.from_json(record, path=path)
+    with atomic_dir(path) if path is not None else contextlib.nullcontext() as work:  # no folder if stopped
+        run = _train_loop(model_config, train_ids, boost, extra, config, probe, keep_batches, save_steps, work)
+        run.path = path
+        if work is not None:
+            write_json(run.to_json(), work / "run.json")
+    return run
+
+
+def _train_loop(model_config, train_ids, boost, extra, config: SteeringConfig, probe, keep_batches: bool,
+                save_steps: list[int], work: Path | None) -> SteeredRun:
     started = time.perf_counter()
+    pool = torch.nonzero(boost).flatten()
     torch.manual_seed(config.seed)
     # a copy: building a model writes into its config, which is part of the cache key
     model = AutoModelForCausalLM.from_config(copy.deepcopy(model_config))
@@ -196,13 +224,15 @@ def train_steered(
     scores, losses, batches = [], [], []
     boost_seen = np.zeros(config.steps, dtype=np.int64)
 
-    def measure() -> None:
+    def measure(step: int) -> None:
         model.eval()
         scores.append(induction_scores(model, sequences=probe))
+        if step in save_steps:
+            model.save_pretrained(work / f"checkpoint-{step:07d}")
         model.train()
 
     model.train()
-    measure()
+    measure(0)
     n = train_ids.shape[0]
     for step in range(config.steps):
         index = torch.randint(0, n, (config.batch_size,), generator=base_draws)
@@ -220,16 +250,13 @@ def train_steered(
         schedule.step()
         losses.append(float(loss.detach()))
         if step + 1 in measured:
-            measure()
-    run = SteeredRun(
+            measure(step + 1)
+    return SteeredRun(
         steps=np.array(config.eval_steps()),
         prefix_matching=np.stack([s.prefix_matching.numpy() for s in scores]),
         second_copy_loss=np.array([s.second_copy_loss for s in scores]),
         first_copy_loss=np.array([s.first_copy_loss for s in scores]),
         train_loss=np.array(losses), extra=extra, boost_seen=boost_seen,
         seconds=time.perf_counter() - started,
-        base_batches=np.stack(batches) if keep_batches else None,
+        base_batches=np.stack(batches) if keep_batches else None, checkpoint_steps=save_steps,
     )
-    if path is not None:
-        write_json(run.to_json(), path)
-    return run
