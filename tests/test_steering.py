@@ -240,3 +240,21 @@ def test_steered_training_refuses_bad_input(tiny_lm):
 def test_crossing_step_interpolates_and_says_never():
     assert crossing_step([0, 10, 20], [0.0, 0.2, 0.6], 0.4) == pytest.approx(15.0)
     assert math.isnan(crossing_step([0, 10, 20], [0.0, 0.2, 0.3], 0.4))
+
+
+def test_saved_checkpoints_reopen_like_a_trained_run(tiny_lm, tmp_path):
+    model_config, ids, boost, probe = tiny_lm
+    config = SteeringConfig(steps=6, batch_size=4, eval_every=3, warmup=0)
+    run = train_steered(model_config, ids, boost, np.zeros(6, dtype=int), config, probe, cache_dir=tmp_path,
+                        save_steps=[3, 6])
+    again = train_steered(model_config, ids, boost, np.zeros(6, dtype=int), config, probe, cache_dir=tmp_path,
+                          save_steps=[3, 6])
+    assert again.cached and again.checkpoint_steps == [3, 6] and again.path == run.path
+    with torch.no_grad():  # the checkpoint at the last step is the model whose induction score was measured
+        from stagewise.lm import induction_scores
+        assert torch.allclose(induction_scores(again.load(6), sequences=probe).prefix_matching,
+                              torch.as_tensor(run.prefix_matching[-1]), atol=1e-6)
+    with pytest.raises(KeyError):
+        again.load(4)
+    with pytest.raises(ConfigError, match="save_steps"):
+        train_steered(model_config, ids, boost, np.zeros(6, dtype=int), config, probe, save_steps=[3])
