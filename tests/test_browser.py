@@ -9,8 +9,10 @@ Runs after the quick book is built (``make test`` runs it as a second pytest inv
 For every HTML page (tests/browser/check_pages.js does the browsing) it checks that no request left
 the machine (all are aborted and counted), there are no console errors, every <img> loaded, every
 maths element was rendered by the book's own MathJax (no raw TeX left), every internal link points
-to an existing file and anchor, and each chapter offers its executed notebook for download. A
-screenshot of each page goes to ``build/quick/screenshots/``.
+to an existing file and anchor, and each chapter offers its executed notebook for download. In the
+chapters every figure has a caption and a real alt text (not a file path) and its text stays readable at
+the column's width; no element runs past the content column, and no code line is longer than
+``CODE_LINE_LIMIT`` characters. A screenshot of each page goes to ``build/quick/screenshots/``.
 """
 
 from __future__ import annotations
@@ -246,3 +248,93 @@ def test_launch_links_only_with_a_repository(report):
 
 def test_no_page_shows_a_path_of_the_build_machine(report):
     assert not _problems(report, lambda page: [f"shows {hit!r}" for hit in page["machinePathsShown"]])
+
+
+# ---------------------------------------------------------------------------------------------- figures, overflow
+
+#: The longest code line allowed in a chapter's code cells. The column shows about 77 characters of code at
+#: the theme's 14 px monospace, so a longer line scrolls inside its cell; lines up to this limit are accepted
+#: (the cell scrolls, nothing else on the page moves), longer ones fail.
+CODE_LINE_LIMIT = 100
+#: Smallest on-screen size (px) of 8 pt figure text: the image's pixels per point (its dpi / 72) times the
+#: scale the page shows it at. 8 pt is the smallest text the book's figures use on purpose.
+MIN_PX_FOR_8PT = 9.0
+#: Overflows that cannot be avoided, as (page, start of the report line) → why.
+ALLOWED_OVERFLOWS: dict[tuple[str, str], str] = {}
+
+
+def _chapter_pages(report: dict) -> list[dict]:
+    return [p for p in report["pages"] if p["page"].startswith("chapters/") and "error" not in p]
+
+
+def _looks_like_a_path(alt: str, src: str) -> bool:
+    """True for an alt text that is empty, a file name or path (Sphinx's default), or too short to describe."""
+    name = src.rsplit("/", 1)[-1]
+    return (alt.strip() == "" or name in alt or "_images/" in alt or re.search(r"(^|\s)\.{0,2}/\w", alt) is not None
+            or re.search(r"\.(png|svg|jpe?g|gif)\b", alt) is not None or len(alt.split()) < 4)
+
+
+def test_every_figure_has_a_caption_and_an_alt_text(report):
+    problems = []
+    for page in _chapter_pages(report):
+        for figure in page["figures"]:
+            if not figure["caption"]:
+                problems.append(f"{page['page']}: {figure['src']} has no caption")
+            if _looks_like_a_path(figure["alt"], figure["src"]):
+                problems.append(f"{page['page']}: {figure['src']} has alt text {figure['alt']!r}, not a description")
+    assert not problems, "\n".join(problems)
+    assert sum(len(p["figures"]) for p in _chapter_pages(report)) > 0
+
+
+def test_alt_text_check_recognizes_paths():
+    assert _looks_like_a_path("../_images/abc.png", "../_images/abc.png")
+    assert _looks_like_a_path("", "x.png") and _looks_like_a_path("free_energy.png", "../_images/free_energy.png")
+    assert _looks_like_a_path("a figure", "x.png")  # too short to describe anything
+    assert _looks_like_a_path("see figures/posterior_two_minima.png here", "../_images/x.png")
+    assert not _looks_like_a_path("Four heat maps of the posterior density", "../_images/posterior.png")
+    assert not _looks_like_a_path("points on a line of slope −3/4, far below d/2", "../_images/mass_ratio.png")
+
+
+def _png_dpi(path: Path) -> float | None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        dpi = image.info.get("dpi")
+    return float(dpi[0]) if dpi else None
+
+
+def test_figure_text_stays_readable_at_the_column_width(report):
+    """A figure wider than the column is shrunk to fit: its 8 pt text must still be ≥ MIN_PX_FOR_8PT px."""
+    problems = []
+    for page in _chapter_pages(report):
+        for figure in page["figures"]:
+            if not figure.get("naturalWidth") or not figure.get("width"):
+                continue  # test_every_image_loads reports images that did not load
+            path = Path(os.path.normpath((HTML / page["page"]).parent / unquote(urlsplit(figure["src"]).path)))
+            dpi = _png_dpi(path) if path.suffix == ".png" and path.is_file() else None
+            if dpi is None:
+                continue
+            px_for_8pt = 8 / 72 * dpi * figure["width"] / figure["naturalWidth"]
+            if px_for_8pt < MIN_PX_FOR_8PT:
+                inches = figure["naturalWidth"] / dpi
+                problems.append(f"{page['page']}: {figure['src']} is {inches:.1f} in wide at {dpi:.0f} dpi, shown "
+                                f"{figure['width']:.0f} px wide: 8 pt text is {px_for_8pt:.1f} px")
+    assert not problems, "\n".join(problems)
+
+
+def test_nothing_runs_past_the_content_column(report):
+    problems = []
+    for page in report["pages"]:
+        if "error" in page:
+            continue
+        for line in page["overflows"]:
+            if not any(page["page"] == p and line.startswith(start) for p, start in ALLOWED_OVERFLOWS):
+                problems.append(f"{page['page']}: {line}")
+    assert not problems, "\n".join(problems)
+
+
+def test_code_lines_stay_within_the_line_limit(report):
+    problems = [f"{page['page']}: a code line of {code['chars']} characters: {code['line']!r}"
+                for page in report["pages"] if "error" not in page
+                for code in page.get("codeOverflows", []) if code["chars"] > CODE_LINE_LIMIT]
+    assert not problems, "\n".join(problems)

@@ -7,8 +7,10 @@
 // Every request that does not go to `base` (the local server) is aborted and recorded. For each page the
 // report holds: console errors and page errors, failed or >= 400 local requests, blocked requests, the
 // maths found and rendered by MathJax, raw TeX left in the text, every <img> and whether it loaded, every
-// link (absolute) and every id on the page (for the link check done by tests/test_browser.py), and the
-// download buttons. A full-page screenshot of each page goes to `screenshots`.
+// link (absolute) and every id on the page (for the link check done by tests/test_browser.py), the
+// download buttons, the article's figures (src, alt, caption, shown and natural width in px), the elements
+// that overflow the content column, and the code cells that scroll sideways (longest line, in characters).
+// A full-page screenshot of each page goes to `screenshots`.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -57,21 +59,32 @@ function inspectPage(machinePaths) {
     const figure = img.closest("figure");
     const caption = figure ? figure.querySelector("figcaption") : null;
     return { src: img.getAttribute("src"), alt: img.getAttribute("alt") || "",
-             caption: caption ? caption.innerText.trim() : "" };
+             caption: caption ? caption.innerText.trim() : "",
+             width: img.getBoundingClientRect().width, naturalWidth: img.naturalWidth };
   });
-  // Overflow: elements of the article wider than the content column, or scrolling sideways.
+  // Overflow: elements of the article wider than the content column, or scrolling sideways. The source of a
+  // code cell (a <pre> in .cell_input) is reported apart, in `codeOverflows`, with its longest line in
+  // characters: code is held to a line length, not to the column's pixels.
   const column = article.getBoundingClientRect();
   const overflows = [];
+  const codeOverflows = [];
   for (const el of article.querySelectorAll("pre, table, img, mjx-container[display='true'], .output, p, li")) {
     const box = el.getBoundingClientRect();
     const scrolls = el.scrollWidth > el.clientWidth + 2 && el.clientWidth > 0;
     if (box.width > 0 && (box.right > column.right + 2 || scrolls)) {
-      overflows.push(`${el.tagName.toLowerCase()}: ${(el.innerText || el.getAttribute("src") || "").slice(0, 60)
-        .replace(/\s+/g, " ")} (${Math.round(Math.max(box.right - column.right, el.scrollWidth - el.clientWidth))} px)`);
+      const px = Math.round(Math.max(box.right - column.right, el.scrollWidth - el.clientWidth));
+      const text = (el.innerText || el.getAttribute("src") || "");
+      if (el.tagName === "PRE" && el.closest(".cell_input")) {
+        const lines = el.textContent.split("\n");
+        const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), "");
+        codeOverflows.push({ chars: longest.length, px, line: longest.slice(0, 100) });
+      } else {
+        overflows.push(`${el.tagName.toLowerCase()}: ${text.slice(0, 60).replace(/\s+/g, " ")} (${px} px)`);
+      }
     }
   }
   return {
-    machinePathsShown, figures, overflows,
+    machinePathsShown, figures, overflows, codeOverflows,
     title: document.title, mathElements: maths.length,
     mjxContainers: document.querySelectorAll("mjx-container").length,
     mathjaxLoaded: typeof window.MathJax === "object" && !!window.MathJax.startup,
