@@ -95,7 +95,8 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, retries
     dashboard = importlib.util.find_spec("bokeh") is not None
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
-                             dashboard_address=":0", env=thread_env(workers), silence_logs=logging.ERROR)
+                             dashboard_address=":0", env=thread_env(workers), silence_logs=logging.ERROR,
+                             preload=[__name__])  # dask_setup below
     try:
         with Client(local) as client:
             log(f"dask: local cluster of {workers} worker process(es), "
@@ -104,6 +105,17 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, retries
             yield client
     finally:
         local.close()
+
+
+def dask_setup(worker) -> None:
+    """Preload of a local cluster's workers: Ctrl-C in a terminal reaches every process of its group; a worker
+    ignores it (no traceback from each) and the client, which takes it, closes the cluster. (The kernels run in
+    sessions of their own and never see it; they exit when their worker does.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _has_dashboard(client) -> bool:
