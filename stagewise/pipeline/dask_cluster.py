@@ -137,7 +137,8 @@ def resolve_workers(workers: int | None, variable: str = "BOOK_WORKERS") -> int:
         try:
             workers = int(text)
         except ValueError:
-            raise ClusterError(f"{variable}={text!r}: expected an integer >= 1 (1: one chapter after another)") from None
+            raise ClusterError(f"{variable}={text!r}: expected an integer >= 1 "
+                               "(1: one chapter after another)") from None
     check_workers(workers, None)
     return workers
 
@@ -205,8 +206,9 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, label=str, clien
         futures = {}
         for job in jobs:
             log(f"{job.source.stem}: {label(job)} (a Dask task) ...", flush=True)
-            futures[client.submit(execute_job, job, os.getcwd(), pure=False, retries=retries,
-                                  priority=int(last_seconds(job)), key=f"{job.source.stem}-{uuid.uuid4().hex[:8]}")] = job
+            future = client.submit(execute_job, job, os.getcwd(), pure=False, retries=retries,
+                                   priority=int(last_seconds(job)), key=f"{job.source.stem}-{uuid.uuid4().hex[:8]}")
+            futures[future] = job
         for future in as_completed(futures):
             job = futures[future]
             try:

@@ -1,6 +1,6 @@
 """Parameter sweeps: every combination of some parameter values, one notebook run each, as Dask tasks.
 
-    python -m stagewise sweep 01 -p nbeta 100,300 -p step_size 1e-4,1e-3 --seeds 3 --plot llc.regular.estimate:nbeta
+    python -m stagewise sweep 01 -p nbeta 100,300 -p step_size 1e-4,1e-3 --seeds 3 --plot llc_max_rel_error:nbeta
 
 A sweep folder ``runs/<chapter>/sweep-<stamp>/`` holds:
 
@@ -251,8 +251,8 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
         if grid or seeds is not None:
             asked = check_grid(nb, path, grid or {}, seeds)
             if combination_key(asked) != combination_key(recorded):
-                raise SweepError(f"--resume {resume}: these values differ from the sweep's ({combination_key(recorded)}); "
-                                 "drop -p and --seeds to resume it as it was")
+                raise SweepError(f"--resume {resume}: these values differ from the sweep's "
+                                 f"({combination_key(recorded)}); drop -p and --seeds to resume it as it was")
         grid = recorded
     else:
         if notebook is None:
@@ -287,7 +287,7 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
     table = sweep_table(folder)
     written = _write_outputs(folder, table, plot_spec)
     counts = table["status"].value_counts().to_dict()
-    log(f"sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + " -> "
+    log("sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + " -> "
         + ", ".join(str(p) for p in written.values()))
     return SweepResult(folder=folder, table=table, written=written, ran=len(indices))
 
