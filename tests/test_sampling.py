@@ -35,9 +35,9 @@ What is checked, and against what:
   longer Gaussian and the closed-form fourth moments above do not apply.
 
 * Single steps, reproduced by hand from the update formulas and from the sampler's documented random stream:
-  ``torch.Generator().manual_seed(seed)``; per step first the mini-batch indices
-  ``torch.randint(n, (chains, batch_size))`` (only when batch_size < n), then ``torch.randn((chains, *shape))``
-  for every parameter in dict order.
+  one generator per chain, ``make_generators(seed, chains)``; per step each chain draws first its mini-batch
+  indices ``torch.randint(n, (batch_size,))`` (only when batch_size < n), then ``torch.randn(D)``: all its
+  parameters in dict order.
 
 Losses are written with elementwise products rather than matmuls: under ``vmap`` over ~10³ chains the tiny
 batched matmuls cost 5–20× more per step on a CPU.
@@ -54,6 +54,7 @@ import torch
 
 from stagewise.sampling import (
     ChainState,
+    make_generators,
     ConfigError,
     SamplerDivergence,
     SGLDConfig,
@@ -345,7 +346,7 @@ def test_sample_reproduces_hand_steps_from_the_seed(preconditioner, adapt, burni
     trace = sample(_dict_potential, center, config=cfg, observable_fn=_flatten, progress=False)
     assert trace.draw_steps.tolist() == [burnin + t for t in range(steps)]
 
-    gen = torch.Generator().manual_seed(seed)
+    gens = make_generators(seed, C)  # chain c's generator: its noise is one randn of all D = 2 + 3 parameters
     w = {k: v.expand(C, *v.shape).clone() for k, v in center.items()}
     V = {k: torch.zeros_like(v) for k, v in w.items()}
     G = None
@@ -358,7 +359,8 @@ def test_sample_reproduces_hand_steps_from_the_seed(preconditioner, adapt, burni
                 grads[k][c] = gk
             losses[c] = value.detach()
         torch.testing.assert_close(trace.loss_trace[:, t], losses, rtol=1e-12, atol=1e-12)
-        noise = {k: torch.randn(v.shape, generator=gen, dtype=DT) for k, v in w.items()}
+        xi = torch.stack([torch.randn(5, generator=g, dtype=DT) for g in gens])
+        noise = {"a": xi[:, :2], "b": xi[:, 2:]}
         frozen = adapt == "burnin" and t >= burnin
         for k in w:
             g = grads[k]
@@ -385,22 +387,24 @@ def test_sample_reproduces_hand_steps_from_the_seed(preconditioner, adapt, burni
 
 
 def test_sample_reproduces_minibatch_steps_from_the_seed():
-    """With batch_size < n the indices ``randint(n, (C, B))`` come first in each step, then the noise."""
+    """With batch_size < n each chain draws its indices ``randint(n, (B,))`` first in each step, then its noise."""
     X, y = regression_problem(n=10)
     C, B, steps, seed = 3, 4, 2, 7
     wstar = torch.tensor([0.1, 0.2, 0.3], dtype=DT)
     cfg = SGLDConfig(step_size=0.02, nbeta=5.0, localization=1.0, num_chains=C, num_draws=steps,
                      batch_size=B, seed=seed)
     trace = sample(regression_loss, wstar, data=(X, y), config=cfg, observable_fn=record_w, progress=False)
-    gen = torch.Generator().manual_seed(seed)
+    gens = make_generators(seed, C)
     w = wstar.expand(C, 3).clone()
     for t in range(steps):
-        idx = torch.randint(10, (C, B), generator=gen)
+        idx, noise = torch.empty(C, B, dtype=torch.long), torch.empty(C, 3, dtype=DT)
+        for c, g in enumerate(gens):
+            idx[c] = torch.randint(10, (B,), generator=g)
+            noise[c] = torch.randn(3, generator=g, dtype=DT)
         Xb, yb = X[idx], y[idx]  # (C, B, d), (C, B)
         resid = yb - (Xb * w[:, None, :]).sum(-1)
         grad = -(Xb * resid[..., None]).mean(1)  # gradient of the mean mini-batch loss
         torch.testing.assert_close(trace.loss_trace[:, t], (0.5 * resid**2).mean(1), rtol=1e-12, atol=1e-12)
-        noise = torch.randn(w.shape, generator=gen, dtype=DT)
         w = w - 0.01 * (5.0 * grad + 1.0 * (w - wstar)) + math.sqrt(0.02) * noise
         torch.testing.assert_close(trace.losses[:, t], w, rtol=1e-12, atol=1e-12)
     # L_n(w*) is the full-data mean, even though it is computed in mini-batch sized pieces (10 = 4 + 4 + 2).
@@ -466,12 +470,12 @@ def test_too_large_step_on_quartic_diverges_where_a_hand_run_does():
         sample(quartic, wstar, config=cfg, progress=False)
     err = info.value
 
-    gen = torch.Generator().manual_seed(seed)
+    gens = make_generators(seed, C)
     w = wstar.expand(C, 2).clone()
     for step in range(50):
         loss = (w**4).sum(1)
-        w = w - (eps / 2) * (nbeta * 4 * w**3 + gamma * (w - wstar)) + math.sqrt(eps) * torch.randn(
-            w.shape, generator=gen, dtype=DT)
+        xi = torch.stack([torch.randn(2, generator=g, dtype=DT) for g in gens])
+        w = w - (eps / 2) * (nbeta * 4 * w**3 + gamma * (w - wstar)) + math.sqrt(eps) * xi
         bad = ~torch.isfinite(loss) | ~torch.isfinite(w).all(1)
         if bad.any():
             break

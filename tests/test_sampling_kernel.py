@@ -16,11 +16,13 @@ import torch
 from stagewise.sampling import (
     SamplerState,
     SGLDConfig,
+    chain_seed,
     draw_batch,
+    draw_noise,
     gradients,
     init,
     init_many,
-    make_generator,
+    make_generators,
     nonfinite_chains,
     observe,
     rmsprop_preconditioner,
@@ -50,12 +52,12 @@ def record_w(w, _batch):
 def manual_run(config, data, w_star, n):
     """init + step, as a user would write it; returns the positions after every step, (chain, step, d)."""
     state = init(w_star, config)
-    generator = make_generator(config.seed)
+    generators = make_generators(config.seed, config.num_chains)
     positions, losses = [], []
     for _ in range(config.num_steps):
         mini = config.batch_size is not None and config.batch_size < n
-        batch = draw_batch(data, config.num_chains, config.batch_size, generator) if mini else data
-        state = step(state, batch, generator, loss, config, batch_per_chain=mini)
+        batch = draw_batch(data, config.batch_size, generators) if mini else data
+        state = step(state, batch, generators, loss, config, batch_per_chain=mini)
         assert nonfinite_chains(state) is None
         positions.append(state.params["w"])
         losses.append(state.loss)
@@ -84,7 +86,7 @@ def test_step_is_pure_and_the_preconditioner_freezes_after_burnin():
     state = init(torch.zeros(3, dtype=DT), cfg)
     assert isinstance(state, SamplerState) and state.step == 0 and state.loss is None and state.precond is None
     assert state.params["w"].shape == (2, 3) and state.tensor_params
-    generator = make_generator(cfg.seed)
+    generator = make_generators(cfg.seed, cfg.num_chains)
     history = [state]
     for _ in range(cfg.num_steps):
         before = {k: v.clone() for k, v in history[-1].params.items()}
@@ -115,13 +117,13 @@ def test_a_step_by_hand_from_the_pieces():
                      preconditioner="rmsprop", seed=2)
     wstar = torch.tensor([0.3, -0.1, 0.2], dtype=DT)
     state = init(wstar, cfg)
-    state = step(state, (X, y), make_generator(0), loss, cfg)  # the burn-in step: G is now frozen
+    state = step(state, (X, y), make_generators(0, 3), loss, cfg)  # the burn-in step: G is now frozen
     G = state.precond["w"]
     grads, values = gradients(loss, state.params, (X, y), tensor_params=True)
     torch.testing.assert_close(values, torch.stack([loss(w, (X, y)).mean() for w in state.params["w"]]))
-    gen_a, gen_b = make_generator(11), torch.Generator().manual_seed(11)
+    gen_a, gen_b = make_generators(11, 3), make_generators(11, 3)
     new = step(state, (X, y), gen_a, loss, cfg)
-    xi = torch.randn((3, 3), generator=gen_b, dtype=DT)
+    xi = torch.stack([torch.randn(3, generator=g, dtype=DT) for g in gen_b])
     w = state.params["w"]
     expected = w - 0.025 * G * (4.0 * grads["w"] + 2.0 * (w - wstar)) + (0.05 * G).sqrt() * xi
     torch.testing.assert_close(new.params["w"], expected, rtol=1e-14, atol=1e-14)
@@ -135,7 +137,7 @@ def test_init_many_and_observe_match_sample_many():
     traces = sample_many(loss, centers, (X, y), observables=(X[:4], y[:4]), config=cfg, progress=False)
     state = init_many(centers, cfg)
     assert torch.equal(state.center["w"], torch.tensor([[0.0] * 3, [0.0] * 3, [1.0] * 3, [1.0] * 3], dtype=DT))
-    generator = make_generator(cfg.seed)
+    generator = make_generators(cfg.seed, cfg.num_chains, repeat=2)  # chain k·C + c: chain c's stream
     recorded = []
     for _ in range(cfg.num_steps):
         state = step(state, (X, y), generator, loss, cfg)
@@ -158,10 +160,50 @@ def test_nonfinite_chains_names_the_chains():
     assert mask.tolist() == [True, False, False] and reason == "non-finite loss"
 
 
-def test_generator_is_on_the_requested_device():
-    generator = make_generator(5)
-    assert generator.device.type == "cpu"
-    assert torch.equal(torch.randn(4, generator=generator), torch.randn(4, generator=torch.Generator().manual_seed(5)))
-    if torch.cuda.is_available():  # noise is drawn where the parameters live
-        cuda = make_generator(5, "cuda")
-        assert cuda.device.type == "cuda"
+def test_one_generator_per_chain_seeded_from_seed_and_chain():
+    gens = make_generators(5, 3)
+    assert len(gens) == 3 and all(g.device.type == "cpu" for g in gens)
+    assert len({chain_seed(5, c) for c in range(3)} | {chain_seed(6, c) for c in range(3)}) == 6
+    first = torch.randn(4, generator=gens[1])
+    assert torch.equal(first, torch.randn(4, generator=torch.Generator().manual_seed(chain_seed(5, 1))))
+    repeated = make_generators(5, 3, repeat=2)  # chain k·3 + c gets chain c's stream
+    assert [g.initial_seed() for g in repeated] == [g.initial_seed() for g in make_generators(5, 3)] * 2
+    with pytest.raises(ValueError, match="one generator per chain"):
+        draw_noise({"w": torch.zeros(3, 2, dtype=DT)}, make_generators(5, 2))
+
+
+def test_a_chain_does_not_depend_on_the_other_chains():
+    """Chain c of a run with 2 chains is chain c of a run with 5 (mini-batches and RMSProp included), and
+    sample_many's chains at checkpoint k are sample's chains there."""
+    X, y = regression()
+    common = dict(step_size=0.02, nbeta=5.0, localization=1.0, num_draws=6, num_burnin=2, batch_size=4,
+                  preconditioner="rmsprop", seed=3)
+    wstar = torch.tensor([0.1, 0.2, 0.3], dtype=DT)
+    two = sample(loss, wstar, (X, y), config=SGLDConfig(num_chains=2, **common), observable_fn=record_w,
+                 progress=False)
+    five = sample(loss, wstar, (X, y), config=SGLDConfig(num_chains=5, **common), observable_fn=record_w,
+                  progress=False)
+    torch.testing.assert_close(five.losses[:2], two.losses, rtol=1e-13, atol=1e-13)
+    many = sample_many(loss, [wstar, -wstar], (X, y), config=SGLDConfig(num_chains=2, **common),
+                       observable_fn=record_w, progress=False)
+    torch.testing.assert_close(many[0].losses, two.losses, rtol=1e-13, atol=1e-13)
+    alone = sample(loss, -wstar, (X, y), config=SGLDConfig(num_chains=2, **common), observable_fn=record_w,
+                   progress=False)
+    torch.testing.assert_close(many[1].losses, alone.losses, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_looped_chains_equal_vmapped_chains(batch_size):
+    X, y = regression()
+    common = dict(step_size=0.02, nbeta=5.0, localization=1.0, num_chains=3, num_draws=5, num_burnin=2,
+                  batch_size=batch_size, preconditioner="rmsprop", seed=8)
+    wstar = torch.tensor([0.1, 0.2, 0.3], dtype=DT)
+    runs = {b: sample(loss, wstar, (X, y), observables=(X[:4], y[:4]), config=SGLDConfig(batching=b, **common),
+                      progress=False) for b in ("vmap", "loop", "auto")}
+    for b in ("loop", "auto"):
+        torch.testing.assert_close(runs[b].losses, runs["vmap"].losses, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(runs[b].loss_trace, runs["vmap"].loss_trace, rtol=1e-12, atol=1e-14)
+    w = {"w": torch.randn(3, 3, dtype=DT)}
+    (gv, vv), (gl, vl) = (gradients(loss, w, (X, y), tensor_params=True, loop=lp) for lp in (False, True))
+    torch.testing.assert_close(gl["w"], gv["w"], rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(vl, vv, rtol=1e-13, atol=1e-14)

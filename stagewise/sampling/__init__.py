@@ -17,10 +17,10 @@ chain samples a biased law (see :class:`SGLDConfig`).
 
 A model is a *loss of its parameters*: ``loss_fn(params, batch) -> per-sample losses``, where ``params`` is
 a tensor or a dict of tensors (an ``nn.Module`` becomes one through :func:`module_loss_fn`). Chains are a
-leading dimension of every parameter tensor and the loss is mapped over it with ``torch.func.vmap``: one
-forward and one backward pass advance all chains. At every draw the per-sample losses on a fixed set of
-*observables* are recorded, giving the (chain, draw, sample[, ...]) array that the influence and LLC
-estimators consume. A non-finite loss or parameter stops the run with :class:`SamplerDivergence`, which
+leading dimension of every parameter tensor; the loss is mapped over it with ``torch.func.vmap``, or looped
+over views of it (``SGLDConfig.batching``), and one backward pass advances all chains. At every draw the
+per-sample losses on a fixed set of *observables* are recorded, giving the (chain, draw, sample[, ...]) array
+that the influence and LLC estimators consume. A non-finite loss or parameter stops the run with :class:`SamplerDivergence`, which
 names the chains and the step; nothing is dropped silently.
 
 Two levels of use: :func:`sample` / :func:`sample_many` run whole chains and return a :class:`SampleTrace`;
@@ -28,32 +28,43 @@ Two levels of use: :func:`sample` / :func:`sample_many` run whole chains and ret
 :class:`SamplerState` one step at a time, for custom loops::
 
     config = SGLDConfig(num_chains=4, num_burnin=100, preconditioner="rmsprop")
-    state, generator = init(w_star, config), make_generator(config.seed)
+    state = init(w_star, config)
+    generators = make_generators(config.seed, config.num_chains, state.params["w"].device)
     for _ in range(config.num_steps):
-        state = step(state, data, generator, loss_fn, config)
+        state = step(state, data, generators, loss_fn, config)
+
+Everything of a run lives on one device (``SGLDConfig(device=...)``: "cpu", "cuda", "cuda:N", "auto"): the
+checkpoint, data and observables are moved there once, each chain draws its noise there from its own
+generator, the losses are written into buffers there and the divergence flag is read every
+``check_every`` steps, so nothing synchronises the host inside the step loop on a GPU.
 """
 
 from ..config import ConfigError
 from .inputs import Batch, LossFn, Params, module_loss_fn
+from .device import DEVICE_PATTERN, available_devices, check_device, resolve_device
 from .kernel import (
     ChainState,
     SamplerState,
+    chain_seed,
     draw_batch,
     draw_noise,
     gradients,
     init,
     init_many,
-    make_generator,
+    make_generators,
     nonfinite_chains,
+    nonfinite_flags,
     observe,
     rmsprop_preconditioner,
     sgld_step,
     step,
 )
 from .runner import SampleTrace, SamplerDivergence, sample, sample_many
-from .settings import PRECONDITIONERS, RMSPROP_ADAPT, SGLDConfig
+from .settings import BATCHING, DTYPES, PRECONDITIONERS, RMSPROP_ADAPT, SGLDConfig
 
 __all__ = [
+    "BATCHING",
+    "DTYPES",
     "Batch",
     "ChainState",
     "ConfigError",
@@ -65,15 +76,21 @@ __all__ = [
     "SampleTrace",
     "SamplerDivergence",
     "SamplerState",
+    "DEVICE_PATTERN",
+    "available_devices",
+    "check_device",
+    "chain_seed",
     "draw_batch",
     "draw_noise",
     "gradients",
     "init",
     "init_many",
-    "make_generator",
+    "make_generators",
     "module_loss_fn",
     "nonfinite_chains",
+    "nonfinite_flags",
     "observe",
+    "resolve_device",
     "rmsprop_preconditioner",
     "sample",
     "sample_many",

@@ -26,14 +26,24 @@ def module_loss_fn(
 
     ``per_sample_loss(forward, batch)`` receives ``forward(*args, **kwargs)``, which runs the module with the
     parameters being sampled (through ``torch.func.functional_call``), and returns per-sample losses.
-    Buffers are held fixed at their current values.
+    Buffers are held fixed at their current values; they follow the parameters to the sampler's device (one
+    copy per device, made on first use).
     """
     params = {name: p.detach().clone() for name, p in module.named_parameters()}
     buffers = {name: b.detach() for name, b in module.named_buffers()}
+    placed: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+    def buffers_on(p: Params) -> dict[str, torch.Tensor]:
+        if not buffers or not p:
+            return buffers
+        device = next(iter(p.values())).device
+        if device not in placed:
+            placed[device] = {k: b.to(device) for k, b in buffers.items()}
+        return placed[device]
 
     def loss_fn(p: Params, batch: Batch) -> torch.Tensor:
         def forward(*args: Any, **kwargs: Any) -> Any:
-            return functional_call(module, (p, buffers), args, kwargs)
+            return functional_call(module, (p, buffers_on(p)), args, kwargs)
 
         return per_sample_loss(forward, batch)
 
@@ -140,6 +150,22 @@ def prepare_batch(data: Batch, name: str) -> tuple[Batch, int]:
         _check_finite(leaf, name if len(found) == 1 else f"{name} (tensor {k})",
                       "clean the data before sampling (a NaN in the data would stop the chains at step 0)")
     return data, sizes[0]
+
+
+def to_device(data: Batch, device: torch.device, dtype: torch.dtype | None = None) -> Batch:
+    """Every tensor of a batch on ``device`` (floating-point ones also in ``dtype`` when given); one copy each."""
+    def move(v: Any) -> Any:
+        if not isinstance(v, torch.Tensor):
+            return v
+        return v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
+
+    if isinstance(data, torch.Tensor):
+        return move(data)
+    if isinstance(data, Mapping):
+        return {k: move(v) for k, v in data.items()}
+    if isinstance(data, (tuple, list)):
+        return type(data)(move(v) for v in data)
+    return data
 
 
 def num_samples(data: Batch) -> int:

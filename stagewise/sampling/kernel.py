@@ -1,5 +1,5 @@
 """The sampler as pure steps, BlackJAX-style: ``state = init(params, config)``, then
-``state = step(state, batch, generator, loss_fn, config)`` as often as wanted.
+``state = step(state, batch, generators, loss_fn, config)`` as often as wanted.
 
 A :class:`SamplerState` holds everything that changes (positions, RMSProp average, frozen preconditioner,
 step count, last loss) plus the localization centres; ``step`` returns a new state and never modifies the
@@ -7,12 +7,15 @@ old one. It is made of small pieces that can be used on their own: :func:`gradie
 backward pass for all chains), :func:`draw_noise`, :func:`draw_batch`, :func:`sgld_step` (the update formula),
 :func:`nonfinite_chains` (the divergence check) and :func:`observe` (what is recorded at a draw).
 
-Randomness comes from one ``torch.Generator`` passed to every call (made by :func:`make_generator` on the
-parameters' device): per step first the mini-batch indices ``randint(n, (chains, batch_size))`` (only with
-mini-batches), then ``randn((chains, *shape))`` for every parameter in dict order. Noise is drawn on the
-parameters' device, so nothing crosses devices inside a step. On the CPU a seed gives exactly the chains of
-earlier versions of this package; on another device the same seed gives another stream (torch's CUDA and CPU
-generators differ), reproducible on that device.
+Randomness comes from one ``torch.Generator`` per chain (:func:`make_generators`), on the run's device, seeded
+from (seed, chain index) alone. Per step each chain draws first its mini-batch indices ``randint(n,
+(batch_size,))`` (only with mini-batches), then its noise: one ``randn`` of all D parameters in dict order
+(one call per parameter when the parameters have different dtypes). So chain c is the same chain whatever
+the number of chains, whether the chains are vmapped or looped, and in :func:`init_many` (chain k·C + c has
+chain c's stream: every checkpoint sees the same noise, common random numbers across checkpoints). On one
+device a seed reproduces the chains exactly (up to the rounding of batched against per-chain matmuls between
+"vmap" and "loop"); on another device the same seed gives other chains with the same statistics (torch's CPU
+and CUDA generators are different algorithms).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import math
 from functools import partial
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.func import vmap
 
-from .inputs import Batch, LossFn, Params, as_params, index, num_samples, stack_checkpoints
+from .inputs import Batch, LossFn, Params, as_params, index, leaves, num_samples, stack_checkpoints
+from .device import resolve_device
 from .settings import SGLDConfig
 
 
@@ -110,13 +115,31 @@ def sgld_step(
 # Starting: the state of all chains at w*
 
 
-def make_generator(seed: int, device: torch.device | str | None = None) -> torch.Generator:
-    """The generator of a run, on ``device`` (the parameters' device; CPU by default), seeded with ``seed``."""
-    return torch.Generator(device=device or "cpu").manual_seed(seed)
+def chain_seed(seed: int, chain: int) -> int:
+    """The seed of chain ``chain``'s generator: a 63-bit hash of (seed, chain) (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(seed), int(chain)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def make_generators(seed: int, num_chains: int, device: torch.device | str | None = None, *,
+                    repeat: int = 1) -> list[torch.Generator]:
+    """One generator per chain on ``device`` (CPU by default): ``repeat`` × ``num_chains`` of them, the
+    generator of chain k·num_chains + c seeded with :func:`chain_seed` (seed, c)."""
+    device = torch.device(device or "cpu")
+    return [torch.Generator(device=device).manual_seed(chain_seed(seed, c))
+            for _ in range(repeat) for c in range(num_chains)]
+
+
+def place(centers: Params, config: SGLDConfig) -> Params:
+    """The checkpoint(s) on ``config.device`` in ``config.dtype`` (None: where and as they are)."""
+    first = next(iter(centers.values()))
+    device = resolve_device(config.device, first.device)
+    dtype = getattr(torch, config.dtype) if config.dtype is not None else None
+    return {k: v.to(device=device, dtype=dtype or v.dtype) for k, v in centers.items()}
 
 
 def _start(centers: Params, tensor_params: bool, config: SGLDConfig) -> SamplerState:
     # Chain k·C + c is chain c of checkpoint k; its localization centre is checkpoint k.
+    centers = place(centers, config)
     center = {k: v.repeat_interleave(config.num_chains, dim=0) for k, v in centers.items()}
     return SamplerState(params={k: v.clone() for k, v in center.items()}, center=center, square_avg=None,
                         precond=None, step=0, loss=None, tensor_params=tensor_params)
@@ -145,6 +168,16 @@ def _mean_loss(loss_fn: LossFn, tensor_params: bool, p: Params, batch: Batch) ->
     return _call(loss_fn, tensor_params, p, batch).mean()
 
 
+def chain_loop(config: SGLDConfig, device: torch.device) -> bool:
+    """Whether the chains run as a Python loop on views (``config.batching``; "auto" is vmap on every device,
+    as measured: see :class:`SGLDConfig`)."""
+    return config.batching == "loop"
+
+
+def _chain(params: Params, c: int) -> Params:
+    return {k: v[c] for k, v in params.items()}
+
+
 def gradients(
     loss_fn: LossFn,
     params: Params,
@@ -152,40 +185,90 @@ def gradients(
     *,
     batch_per_chain: bool = False,
     tensor_params: bool = False,
+    loop: bool = False,
 ) -> tuple[Params, torch.Tensor]:
-    """Gradient of each chain's mean mini-batch loss, and that loss (chain,), in one vmapped pass.
+    """Gradient of each chain's mean mini-batch loss, and that loss (chain,), in one backward pass.
 
     ``batch`` is shared by all chains, or has a leading chain dimension when ``batch_per_chain``.
     Chains are independent, so the gradient of the summed chain losses is each chain's own gradient: one
-    vmapped forward and one backward pass (several times faster than vmap(grad(...))).
+    forward and one backward pass (several times faster than vmap(grad(...))). The forward is vmapped over
+    the chains, or with ``loop`` a Python loop over views ``params[c]`` (plain matmuls instead of batched ones).
     """
-    per_chain = vmap(partial(_mean_loss, loss_fn, tensor_params), in_dims=(0, 0 if batch_per_chain else None))
     leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
     with torch.enable_grad():
-        values = per_chain(leaves, batch)
+        if loop:
+            values = torch.stack([
+                _mean_loss(loss_fn, tensor_params, _chain(leaves, c), index_chain(batch, c) if batch_per_chain
+                           else batch) for c in range(next(iter(leaves.values())).shape[0])])
+        else:
+            per_chain = vmap(partial(_mean_loss, loss_fn, tensor_params),
+                             in_dims=(0, 0 if batch_per_chain else None))
+            values = per_chain(leaves, batch)
         grads = torch.autograd.grad(values.sum(), list(leaves.values()))
     return dict(zip(leaves, grads)), values.detach()
 
 
-def draw_noise(params: Params, generator: torch.Generator) -> Params:
-    """Standard normal draws shaped like every parameter, in dict order, on the parameters' device."""
-    return {k: torch.randn(v.shape, generator=generator, dtype=v.dtype, device=v.device) for k, v in params.items()}
+def index_chain(batch: Batch, c: int) -> Batch:
+    """Chain c's part of a batch with a leading chain dimension."""
+    if isinstance(batch, torch.Tensor):
+        return batch[c]
+    if isinstance(batch, dict):
+        return {k: (v[c] if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    return type(batch)(v[c] if isinstance(v, torch.Tensor) else v for v in batch)
 
 
-def draw_batch(data: Batch, num_chains: int, batch_size: int, generator: torch.Generator) -> Batch:
-    """One mini-batch per chain, drawn with replacement: every tensor becomes (chain, batch_size, ...)."""
-    idx = torch.randint(num_samples(data), (num_chains, batch_size), generator=generator, device=generator.device)
+def draw_noise(params: Params, generators: list[torch.Generator]) -> Params:
+    """Standard normal draws shaped like every parameter (chain, *shape), on the parameters' device.
+
+    Chain c's D numbers come from ``generators[c]`` in one call (parameters in dict order), so they do not
+    depend on the other chains; with mixed dtypes, one call per parameter.
+    """
+    first = next(iter(params.values()))
+    num_chains = first.shape[0]
+    if len(generators) != num_chains:
+        raise ValueError(f"{len(generators)} generators for {num_chains} chains: one generator per chain")
+    if len({v.dtype for v in params.values()}) == 1:
+        sizes = [v[0].numel() for v in params.values()]
+        flat = torch.empty(num_chains, sum(sizes), dtype=first.dtype, device=first.device)
+        for c, g in enumerate(generators):
+            torch.randn(flat.shape[1], generator=g, dtype=first.dtype, device=first.device, out=flat[c])
+        pieces = flat.split(sizes, dim=1)
+        return {k: p.view(v.shape) for (k, v), p in zip(params.items(), pieces)}
+    out = {k: torch.empty_like(v) for k, v in params.items()}
+    for c, g in enumerate(generators):
+        for k, v in params.items():
+            out[k][c] = torch.randn(v.shape[1:], generator=g, dtype=v.dtype, device=v.device)
+    return out
+
+
+def draw_batch(data: Batch, batch_size: int, generators: list[torch.Generator]) -> Batch:
+    """One mini-batch per chain, drawn with replacement from ``generators[c]``: every tensor becomes
+    (chain, batch_size, ...)."""
+    n = num_samples(data)
+    idx = torch.empty(len(generators), batch_size, dtype=torch.long, device=generators[0].device)
+    for c, g in enumerate(generators):
+        torch.randint(n, (batch_size,), generator=g, device=idx.device, out=idx[c])
     return index(data, idx)
 
 
-def nonfinite_chains(state: SamplerState) -> tuple[torch.Tensor, str] | None:
-    """(mask of the failing chains, what was non-finite) if a chain's loss or parameters are NaN or infinite."""
-    num_chains = next(iter(state.params.values())).shape[0]
-    bad_loss = ~torch.isfinite(state.loss) if state.loss is not None else None
-    bad_params = torch.zeros(num_chains, dtype=torch.bool, device=next(iter(state.params.values())).device)
+def nonfinite_flags(state: SamplerState) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss not finite, parameters not finite), each a (chain,) bool tensor on the device; no host sync."""
+    first = next(iter(state.params.values()))
+    num_chains = first.shape[0]
+    bad_params = torch.zeros(num_chains, dtype=torch.bool, device=first.device)
     for v in state.params.values():
         bad_params |= ~torch.isfinite(v.reshape(num_chains, -1)).all(dim=1)
-    if bad_loss is not None and bool(bad_loss.any()):
+    bad_loss = ~torch.isfinite(state.loss) if state.loss is not None else torch.zeros_like(bad_params)
+    return bad_loss, bad_params
+
+
+def nonfinite_chains(state: SamplerState) -> tuple[torch.Tensor, str] | None:
+    """(mask of the failing chains, what was non-finite) if a chain's loss or parameters are NaN or infinite.
+
+    Reads the flags on the host (a synchronisation on a GPU); the runner uses :func:`nonfinite_flags` instead.
+    """
+    bad_loss, bad_params = nonfinite_flags(state)
+    if bool(bad_loss.any()):
         return bad_loss | bad_params, "non-finite loss"
     if bool(bad_params.any()):
         return bad_params, "non-finite parameters"
@@ -195,21 +278,22 @@ def nonfinite_chains(state: SamplerState) -> tuple[torch.Tensor, str] | None:
 def step(
     state: SamplerState,
     batch: Batch,
-    generator: torch.Generator,
+    generators: list[torch.Generator],
     loss_fn: LossFn,
     config: SGLDConfig,
     *,
     batch_per_chain: bool = False,
 ) -> SamplerState:
-    """One SGLD step of every chain: gradients on ``batch``, noise from ``generator``, the update.
+    """One SGLD step of every chain: gradients on ``batch``, noise from ``generators`` (one per chain), the update.
 
     With ``config.rmsprop_adapt == "burnin"`` the RMSProp preconditioner adapts during the first
     ``config.num_burnin`` steps and is frozen when the last of them is done. Returns the new state (the loss
     it records is the one before the update); check it with :func:`nonfinite_chains`.
     """
+    loop = chain_loop(config, next(iter(state.params.values())).device)
     grads, losses = gradients(loss_fn, state.params, batch, batch_per_chain=batch_per_chain,
-                              tensor_params=state.tensor_params)
-    noise = draw_noise(state.params, generator)
+                              tensor_params=state.tensor_params, loop=loop)
+    noise = draw_noise(state.params, generators)
     chains = sgld_step(ChainState(state.params, state.square_avg, state.precond), grads, state.center, noise,
                        config)
     taken = state.step + 1
@@ -227,13 +311,23 @@ def observe(
     *,
     tensor_params: bool = False,
     chunk: int | None = None,
+    loop: bool = False,
 ) -> torch.Tensor:
-    """``fn(params, observables)`` for every chain, (chain, sample, ...); ``chunk`` samples at a time if set."""
-    per_chain = vmap(partial(_call, fn, tensor_params), in_dims=(0, None))
+    """``fn(params, observables)`` for every chain, (chain, sample, ...); ``chunk`` samples at a time if set.
+
+    Vmapped over the chains, or with ``loop`` one call per chain on the views ``params[c]``.
+    """
+    if loop:
+        def per_chain(p, batch):
+            return torch.stack([_call(fn, tensor_params, _chain(p, c), batch)
+                                for c in range(next(iter(p.values())).shape[0])])
+    else:
+        per_chain = vmap(partial(_call, fn, tensor_params), in_dims=(0, None))
     with torch.no_grad():
         if chunk is None or observables is None:
             return per_chain(params, observables).detach()
         count = num_samples(observables)
-        parts = [per_chain(params, index(observables, torch.arange(s, min(s + chunk, count))))
+        where = leaves(observables)[0].device
+        parts = [per_chain(params, index(observables, torch.arange(s, min(s + chunk, count), device=where)))
                  for s in range(0, count, chunk)]
         return torch.cat(parts, dim=1).detach()

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import check_fields, is_int, is_number
+from .device import device_problem
 
 PRECONDITIONERS = ("none", "rmsprop")
 RMSPROP_ADAPT = ("burnin", "always")
+BATCHING = ("auto", "vmap", "loop")
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,23 @@ class SGLDConfig:
                     Ignored by plain SGLD. Chapter 6, which samples with RMSProp, uses the default: since the
                     default changed its numbers come from the frozen variant (its cached sampler results are keyed
                     by these settings, so older always-adapting results are not reused).
+    device:         where the whole run lives: "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available, else
+                    the CPU); None = the checkpoint's device. The checkpoint, the data and the observables are
+                    moved there once; noise, mini-batch indices, losses and the returned trace stay there. A CUDA
+                    device that this torch build or machine lacks is rejected here, before any compute.
+    dtype:          "float32" or "float64" for the parameters and the floating-point data; None = the
+                    checkpoint's dtype. (bfloat16 is not offered: its 8-bit mantissa cannot represent the SGLD
+                    increments ε·nβ·g ≪ |w|, which round away.)
+    batching:       how the chains share a pass: "vmap" (one vmapped forward and backward for all chains),
+                    "loop" (a Python loop over the chains, each on a view of the batched parameters, with one
+                    backward pass for all) or "auto", which is "vmap" on every device: on the benchmark's
+                    GPT-NeoX job at one CPU thread the loop took 0.91× the speed of vmap per SGLD step and
+                    1.10× per draw of the observables (CPU time, median of 5 alternating rounds on a loaded
+                    2-core EPYC; benchmarks/results/cpu_levers.json), a wash over a run, and on a GPU one
+                    batched kernel beats C small ones. Both give the same chains up to floating-point rounding.
+    check_every:    steps between two reads of the device-side divergence flag (the flag itself is set at every
+                    step, so a divergence still names its first chain and step); None = 1 on the CPU (where
+                    the read costs nothing) and 50 on other devices (where it would synchronise the host).
 
     Integer and float fields accept numpy scalars (``np.int64(4)``) and store them as ``int``/``float``; a bool
     is never a number here.
@@ -61,6 +81,10 @@ class SGLDConfig:
     rmsprop_eps: float = 0.1
     seed: int = 0
     rmsprop_adapt: str = "burnin"
+    device: str | None = None
+    dtype: str | None = None
+    batching: str = "auto"
+    check_every: int | None = None
 
     def __post_init__(self) -> None:
         optional_batch = self.batch_size is None or is_int(self.batch_size, 1)
@@ -78,6 +102,11 @@ class SGLDConfig:
             ("rmsprop_alpha", is_number(self.rmsprop_alpha) and 0 <= self.rmsprop_alpha < 1, "a number in [0, 1)"),
             ("rmsprop_eps", is_number(self.rmsprop_eps) and self.rmsprop_eps > 0, "a finite number > 0"),
             ("rmsprop_adapt", _str_in(self.rmsprop_adapt, RMSPROP_ADAPT), " or ".join(map(repr, RMSPROP_ADAPT))),
+            ("device", self.device is None or device_problem(self.device) is None,
+             device_problem(self.device) if self.device is not None else ""),
+            ("dtype", self.dtype is None or _str_in(self.dtype, DTYPES), "None, " + " or ".join(map(repr, DTYPES))),
+            ("batching", _str_in(self.batching, BATCHING), " or ".join(map(repr, BATCHING))),
+            ("check_every", self.check_every is None or is_int(self.check_every, 1), "an integer ≥ 1 or None"),
         ]
         if self.freezes_preconditioner and is_int(self.num_burnin, 0):
             # The frozen preconditioner is the one adapted during burn-in, so burn-in must have a step.
