@@ -549,6 +549,64 @@ def test_group_bif_never_builds_the_token_by_token_matrix():
     torch.testing.assert_close(result[0, 1], pairs.mean(), rtol=1e-10, atol=1e-14)
 
 
+def test_group_bif_from_integer_labels_equals_the_masks_path():
+    """One label per token (−1 = no group) is the same partition as disjoint masks; blocks of tokens change
+    nothing (the reduction is forced into many small blocks); float32 losses keep float64 accuracy of the
+    covariances; the group means are the true means."""
+    import stagewise.influence as inf
+
+    g = torch.Generator().manual_seed(21)
+    C, D, I, T, G = 3, 40, 5, 7, 4
+    losses = 3.0 + 0.01 * torch.randn(C, D, I, T, generator=g, dtype=DT)  # a level ≫ the fluctuations
+    labels = torch.randint(-1, G, (I, T), generator=g)
+    labels[0, :G] = torch.arange(G)  # every group has a member
+    masks = torch.stack([labels == k for k in range(G)])
+    expected = block_means(token_bif(losses), masks, masks)
+    torch.testing.assert_close(group_bif(losses, labels), expected, rtol=1e-10, atol=1e-16)
+    torch.testing.assert_close(group_bif(losses, masks), expected, rtol=1e-10, atol=1e-16)
+    brute = torch.stack([(losses * m).sum((2, 3)) / m.sum() for m in masks.double()], -1)
+    torch.testing.assert_close(inf.group_means(losses, labels), brute, rtol=1e-13, atol=0)
+    old = inf._GROUP_BLOCK
+    inf._GROUP_BLOCK = 3 * C * D  # 3 tokens a block
+    try:
+        torch.testing.assert_close(group_bif(losses, labels), expected, rtol=1e-10, atol=1e-16)
+        torch.testing.assert_close(group_bif(losses, masks), expected, rtol=1e-10, atol=1e-16)
+    finally:
+        inf._GROUP_BLOCK = old
+    # float32 losses: the centred float32 sums keep the covariances to float32 accuracy of the fluctuations.
+    single = group_bif(losses.float(), labels)
+    torch.testing.assert_close(single, block_means(token_bif(losses.float().double()), masks, masks), rtol=1e-5,
+                               atol=1e-12)
+    # num_groups: an extra empty group is NaN; a label past num_groups is an error naming the range.
+    wider = group_bif(losses, labels, num_groups=G + 1)
+    assert wider.shape == (G + 1, G + 1) and torch.isnan(wider[G]).all()
+    torch.testing.assert_close(wider[:G, :G], expected, rtol=1e-10, atol=1e-16)
+    with pytest.raises(ValueError, match="labels must lie in -1"):
+        group_bif(losses, labels, num_groups=G - 1)
+    with pytest.raises(ValueError, match="trailing shape"):
+        group_bif(losses, labels[:, :3])
+    with pytest.raises(TypeError, match="integer labels"):
+        group_bif(losses, labels.double())
+    # Separate query losses with their own labels.
+    query = torch.randn(C, D, 2, 3, generator=g, dtype=DT)
+    q_labels = torch.tensor([[0, 1, 1], [2, 0, -1]])
+    q_masks = torch.stack([q_labels == k for k in range(3)])
+    torch.testing.assert_close(group_bif(losses, labels, query, q_labels),
+                               block_means(token_bif(losses, query), masks, q_masks), rtol=1e-10, atol=1e-16)
+
+
+def test_token_bif_refuses_what_cannot_fit_and_points_to_group_bif():
+    losses = torch.zeros(2, 3, 4, 5, dtype=DT)
+    need = 8 * (20 * 20 + 6 * 40)
+    assert token_bif(torch.randn(2, 3, 4, 5, dtype=DT), max_bytes=need).shape == (4, 5, 4, 5)
+    with pytest.raises(MemoryError, match="group_bif with integer token labels"):
+        token_bif(losses, max_bytes=need - 1)
+    # The default limit is half the free memory: 10⁶ × 10⁶ tokens (8 TB) is refused before any allocation.
+    huge = torch.zeros(1, 4, 1, 10**6, dtype=torch.float32).expand(1, 4, 1, 10**6)
+    with pytest.raises(MemoryError, match="7450.64 GiB"):
+        token_bif(huge)
+
+
 # --------------------------------------------------------------------------------------------------------
 # 5. Standard errors
 
