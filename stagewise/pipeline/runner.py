@@ -273,7 +273,8 @@ def _sigint_held():
 
 
 def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Path = "runs",
-                 notebooks_dir: str | Path = "notebooks", progress: bool | None = None, log=None) -> Path:
+                 notebooks_dir: str | Path = "notebooks", progress: bool | None = None, log=None,
+                 parent: str | Path | None = None) -> Path:
     """Run one notebook with new parameters into a new folder ``runs/<stem>/<timestamp>/``.
 
     Unknown names and wrong types fail with :class:`ParameterError` before a kernel starts.
@@ -286,7 +287,8 @@ def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Pa
     path = resolve_notebook(spec, notebooks_dir)
     nb = load_notebook(path)
     parameters = absolute_paths(check_run_parameters(nb, path, values))
-    folder = new_run_dir(Path(runs_dir) / path.stem)
+    # a sweep puts its runs in its own folder (``parent``); a single run goes to runs/<stem>/
+    folder = new_run_dir(Path(parent) if parent is not None else Path(runs_dir) / path.stem)
     record = {"notebook": str(path), "parameters": to_json(parameters), "started": _now(), "status": "running",
               "command": shlex.join(["python", "-m", "stagewise", "run", str(path),
                                      *[a for k, v in parameters.items() for a in ("-p", k, str(v))]])}

@@ -51,7 +51,8 @@ def _read(path: Path) -> dict[str, Any]:
 def _record(folder: Path) -> RunRecord:
     run = _read(folder / "run.json")
     metrics = _read(folder / "metrics.json")
-    return RunRecord(folder=folder, chapter=folder.parent.name, status=str(run.get("status", "unknown")),
+    chapter = folder.parent.parent.name if folder.parent.name.startswith("sweep-") else folder.parent.name
+    return RunRecord(folder=folder, chapter=chapter, status=str(run.get("status", "unknown")),
                      started=str(run.get("started", "")), seconds=run.get("seconds"),
                      parameters=dict(run.get("parameters") or {}), metrics=metrics, error=run.get("error"))
 

@@ -72,15 +72,15 @@ class SweepResult:
 # ------------------------------------------------------------------------------------------ the tasks
 
 
-def run_task(index: int, notebook: str, values: dict[str, Any], links: str) -> dict[str, Any]:
-    """One run on a worker: :func:`run_notebook` of ``notebook`` with ``values`` into ``links/<stem>/`` (which
-    points at the sweep folder). A failing cell is a "failed" result; any other error raises :class:`TaskError`."""
+def run_task(index: int, notebook: str, values: dict[str, Any], sweep_folder: str) -> dict[str, Any]:
+    """One run on a worker: :func:`run_notebook` of ``notebook`` with ``values`` into a new run folder inside the
+    sweep folder. A failing cell is a "failed" result; any other error raises :class:`TaskError`."""
     from .runner import NotebookFailed, RunInterrupted, run_notebook
 
     start = time.perf_counter()
     result = {"index": index, "parameters": values, "worker": worker_name()}
     try:
-        folder = run_notebook(notebook, values, runs_dir=links, progress=False)
+        folder = run_notebook(notebook, values, parent=sweep_folder, progress=False)
         result.update(status="ok", error=None, folder=str(Path(folder).resolve()))
     except NotebookFailed as failure:
         result.update(status="failed", error=f"{failure.ename}: {failure.evalue}",
@@ -91,17 +91,6 @@ def run_task(index: int, notebook: str, values: dict[str, Any], links: str) -> d
         raise TaskError(f"{type(error).__name__}: {error}") from None
     result["seconds"] = round(time.perf_counter() - start, 3)
     return result
-
-
-def _links(folder: Path, stem: str) -> Path:
-    """``runs/<chapter>/.<sweep>.links/<stem>`` -> the sweep folder, so that run_notebook, which makes its folder
-    in ``<runs_dir>/<stem>/``, makes it inside the sweep folder (removed after the sweep)."""
-    links = folder.parent / f".{folder.name}.links"
-    links.mkdir(exist_ok=True)
-    link = links / stem
-    if not link.is_symlink():
-        link.symlink_to(Path("..") / folder.name, target_is_directory=True)
-    return links
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
@@ -298,43 +287,39 @@ def _execute(path: Path, folder: Path, todo, indices, client, workers, scheduler
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    links = _links(folder, path.stem)
     tasks_file = folder / TASKS_FILE
     if progress is None:
         progress = sys.stderr.isatty()
     engine = nullcontext(client) if client is not None else cluster(workers, scheduler, retries=retries, log=log)
     futures, not_ok, interrupted = {}, 0, False
-    try:
-        with engine as client, tqdm(total=len(indices), desc="runs finished", unit="run",
-                                    disable=not progress) as bar:
-            try:
-                for i in indices:
-                    future = client.submit(run_task, i, str(path), todo[i], str(links), pure=False,
-                                           retries=retries, key=f"{path.stem}-{i:04d}-{uuid.uuid4().hex[:8]}")
-                    futures[future] = i
-                for future in as_completed(futures):
-                    i = futures[future]
-                    try:
-                        result = future.result()
-                    except Exception as error:  # KilledWorker after `retries` dead workers, or TaskError
-                        status = "killed" if type(error).__name__ == "KilledWorker" else "error"
-                        result = {"index": i, "parameters": todo[i], "status": status, "folder": None,
-                                  "error": f"{type(error).__name__}: {error}", "worker": None}
-                    _append(tasks_file, result)
-                    bar.update(1)
-                    if result["status"] != "ok":
-                        not_ok += 1
-                        bar.set_postfix_str(f"not ok: {not_ok}", refresh=False)
-                        log(f"run {i} ({', '.join(f'{k}={v!r}' for k, v in todo[i].items())}): "
-                            f"{result['status']}: {result['error']}", flush=True)
-            except KeyboardInterrupt:
-                # Queued runs are dropped. A local cluster is closed on the way out: its workers die and their
-                # kernels (in sessions of their own, so Ctrl-C never reached them) follow; those runs' run.json
-                # stays "running" and --resume runs them again. A remote worker finishes the run it has begun.
-                interrupted = True
-                client.cancel(list(futures))
-    finally:
-        shutil.rmtree(links, ignore_errors=True)  # removes the link, never what it points at
+    with engine as client, tqdm(total=len(indices), desc="runs finished", unit="run",
+                                disable=not progress) as bar:
+        try:
+            for i in indices:
+                future = client.submit(run_task, i, str(path), todo[i], str(folder.resolve()), pure=False,
+                                       retries=retries, key=f"{path.stem}-{i:04d}-{uuid.uuid4().hex[:8]}")
+                futures[future] = i
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # KilledWorker after `retries` dead workers, or TaskError
+                    status = "killed" if type(error).__name__ == "KilledWorker" else "error"
+                    result = {"index": i, "parameters": todo[i], "status": status, "folder": None,
+                              "error": f"{type(error).__name__}: {error}", "worker": None}
+                _append(tasks_file, result)
+                bar.update(1)
+                if result["status"] != "ok":
+                    not_ok += 1
+                    bar.set_postfix_str(f"not ok: {not_ok}", refresh=False)
+                    log(f"run {i} ({', '.join(f'{k}={v!r}' for k, v in todo[i].items())}): "
+                        f"{result['status']}: {result['error']}", flush=True)
+        except KeyboardInterrupt:
+            # Queued runs are dropped. A local cluster is closed on the way out: its workers die and their
+            # kernels (in sessions of their own, so Ctrl-C never reached them) follow; those runs' run.json
+            # stays "running" and --resume runs them again. A remote worker finishes the run it has begun.
+            interrupted = True
+            client.cancel(list(futures))
     if interrupted:
         stop = SweepInterrupted(folder)
         print(stop, file=sys.stderr, flush=True)
