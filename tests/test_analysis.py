@@ -196,13 +196,15 @@ def test_readable_modes_keep_the_svd_and_live_on_subtrees():
 # ---- LLC tables ------------------------------------------------------------------------------------------
 
 def test_llc_table_on_a_regular_quadratic():
-    config = SGLDConfig(num_chains=4, num_draws=400, num_burnin=100, localization=1.0, seed=0)
+    # 4 chains × 2,000 draws: the loss decorrelates over ~25 steps, so the standard error is about 0.08
+    config = SGLDConfig(num_chains=4, num_draws=2000, num_burnin=200, localization=1.0, seed=0)
     case = analysis.KnownLLC("quadratic", sum_of_squares(2), torch.zeros(2, dtype=torch.float64), truth=1.0,
                              nbeta=1000.0, step_size=2e-5, num_params=2)
     [row] = analysis.llc_table([case], config)
     assert row["name"] == "quadratic" and row["nbeta"] == 1000.0 and row["params"] == 2
     assert row["rel_error"] == pytest.approx(abs(row["estimate"] - 1.0))
-    assert abs(row["estimate"] - 1.0) < 0.2  # λ = d/2 = 1 (stderr about 0.03 with these draws)
+    assert abs(row["estimate"] - 1.0) < max(4 * row["stderr"], 0.05)  # λ = d/2 = 1, within its error bar
+    assert 0.02 < row["stderr"] < 0.2
     direct = analysis.sampled_llc(case.loss, case.w_star, config=config, nbeta=1000.0, step_size=2e-5)
     assert direct.estimate == row["estimate"]  # the same seed gives the same chains
 
