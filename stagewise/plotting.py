@@ -7,6 +7,7 @@ wide, so that text of 8 pt or more stays at least 9 px tall on the page. Tables 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -99,15 +100,24 @@ def band(ax: plt.Axes, x, mean, stderr, color, *, k: float = 2.0, label: str | N
 
 # ----------------------------------------------------------------------------------------------- tables
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def _shows_only_zero(text: str) -> bool:
-    digits = [c for c in text.split("e")[0] if c.isdigit()]
+    digits = [c for c in text.split("e")[0].split("×")[0] if c.isdigit()]
     return bool(digits) and all(c == "0" for c in digits)
+
+
+def _scientific(value: float, digits: int) -> str:
+    """1.23×10⁻⁵: no hyphen, so a table cell never breaks inside the number."""
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    return f"{mantissa}×10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
 
 def format_number(value, digits: int = 3) -> str:
     """``value`` as a table shows it: integers as integers, other numbers with ``digits`` significant digits.
 
-    Numbers between 10⁻⁴ and 10⁶ are written without an exponent (0.0123, 1235), others as 1.23e-05; a
+    Numbers between 10⁻⁴ and 10⁶ are written without an exponent (0.0123, 1235), others as 1.23×10⁻⁵; a
     nonzero number never shows as 0. NaN and None show as "–"; strings and other objects as ``str``.
     """
     if not isinstance(digits, int) or digits < 1:
@@ -129,11 +139,38 @@ def format_number(value, digits: int = 3) -> str:
         return "0"
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
-    magnitude = math.floor(math.log10(abs(value)))
+    magnitude = math.floor(math.log10(abs(float(f"{value:.{digits - 1}e}"))))  # of the rounded value
     if -4 <= magnitude < 6:
         text = f"{value:.{max(digits - 1 - magnitude, 0)}f}"
-        return text if not _shows_only_zero(text) else f"{value:.{digits - 1}e}"
-    return f"{value:.{digits - 1}e}"
+        return text if not _shows_only_zero(text) else _scientific(value, digits)
+    return _scientific(value, digits)
+
+
+def _plain_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _column_formatter(values: list, digits: int) -> Callable[[object], str]:
+    """One number of decimals for a column of floats of similar size (1.00, 3.87, not 1 and 3.87), so that
+    digits line up; cell by cell (:func:`format_number`) for integers, mixed columns and wide ranges."""
+    per_cell = functools.partial(format_number, digits=digits)
+    numbers_ = [float(v) for v in values if _plain_real(v) and math.isfinite(float(v))]
+    others = [v for v in values if not _plain_real(v) and v is not None]
+    if not numbers_ or others or all(x.is_integer() for x in numbers_):
+        return per_cell
+    nonzero = [abs(x) for x in numbers_ if x != 0]
+    low, high = min(nonzero), max(nonzero)
+    if low < 1e-4 or high >= 1e6 or high / low > 1e4:
+        return per_cell
+    low = float(f"{low:.{digits - 1}e}")  # as rounded: 0.99999 needs the decimals of 1.00, not of 0.999
+    decimals = max(digits - 1 - math.floor(math.log10(low)), 0)
+
+    def fixed(value):
+        if not _plain_real(value) or not math.isfinite(float(value)):
+            return format_number(value, digits)
+        return "0" if value == 0 else f"{float(value):.{decimals}f}"
+
+    return fixed
 
 
 def _formatter(spec, digits: int) -> Callable[[object], str]:
@@ -164,9 +201,11 @@ def show_table(data, formats: Mapping[str, str | Callable] | None = None, *, dig
 
     ``data``: a DataFrame, a Series (one column) or anything ``pd.DataFrame`` accepts (records, a dict of
     columns). ``formats`` maps column names to a format string (``"{:.2f}"``, ``"{:.1%}"``) or a callable;
-    other cells use :func:`format_number` with ``digits`` significant digits. A format that would round a
-    nonzero value to zero falls back to significant digits. ``index=False`` replaces the index by row numbers
-    starting at 1. The result is for display only: compute with the original numbers.
+    other columns get ``digits`` significant digits: one number of decimals per column of floats of similar
+    size, :func:`format_number` cell by cell otherwise (integers, mixed types, wide ranges, below 10⁻⁴). No
+    nonzero value ever shows as 0: a format that would round one to zero falls back to significant digits.
+    ``index=False`` replaces the index by row numbers starting at 1. The result is for display only: compute
+    with the original numbers.
     """
     if isinstance(data, pd.Series):
         frame = data.to_frame(data.name if data.name is not None else "value")
@@ -180,7 +219,8 @@ def show_table(data, formats: Mapping[str, str | Callable] | None = None, *, dig
         raise ValueError(f"formats: no column {unknown} in the table (columns: {list(frame.columns)})")
     out = pd.DataFrame(index=frame.index if index else pd.RangeIndex(1, len(frame) + 1))
     for name in frame.columns:
-        column = frame[name]
-        fmt = _formatter(formats.get(name), digits)
-        out[name] = [fmt(v.item() if isinstance(v, np.generic) else v) for v in column.tolist()]
+        values = [v.item() if isinstance(v, np.generic) else v for v in frame[name].tolist()]
+        spec = formats.get(name)
+        fmt = _formatter(spec, digits) if spec is not None else _column_formatter(values, digits)
+        out[name] = [fmt(v) for v in values]
     return out

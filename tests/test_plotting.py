@@ -18,8 +18,9 @@ from stagewise.plotting import format_number, show_table
 
 @pytest.mark.parametrize("value, text", [
     (2000, "2000"), (np.int64(16), "16"), (2000.0, "2000"), (0, "0"), (0.0, "0"),
-    (0.0001, "0.000100"), (2e-4, "0.000200"), (1e-5, "1.00e-05"), (-3e-7, "-3.00e-07"),
-    (0.24812, "0.248"), (1.5, "1.50"), (1234.567, "1235"), (2.5e7, "25000000"), (2.5e7 + 0.5, "2.50e+07"),
+    (0.0001, "0.000100"), (2e-4, "0.000200"), (1e-5, "1.00×10⁻⁵"), (-3e-7, "-3.00×10⁻⁷"),
+    (9.9996e-5, "0.000100"), (9.94e-5, "9.94×10⁻⁵"), (0.24812, "0.248"), (0.99999, "1.00"), (1.5, "1.50"), (1234.567, "1235"), (2.5e7, "25000000"),
+    (2.5e7 + 0.5, "2.50×10⁷"),
     (float("nan"), "–"), (None, "–"), (True, "True"), ("dog", "dog"), (float("inf"), "∞"),
 ])
 def test_format_number(value, text):
@@ -27,7 +28,11 @@ def test_format_number(value, text):
 
 
 def _parsed(text: str) -> float:
-    return float(text.replace("%", "").replace("−", "-"))
+    text = text.replace("%", "").replace("−", "-")
+    if "×10" in text:
+        mantissa, exponent = text.split("×10")
+        return float(mantissa) * 10.0 ** int(exponent.translate(str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")))
+    return float(text)
 
 
 @pytest.mark.parametrize("digits", [1, 2, 3, 5])
@@ -45,19 +50,29 @@ def test_show_table_columns_step_sizes_and_integers():
     table = pd.DataFrame({"step_size": [1e-4, 2e-4, 0.02 / 10_000], "a0": [3.1e-6, 2.2e-6, 1.9e-7],
                           "chains": [16, 16, 32], "steps": [2000.0, 400.0, 1600.0], "name": ["a", "b", "c"]})
     shown = show_table(table)
-    assert list(shown["step_size"]) == ["0.000100", "0.000200", "2.00e-06"]
-    assert list(shown["a0"]) == ["3.10e-06", "2.20e-06", "1.90e-07"]
+    assert list(shown["step_size"]) == ["0.000100", "0.000200", "2.00×10⁻⁶"]
+    assert list(shown["a0"]) == ["3.10×10⁻⁶", "2.20×10⁻⁶", "1.90×10⁻⁷"]
     assert list(shown["chains"]) == ["16", "16", "32"]
     assert list(shown["steps"]) == ["2000", "400", "1600"]  # integral floats print as integers
     assert list(shown["name"]) == ["a", "b", "c"]
     html = shown.to_html()
-    assert "e+03" not in html and "0.0<" not in html
+    assert "e+03" not in html and "0.0<" not in html and "e-0" not in html  # no hyphen to break a cell at
+
+
+def test_show_table_gives_a_column_of_similar_floats_one_number_of_decimals():
+    shown = show_table(pd.DataFrame({"final": [3.87, 1.0, 0.99999, 1.0000001], "mixed": [1, 0.5, "x", None],
+                                     "wide": [0.5, 12000.0, 3.25, 1.0]}))
+    assert list(shown["final"]) == ["3.87", "1.00", "1.00", "1.00"]
+    assert list(shown["mixed"]) == ["1", "0.500", "x", "–"]  # mixed types: cell by cell
+    assert list(shown["wide"]) == ["0.500", "12000", "3.25", "1"]  # a range over 10⁴: cell by cell
+    zeros = show_table(pd.DataFrame({"x": [0.0, 0.25, 0.125]}))
+    assert list(zeros["x"]) == ["0", "0.250", "0.125"]
 
 
 def test_show_table_formats_fall_back_instead_of_hiding_a_value():
     shown = show_table(pd.DataFrame({"error": [0.123, 0.00004], "share": [0.5, 1e-5]}),
                        {"error": "{:.2f}", "share": "{:.1%}"})
-    assert list(shown["error"]) == ["0.12", "4.00e-05"]
+    assert list(shown["error"]) == ["0.12", "4.00×10⁻⁵"]
     assert list(shown["share"]) == ["50.0%", "0.00100%"]
 
 
@@ -68,7 +83,7 @@ def test_show_table_mixed_series_and_index():
     assert shown.loc["chains", "value"] == "16" and shown.loc["draws", "value"] == "1000"
     assert shown.loc["llc_max_rel_error", "value"] == "0.0312"
     records = show_table([{"x": 1.0}, {"x": 0.5}], index=False)
-    assert records.index.tolist() == [1, 2] and records["x"].tolist() == ["1", "0.500"]
+    assert records.index.tolist() == [1, 2] and records["x"].tolist() == ["1.000", "0.500"]
 
 
 def test_show_table_rejects_bad_input():
