@@ -17,6 +17,7 @@ Time is in gradient-descent steps; losses in nats (½ squared error).
   every left-out item in one batch (:class:`stagewise.toy.LOOResult`).
 - :func:`bif_trajectories`: the BIF at every checkpoint of several runs, all chains in one batched sampler pass.
 - :func:`llc_curve`: the LLC estimate (:func:`stagewise.llc.estimate_llc`) at every checkpoint of a run.
+- :func:`agreement_scores`: chapter 4's agreement scores of an influence trajectory with LOO, as one record.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from . import toy
+from .analysis import agreement, pair_correlations
 from .influence import InfluenceTrajectory, bif, bif_stderr
 from .llc import LLCEstimate, estimate_llc
 from .sampling import SGLDConfig, sample_many
 
-__all__ = ["ACTIVATIONS", "bif_trajectories", "forward", "leave_one_out", "leave_one_out_many", "llc_curve",
+__all__ = ["ACTIVATIONS", "agreement_scores", "bif_trajectories", "forward", "leave_one_out", "leave_one_out_many", "llc_curve",
            "loss_fn", "per_item_losses", "train", "train_runs"]
 
 #: The activations between layers: "linear" is the deep linear network of :mod:`stagewise.toy`.
@@ -266,3 +269,19 @@ def llc_curve(run: toy.TrainingRun, data: toy.Data, config: SGLDConfig, *, activ
     traces = sample_many(loss_fn(activation), [p for _, p in checkpoints], toy.as_batch(data), None, config,
                          progress=False)
     return torch.tensor([s for s, _ in checkpoints]), [estimate_llc(t) for t in traces]
+
+
+def agreement_scores(values, reference, steps) -> dict:
+    """Chapter 4's scores of an influence trajectory against a reference (both (S, N, N), e.g. BIF and LOO).
+
+    corr_median: median over the N·(N − 1) pairs i ≠ j of the Pearson correlation over checkpoints
+    (:func:`~stagewise.analysis.pair_correlations`); rank_corr_median: median over checkpoints of the Spearman
+    correlation of the off-diagonal entries; sign_agreement and peak_offset_median (steps): from
+    :func:`~stagewise.analysis.agreement` with its defaults. Correlations do not see scale, so the raw BIF (nats²)
+    and LOO (nats) compare directly.
+    """
+    corr = pair_correlations(values, reference)
+    scores = agreement(values, reference, steps)
+    return {"corr_median": float(np.nanmedian(corr)), "rank_corr_median": float(np.nanmedian(scores.rank_corr)),
+            "sign_agreement": float(scores.sign_agreement),
+            "peak_offset_median": float(np.median(scores.peak_offsets))}

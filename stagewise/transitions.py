@@ -21,8 +21,8 @@ training steps, increasing):
   matrix, the root mean square of its off-diagonal entries, peaks at a transition. Same peak rule as above,
   applied to the curve itself.
 
-:func:`match_transitions` pairs detected transitions with known ones (one to one, nearest first, within a
-tolerance) and gives the errors in steps.
+:func:`match_transitions` pairs detected transitions with known ones (one to one, within a tolerance, as many
+as possible with the smallest total error) and gives the errors in steps.
 """
 
 from __future__ import annotations
@@ -94,16 +94,17 @@ def _vertex(x: np.ndarray, y: np.ndarray, k: int) -> float:
 
 
 def _peaks(x: np.ndarray, y: np.ndarray, min_prominence: float) -> np.ndarray:
+    """Interior peaks of y above zero with prominence ≥ ``min_prominence`` × max(y), at their parabola vertices.
+
+    The first and last checkpoints are never peaks: a change that starts or ends outside the grid cannot be
+    located on it.
+    """
     from scipy.signal import find_peaks
 
     top = float(y.max())
     if top <= 0:
         return np.empty(0)
-    # Pad with a low point on each side so that a peak at either end of the grid can count.
-    low = min(float(y.min()), 0.0) - 1.0
-    padded = np.concatenate([[low], y, [low]])
-    found, _ = find_peaks(padded, prominence=max(min_prominence * top, np.finfo(float).tiny))
-    found = found - 1
+    found, _ = find_peaks(y, prominence=max(min_prominence * top, np.finfo(float).tiny))
     found = found[y[found] > 0]
     return np.array([_vertex(x, y, int(k)) for k in found])
 
@@ -205,19 +206,26 @@ def change_points(steps, values, *, noise=None, penalty: float | None = None, mi
 def match_transitions(detected: Sequence[float], known: Sequence[float], tolerance: float) -> list[float | None]:
     """For each known transition, the signed error (detected − known, steps) of its match, or None.
 
-    Matching is one to one, nearest pairs first, and only within ``tolerance`` steps; detections left over are
-    false positives (count them as len(detected) − matched).
+    Matching is one to one and only within ``tolerance`` steps: as many known transitions as possible are
+    matched, and among such matchings the one with the smallest total |error| is taken (an assignment problem,
+    solved exactly). Detections left over are false positives (len(detected) − number matched).
     """
+    from scipy.optimize import linear_sum_assignment
+
     tol = _positive("tolerance", tolerance)
-    d = [float(v) for v in detected]
-    q = [float(v) for v in known]
-    if not all(map(math.isfinite, d + q)):
+    d = np.asarray([float(v) for v in detected])
+    q = np.asarray([float(v) for v in known])
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(q))):
         raise ValueError("detected and known: finite steps")
-    pairs = sorted((abs(a - b), i, j) for i, b in enumerate(q) for j, a in enumerate(d) if abs(a - b) <= tol)
     errors: list[float | None] = [None] * len(q)
-    used: set[int] = set()
-    for _, i, j in pairs:
-        if errors[i] is None and j not in used:
-            errors[i] = d[j] - q[i]
-            used.add(j)
+    if len(d) == 0 or len(q) == 0:
+        return errors
+    gap = np.abs(d[None, :] - q[:, None])  # (known, detected)
+    # A pair beyond the tolerance costs more than all allowed pairs together, so the assignment first matches as
+    # many as it can and only then minimises the total error.
+    too_far = (min(len(d), len(q)) + 1) * tol
+    rows, cols = linear_sum_assignment(np.where(gap <= tol, gap, too_far))
+    for i, j in zip(rows, cols):
+        if gap[i, j] <= tol:
+            errors[i] = float(d[j] - q[i])
     return errors

@@ -129,3 +129,13 @@ def test_llc_curve_is_estimate_llc_of_each_checkpoint():
 def test_bad_input_is_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_agreement_scores_of_a_trajectory_with_itself_and_its_negative():
+    steps = torch.arange(0, 100, 10)
+    values = torch.randn(10, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).numpy()
+    same = nl.agreement_scores(values, values, steps.numpy())
+    assert same == {"corr_median": pytest.approx(1.0), "rank_corr_median": pytest.approx(1.0),
+                    "sign_agreement": 1.0, "peak_offset_median": 0.0}
+    flipped = nl.agreement_scores(-values, values, steps.numpy())
+    assert flipped["corr_median"] == pytest.approx(-1.0) and flipped["sign_agreement"] == 0.0

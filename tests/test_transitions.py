@@ -107,10 +107,20 @@ def test_influence_peaks_of_gaussian_bumps():
     np.testing.assert_allclose(tr.peak_transitions(steps, activity), [450, 800], atol=2)
 
 
-def test_match_transitions_is_one_to_one_and_nearest_first():
+def test_match_transitions_is_one_to_one_with_the_most_matches():
     errors = tr.match_transitions([300, 395, 1300], [284, 393, 568, 943], tolerance=100)
     assert errors == [16.0, 2.0, None, None]
     assert tr.match_transitions([330], [284, 393], tolerance=100) == [46.0, None]  # one detection, one match
+    # nearest-first would pair 339 with 393 (54 steps) and leave 284 unmatched; two matches are possible
+    assert tr.match_transitions([339, 451], [284, 393], tolerance=100) == [55.0, 58.0]
+    assert tr.match_transitions([], [284], tolerance=100) == [None]
+
+
+def test_no_transition_at_the_ends_of_the_grid():
+    t = np.arange(0, 1001, 50.0)
+    falling_from_the_start = np.exp(-t / 100)  # steepest at step 0: no interior peak of the rate
+    assert len(tr.rate_transitions(t, falling_from_the_start)) == 0
+    assert len(tr.peak_transitions(t, t)) == 0  # largest at the last checkpoint
 
 
 @pytest.mark.parametrize("call, message", [
