@@ -7,6 +7,8 @@ per-sequence losses of 48 query sequences of 64 tokens; the result is the 48 × 
     python benchmarks/bif_vs_devinterp.py                 # the whole benchmark (what `make bench` runs)
     python benchmarks/bif_vs_devinterp.py --pairs 1       # a quicker look
     python benchmarks/bif_vs_devinterp.py --profile       # also profile one run of each library
+    python benchmarks/bif_vs_devinterp.py --device cuda   # the same on a GPU (…_gpu.json; not yet measured)
+    python benchmarks/bif_vs_devinterp.py --no-scaling    # skip the chain-count scaling (benchmarks/scaling.py)
 
 Every timed run is a fresh subprocess (``run`` sub-command), so its peak resident memory (ru_maxrss) is its own;
 runs alternate stagewise, devinterp, stagewise, devinterp … and the ratio is taken per pair. Each run has its own
@@ -237,6 +239,7 @@ def run_stagewise(mode: str, seed: int, work: Path):
         rmsprop_eps=S.rmsprop_eps,
         rmsprop_adapt="always",  # devinterp's rule: the preconditioner adapts at every step
         seed=seed,
+        device=ARGS.device,
     )
     rss_before = _rss_kib()
     t0 = time.perf_counter()
@@ -273,9 +276,9 @@ def run_devinterp(mode: str, seed: int, work: Path):
         return token_losses(m(ids, use_cache=False, return_dict=False)[0], ids)
 
     out_dir = Path(tempfile.mkdtemp(prefix="devinterp-", dir=work))
-    kwargs = {}
+    kwargs = {"device": ARGS.device, "bif_device": ARGS.device}
     if mode == "rmsprop":
-        kwargs = {"rmsprop_alpha": S.rmsprop_alpha, "rmsprop_eps": S.rmsprop_eps}
+        kwargs.update(rmsprop_alpha=S.rmsprop_alpha, rmsprop_eps=S.rmsprop_eps)
     rss_before = _rss_kib()
     t0 = time.perf_counter()
     result = bif(
@@ -291,7 +294,7 @@ def run_devinterp(mode: str, seed: int, work: Path):
         sampling_method=MODES[mode][1],
         correlation_method="sequence",
         # L_n(w*) from 16 batches × 4 chains = 1024 sequences: the forward work of stagewise's full-data L_n(w*)
-        num_init_loss_batches=S.n_train // (S.batch_size * S.chains),
+        num_init_loss_batches=max(1, S.n_train // (S.batch_size * S.chains)),
         init_seed=devinterp_seed(seed),
         output_path=out_dir / "samples.zarr",
         loss_fn=loss_fn,
@@ -370,13 +373,17 @@ def child_matmul_peak(args) -> None:
 
     torch.set_num_threads(args.threads)
     best = {}
-    for n in (1024, 2048, 3072):
-        a, b = torch.randn(n, n), torch.randn(n, n)
+    gpu = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    for n in ((4096, 8192) if gpu else (1024, 2048, 3072)):
+        a, b = torch.randn(n, n, device=args.device), torch.randn(n, n, device=args.device)
         a @ b
-        reps = max(2, int(2e10 / (2 * n**3)))
+        sync()
+        reps = max(2, int((2e12 if gpu else 2e10) / (2 * n**3)))
         t0 = time.perf_counter()
         for _ in range(reps):
             a @ b
+        sync()
         best[n] = 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
     print(json.dumps(best))
 
@@ -422,7 +429,8 @@ def child_profile(args) -> None:
 
 def _child(args_list, timeout=1800) -> subprocess.CompletedProcess:
     env = dict(os.environ, TQDM_DISABLE="1", PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(ARGS.threads))
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args_list, "--threads", str(ARGS.threads)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args_list, "--threads", str(ARGS.threads),
+           "--device", ARGS.device]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
@@ -585,8 +593,15 @@ def orchestrate(args) -> None:
             profiles.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     reseeded = statistics.median(all_reseed) if all_reseed else None
+    scaling = None
+    if args.scaling:
+        import scaling as chain_scaling
+
+        scaling = chain_scaling.run_all(args.scaling_chains, args.scaling_steps, args.threads, args.device, work)
     result = {
         "benchmark": "BIF job, stagewise vs devinterp 2.0.1",
+        "device": args.device,
+        "device_name": _device_name(args.device),
         "speedup_vs_devinterp": statistics.median(all_ratios),
         "agreement_vs_devinterp": statistics.median(all_vs),
         "agreement_reseeded": reseeded,
@@ -645,7 +660,11 @@ def orchestrate(args) -> None:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "modes": modes_out,
         "profiles": profiles,
+        "scaling": scaling,
     }
+    if args.device.startswith("cuda"):
+        result["gpu_speedup_vs_devinterp"] = result["speedup_vs_devinterp"]
+        result["gpu_name"] = result["device_name"]
     out = write_json(result, args.out)
     shutil.rmtree(tmp, ignore_errors=True)
     print_table(result)
@@ -675,6 +694,15 @@ def print_table(r: dict) -> None:
 ARGS = None
 
 
+def _device_name(device: str) -> str:
+    import torch
+
+    from stagewise.sampling.device import describe, resolve_device
+
+    return describe(resolve_device(device, torch.device("cpu")))
+
+
+
 def main(argv=None) -> None:
     global ARGS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -687,11 +715,22 @@ def main(argv=None) -> None:
     p.add_argument("--seed0", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="also profile one run of each library")
     p.add_argument("--work", default=str(DEFAULT_WORK))
-    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--out", default=None, help="default results/bif_vs_devinterp.json (…_gpu.json on a GPU)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (both libraries run there)")
+    p.add_argument("--no-scaling", dest="scaling", action="store_false",
+                   help="skip the scaling of wall time and memory with the number of chains")
+    p.add_argument("--scaling-chains", type=int, nargs="+", default=[1, 4, 16, 64, 256])
+    p.add_argument("--scaling-steps", type=int, default=10, help="SGLD steps (each a draw) per chain there")
     p.add_argument("--lib", choices=["stagewise", "devinterp"])
     p.add_argument("--mode", choices=list(MODES))
     p.add_argument("--seed", type=int, default=0)
     ARGS = p.parse_args(argv)
+    if ARGS.device == "auto":  # devinterp takes a torch device name
+        import torch
+
+        ARGS.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if ARGS.out is None:
+        ARGS.out = str(DEFAULT_OUT if ARGS.device == "cpu" else DEFAULT_OUT.with_name("bif_vs_devinterp_gpu.json"))
     if ARGS.command == "run":
         child_run(ARGS)
     elif ARGS.command == "matmul-peak":
