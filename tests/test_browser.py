@@ -338,3 +338,9 @@ def test_code_lines_stay_within_the_line_limit(report):
                 for page in report["pages"] if "error" not in page
                 for code in page.get("codeOverflows", []) if code["chars"] > CODE_LINE_LIMIT]
     assert not problems, "\n".join(problems)
+
+
+def test_no_page_shows_a_stray_return_value(book_pages):
+    """A cell whose last line saves a figure must not print the returned path under the folded cell."""
+    shown = [page for page in book_pages if "PosixPath(" in (HTML / page).read_text()]
+    assert not shown, f"pages showing a PosixPath(...) output: {shown}"
