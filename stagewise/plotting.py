@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -224,3 +225,9 @@ def show_table(data, formats: Mapping[str, str | Callable] | None = None, *, dig
         fmt = _formatter(spec, digits) if spec is not None else _column_formatter(values, digits)
         out[name] = [fmt(v) for v in values]
     return out
+
+
+def say(text: str, width: int = 76) -> None:
+    """Print ``text`` wrapped to ``width`` characters (each of its lines on its own), so a printed summary fits
+    the book's column."""
+    print("\n".join(textwrap.fill(line, width) if line else "" for line in str(text).split("\n")))

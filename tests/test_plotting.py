@@ -125,3 +125,9 @@ def test_save_can_close_the_figure(tmp_path):
     plotting.save(fig2, "open", tmp_path)
     assert plt.fignum_exists(fig2.number)  # the old behaviour stays the default
     plt.close(fig2)
+
+
+def test_say_wraps_each_line_to_the_column(capsys):
+    plotting.say("word " * 40 + "\nshort line\n\nlast")
+    lines = capsys.readouterr().out.rstrip("\n").split("\n")
+    assert max(len(line) for line in lines) <= 76 and lines[-3:] == ["short line", "", "last"]
