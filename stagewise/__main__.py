@@ -136,10 +136,11 @@ def _numbers(args) -> int:
     chapters = Path(args.build) / "chapters"
     if args.update:
         measured = numbers.update_readme(chapters, args.measured or f"{date.today().isoformat()}, {_machine()}",
-                                         readme_path=args.readme, book_dir=args.book_dir)
+                                         readme_path=args.readme, book_dir=args.book_dir,
+                                         allow_missing=args.allow_missing)
         print(f"wrote {Path(args.book_dir) / numbers.SNAPSHOT_FILE} and the numbers block of {args.readme}")
     else:
-        measured = numbers.measure(numbers.load_spec(args.book_dir), chapters)
+        measured = numbers.measure(numbers.load_spec(args.book_dir), chapters, allow_missing=args.allow_missing)
     for name, value in measured.items():
         print(f"  {name:<34} {value}")
     problems = numbers.drift(measured, args.book_dir) + numbers.check_readme(args.readme, args.book_dir)
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     nums.add_argument("--build", default="build/full", help="the build whose chapters are read (default: %(default)s)")
     nums.add_argument("--update", action="store_true", help="write book/numbers.json and the README's block")
     nums.add_argument("--measured", help="where and how it was measured (default: today, this machine)")
+    nums.add_argument("--allow-missing", action="store_true",
+                      help="with --update: a chapter the build lacks gives 'not measured' instead of an error")
     nums.add_argument("--readme", default="README.md", help="default: %(default)s")
     nums.add_argument("--book-dir", default="book", help="default: %(default)s")
     nums.set_defaults(handler=_numbers)

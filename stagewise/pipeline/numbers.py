@@ -52,8 +52,15 @@ def _lookup(metrics: Any, key: str) -> Any:
     return value
 
 
-def measure(spec: dict[str, dict[str, str]], chapters_dir: str | Path) -> dict[str, str]:
-    """Each number of ``spec``, formatted, from ``chapters_dir/<chapter>/metrics.json`` (a build's chapters)."""
+NOT_MEASURED = "not measured"
+
+
+def measure(spec: dict[str, dict[str, str]], chapters_dir: str | Path, *,
+            allow_missing: bool = False) -> dict[str, str]:
+    """Each number of ``spec``, formatted, from ``chapters_dir/<chapter>/metrics.json`` (a build's chapters).
+
+    ``allow_missing``: a chapter without a metrics.json gives "not measured" instead of an error (a partial
+    build: the README then says so rather than keeping an older number)."""
     chapters_dir = Path(chapters_dir)
     cache: dict[str, Any] = {}
     numbers = {}
@@ -64,7 +71,12 @@ def measure(spec: dict[str, dict[str, str]], chapters_dir: str | Path) -> dict[s
             try:
                 cache[chapter] = json.loads(path.read_text())
             except (OSError, ValueError) as error:
-                raise NumbersError(f"{name}: cannot read {path} ({error})") from None
+                if not allow_missing:
+                    raise NumbersError(f"{name}: cannot read {path} ({error})") from None
+                cache[chapter] = None
+        if cache[chapter] is None:
+            numbers[name] = NOT_MEASURED
+            continue
         try:
             value = _lookup(cache[chapter], entry["key"])
         except (KeyError, IndexError, TypeError):
@@ -120,11 +132,11 @@ def check_readme(readme_path: str | Path = "README.md", book_dir: str | Path = "
 
 
 def update_readme(chapters_dir: str | Path, measured: str, readme_path: str | Path = "README.md",
-                  book_dir: str | Path = "book") -> dict[str, str]:
+                  book_dir: str | Path = "book", *, allow_missing: bool = False) -> dict[str, str]:
     """Measure the numbers of a (full) build, write them to ``book/numbers.json`` and the README's block."""
     book_dir, readme_path = Path(book_dir), Path(readme_path)
     spec = load_spec(book_dir)
-    numbers = measure(spec, chapters_dir)
+    numbers = measure(spec, chapters_dir, allow_missing=allow_missing)
     write_json({"measured": measured, "numbers": numbers}, book_dir / SNAPSHOT_FILE)
     readme = readme_path.read_text()
     block = readme_block(spec, numbers, measured)
