@@ -28,7 +28,6 @@ def machine_paths(*extra: str | Path) -> list[str]:
     """Absolute paths of this machine that may appear in outputs, longest first (so the most specific wins):
     the working directory, the virtual environment, the interpreter's prefix, the home folder and ``extra``."""
     found = {str(Path(p).resolve()) for p in (Path.cwd(), sys.prefix, sys.base_prefix, *extra)}
-    found.add(str(Path.cwd()))
     home = os.path.expanduser("~")
     if home not in ("/", "~"):
         found.add(home)

@@ -222,11 +222,11 @@ def execute_cached(source: str | Path, output: str | Path, cwd: str | Path,
     return True, seconds
 
 
-def new_run_dir(parent: str | Path, now: datetime | None = None) -> Path:
-    """A new, empty folder ``parent/<timestamp>[-n]``; an existing folder is never reused."""
+def new_run_dir(parent: str | Path, now: datetime | None = None, prefix: str = "") -> Path:
+    """A new, empty folder ``parent/<prefix><timestamp>[-n]``; an existing folder is never reused."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    stamp = prefix + (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for n in range(1, 10_000):
         folder = parent / (stamp if n == 1 else f"{stamp}-{n}")
         try:

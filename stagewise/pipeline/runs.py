@@ -13,9 +13,10 @@ import math
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from .runner import new_run_dir
 
 __all__ = ["RunRecord", "RunsError", "clean_runs", "collect", "find_runs", "flat_scalars", "run_table", "runs_under"]
 
@@ -145,18 +146,6 @@ def run_table(records: Iterable[RunRecord]):
     return pd.DataFrame(rows)
 
 
-def _new_folder(parent: Path, name: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 10_000):
-        folder = parent / (f"{name}-{stamp}" if n == 1 else f"{name}-{stamp}-{n}")
-        try:
-            folder.mkdir(parents=True)
-            return folder
-        except FileExistsError:
-            continue
-    raise RunsError(f"no free folder under {parent}")
-
-
 def collect(records: list[RunRecord], out_dir: str | Path, plot: str | None = None) -> dict[str, Path]:
     """Write the runs' table to a new folder ``out_dir/collect-<stamp>/`` as ``runs.csv`` (and a figure
     ``<metric>_vs_<param>.png`` of one metric against one parameter when ``plot="metric:param"``).
@@ -179,7 +168,7 @@ def collect(records: list[RunRecord], out_dir: str | Path, plot: str | None = No
                 known = sorted(c for c in table.columns if (c.startswith("param.") if what == "parameter"
                                                              else not c.startswith("param.")))
                 raise RunsError(f"plot: no {what} {column!r} in these runs; known: {', '.join(known)}")
-    folder = _new_folder(Path(out_dir), "collect")
+    folder = new_run_dir(out_dir, prefix="collect-")
     written = {"table": folder / "runs.csv"}
     table.to_csv(written["table"], index=False)
     written["table"].chmod(0o644)
