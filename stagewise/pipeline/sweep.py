@@ -35,8 +35,8 @@ from typing import Any
 
 from stagewise.artifacts import read_json, to_json, write_bytes, write_json
 from .dask_cluster import check_workers, cluster, worker_name
-from .runner import absolute_paths, load_notebook, resolve_notebook
-from .runs import _new_folder, _plot, run_table, runs_under
+from .runner import absolute_paths, load_notebook, new_run_dir, resolve_notebook
+from .runs import _plot, run_table, runs_under
 from .sweep_grid import SweepError, chapter_rules, check_grid, combination_key, combinations, parse_grid
 
 __all__ = ["SweepError", "SweepInterrupted", "SweepResult", "chapter_rules", "check_grid", "combinations",
@@ -256,7 +256,7 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
     plot_spec = _plot_spec(plot, grid)
     if resume is None:
         todo = [to_json(absolute_paths(c)) for c in combinations(grid)]
-        folder = _new_folder(Path(runs_dir) / path.stem, "sweep")
+        folder = new_run_dir(Path(runs_dir) / path.stem, prefix="sweep-")
         write_json({"notebook": str(path), "grid": grid, "combinations": todo, "retries": retries,
                     "started": datetime.now().isoformat(timespec="seconds"),
                     "command": " ".join(["python", "-m", "stagewise", "sweep", str(path),
