@@ -22,7 +22,8 @@ training steps, increasing):
   applied to the curve itself.
 
 :func:`match_transitions` pairs detected transitions with known ones (one to one, within a tolerance, as many
-as possible with the smallest total error) and gives the errors in steps.
+as possible with the smallest total error) and gives the errors in steps; :func:`detection_summary` condenses
+them. :func:`detect_signals` applies chapter 8's settings of all three rules to one run's records.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["DIRECTIONS", "change_points", "influence_activity", "match_transitions", "peak_transitions",
-           "rate_transitions", "robust_noise", "smooth_curve"]
+__all__ = ["DIRECTIONS", "LOSS_RULE", "change_points", "detect_signals", "detection_summary", "influence_activity",
+           "match_transitions", "peak_transitions", "rate_transitions", "robust_noise", "smooth_curve"]
 
 #: Which way a curve must move at a transition: "down" (a falling loss), "up" (a rising LLC) or "both".
 DIRECTIONS = ("down", "up", "both")
@@ -229,3 +230,46 @@ def match_transitions(detected: Sequence[float], known: Sequence[float], toleran
         if gap[i, j] <= tol:
             errors[i] = float(d[j] - q[i])
     return errors
+
+
+# ------------------------------------------------------------------------------------ chapter 8's rules
+
+#: The loss rule on a per-step loss: smoothed over 5 steps, peaks of −dL/dt with ≥ 2 % of the largest rate.
+LOSS_RULE = {"smooth": 5.0, "min_prominence": 0.02}
+
+
+def detect_signals(loss, *, bif=None, llc=None, digits: int = 1) -> dict[str, list[float]]:
+    """Every rule of chapter 8 on one run's records: {signal: detected steps, ascending, rounded to ``digits``}.
+
+    loss: the training loss at every step 0 … T, (T + 1,) (nats): "loss", :func:`rate_transitions` with
+    :data:`LOSS_RULE`. bif: optional (steps (S,), values (S, N, N)), a BIF trajectory: "bif", the peaks of its
+    :func:`influence_activity` (10 % prominence). llc: optional (steps (K,), estimates (K,)), the LLC curve:
+    "llc", where it rises fastest (Gaussian smoothing of half the median checkpoint spacing, 5 % prominence),
+    and "llc_change_points", :func:`change_points` of a piecewise-constant fit (noise from the curve). The keys
+    come in this order: loss, bif, llc, llc_change_points (each only when its record is given).
+    """
+    loss = np.asarray(loss, dtype=float)
+    found = {"loss": rate_transitions(np.arange(len(loss)), loss, **LOSS_RULE)}
+    if bif is not None:
+        steps, values = bif
+        found["bif"] = peak_transitions(steps, influence_activity(values))
+    if llc is not None:
+        steps, estimates = (np.asarray(a, dtype=float) for a in llc)
+        spacing = float(np.median(np.diff(steps))) if len(steps) > 1 else 0.0
+        found["llc"] = rate_transitions(steps, estimates, direction="up", smooth=spacing / 2)
+        found["llc_change_points"] = change_points(steps, estimates)
+    return {k: [round(float(v), digits) for v in f] for k, f in found.items()}
+
+
+def detection_summary(detected: Sequence[float], known: Sequence[float], tolerance: float) -> dict:
+    """How well ``detected`` steps recover ``known`` ones, matched by :func:`match_transitions` within ``tolerance``.
+
+    Returns {"per_stage": the signed error of each known transition (steps, None: unmatched), "matched": how
+    many known transitions were matched, "max_abs": the largest |error| among them (None when none is),
+    "unmatched_detections": detections left without a known transition (false positives)}.
+    """
+    errors = match_transitions(detected, known, tolerance)
+    matched = [e for e in errors if e is not None]
+    return {"per_stage": errors, "matched": len(matched),
+            "max_abs": max((abs(e) for e in matched), default=None),
+            "unmatched_detections": len(detected) - len(matched)}

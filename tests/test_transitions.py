@@ -140,3 +140,34 @@ def test_no_transition_at_the_ends_of_the_grid():
 def test_bad_input_is_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------------------------ chapter 8's settings
+
+
+def test_detect_signals_finds_the_known_changes_of_every_record():
+    t = np.arange(1601)
+    loss = sigmoid_loss(t, noise=1e-5)
+    bif_steps = np.arange(0, 1601, 50.0)
+    bumps = sum(a * np.exp(-0.5 * ((bif_steps - c) / 60) ** 2) for c, a in [(340, 1.0), (690, 0.5)])
+    values = np.zeros((len(bif_steps), 2, 2))
+    values[:, 0, 1] = values[:, 1, 0] = -bumps
+    llc_steps = np.arange(0, 1601, 50.0)
+    # an LLC staircase: two sharp rises, at 575 and 975 (halfway between checkpoints), with estimation noise
+    llc = sum(h / (1 + np.exp(-(llc_steps - c) / 5)) for c, h in [(575, 6.0), (975, 5.0)])
+    llc = llc + 0.05 * np.random.default_rng(0).standard_normal(llc.shape)
+    found = tr.detect_signals(loss, bif=(bif_steps, values), llc=(llc_steps, llc))
+    assert list(found) == ["loss", "bif", "llc", "llc_change_points"]
+    np.testing.assert_allclose(found["loss"], CENTRES, atol=3)
+    np.testing.assert_allclose(found["bif"], [340, 690], atol=3)
+    np.testing.assert_allclose(found["llc"], [575, 975], atol=3)
+    assert found["llc_change_points"] == [575.0, 975.0]  # halfway between the checkpoints around each rise
+    assert all(v == round(v, 1) for f in found.values() for v in f)
+    assert list(tr.detect_signals(loss)) == ["loss"]  # only the records that are given
+
+
+def test_detection_summary_counts_matches_and_false_positives():
+    summary = tr.detection_summary([100.0, 210.0, 500.0], [105.0, 200.0, 300.0], tolerance=50)
+    assert summary == {"per_stage": [-5.0, 10.0, None], "matched": 2, "max_abs": 10.0, "unmatched_detections": 1}
+    none = tr.detection_summary([900.0], [105.0], tolerance=50)
+    assert none == {"per_stage": [None], "matched": 0, "max_abs": None, "unmatched_detections": 1}
