@@ -252,11 +252,11 @@ def test_normalized_bif_stderr_is_zero_on_the_diagonal_and_scales_like_the_bif()
 def test_bif_stderr_arithmetic_stays_on_the_input_device():
     """The error computation behind bif_stderr and group_bif_stderr, on the meta device (where mixing in a CPU
     tensor raises; the input checks before it read values, which meta tensors do not have)."""
-    from stagewise.influence import _products_stderr
+    from stagewise.influence.stderr import products_stderr
 
     a = torch.empty(4, 100, 3, dtype=DT, device="meta")
     for normalized in (False, True):
-        out = _products_stderr(a, a[..., :2], normalized=normalized)
+        out = products_stderr(a, a[..., :2], normalized=normalized)
         assert out.device.type == "meta" and out.shape == (3, 2)
 
 

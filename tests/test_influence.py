@@ -553,7 +553,7 @@ def test_group_bif_from_integer_labels_equals_the_masks_path():
     """One label per token (−1 = no group) is the same partition as disjoint masks; blocks of tokens change
     nothing (the reduction is forced into many small blocks); float32 losses keep float64 accuracy of the
     covariances; the group means are the true means."""
-    import stagewise.influence as inf
+    import stagewise.influence.groups as inf  # the module whose block size is patched below
 
     g = torch.Generator().manual_seed(21)
     C, D, I, T, G = 3, 40, 5, 7, 4
