@@ -2,7 +2,8 @@
 
 What is checked, and against what:
 
-* The exact Gaussian case (PAPER.md §1). For ℓ_i(w) = ½(y_i − x_iᵀw)² and a Gaussian law of w (the localized
+* The exact Gaussian case (the book's Notation page, book/notation.md, "The BIF as a derivative, and an exact
+  case"). For ℓ_i(w) = ½(y_i − x_iᵀw)² and a Gaussian law of w (the localized
   posterior of a linear model: precision P = (nβ/n)·XᵀX + γI, mean μ = P⁻¹((nβ/n)·Xᵀy + γw*)), the residuals
   r = y − Xw are Gaussian with mean m = y − Xμ and covariance c = X·Cov(w)·Xᵀ, and Isserlis' theorem gives
 
@@ -350,7 +351,8 @@ def exact_expected_loss(weights: np.ndarray, gamma: float, wstar: np.ndarray, X:
 
 
 def test_bif_is_the_derivative_of_expected_loss_in_the_sample_weight():
-    """PAPER.md §1: BIF(i, j) = ∂E_β[ℓ_j]/∂β_i = −Cov(ℓ_i, ℓ_j), with β_i the weight of ℓ_i in the exponent
+    """BIF(i, j) = ∂E_β[ℓ_j]/∂β_i = −Cov(ℓ_i, ℓ_j), with β_i the weight of ℓ_i in the exponent (Lee et al. 2025,
+    arXiv 2510.12071; the book's Notation page, "The BIF as a derivative, and an exact case")
     (b_i = nβ/n for the localized posterior). Central differences of the exact Gaussian E[ℓ_j] (step 1e-5·b,
     error O(h²) ≈ 1e-10 relative) against the closed-form −Cov, for every pair (i, j)."""
     n = len(Y_NP)
@@ -794,7 +796,8 @@ def test_regular_model_bif_equals_damped_classical_if_up_to_the_gaussian_term():
 
 @pytest.mark.slow
 def test_sampled_bif_correlates_with_damped_classical_if_in_a_regular_model():
-    """PAPER.md §1: for a regular model at its minimum, nβ·BIF(localization γ) ≈ IF(damping γ/nβ). Plain SGLD in
+    """For a regular model at its minimum, nβ·BIF(localization γ) ≈ IF(damping γ/nβ) (Lee et al. 2025, arXiv
+    2510.12071; the book's Notation page, "Classical influence function"). Plain SGLD in
     float64 (ε = 2e-3, nβ = 100, γ = 10, 100 chains × 2,000 draws) at the least-squares fit of the n = 8
     regression (chains start at the posterior mean ŵ; burn-in 300 leaves ρ_max^600 ≈ 3e-18 of the covariance's
     ramp-up). Pearson correlation of the off-diagonal entries ≥ 0.95. (Expected gaps: the Gaussian term above,

@@ -1,6 +1,7 @@
 """Known-answer tests of ``stagewise.llc``: the closed-form learning coefficients and the SGLD estimator.
 
-* ``rrr_llc`` against PAPER.md §2's rank-0 formula (Aoyagi & Watanabe 2005, four cases), against the regular
+* ``rrr_llc`` against the rank-0 formula of Aoyagi & Watanabe 2005 (four cases; the book's Notation page,
+  book/notation.md, "Learning coefficients with known answers"), against the regular
   answer at full rank (r = H ≤ min(M, N): the rank-H matrices form a manifold of dimension H(M + N − H), so
   λ = H(M + N − H)/2), against a one-hidden-unit model done by hand, and the M ↔ N (transpose) symmetry.
 * ``estimate_llc`` on a regular quadratic, where the Euler chain's stationary law is known exactly, with a
@@ -38,7 +39,8 @@ Z = 5.0  # width of the statistical checks, in standard deviations
 
 
 def paper_rank0(M: int, H: int, N: int) -> float:
-    """PAPER.md §2, reduced-rank regression with true map zero, written out independently of the package."""
+    """Aoyagi & Watanabe (2005), reduced-rank regression with true map zero (as on the book's Notation page),
+    written out independently of the package."""
     if M + H < N:
         return M * H / 2
     if N + H < M:

@@ -1,6 +1,7 @@
 """Bayesian influence functions from recorded losses, and the classical (damped) influence function.
 
-Sign convention (the paper's, PAPER.md §1), used in every function here:
+Sign convention (the paper's: Lee, Smith, Adam & Hoogland 2025, arXiv 2510.12071; the book's Notation page,
+book/notation.md, "The Bayesian influence function and its sign"), used in every function here:
 
     BIF(z_i, z_j) = −Cov(ℓ_i(w), ℓ_j(w))   over the (localized, tempered) posterior.
 
