@@ -137,7 +137,8 @@ def place(centers: Params, config: SGLDConfig) -> Params:
     return {k: v.to(device=device, dtype=dtype or v.dtype) for k, v in centers.items()}
 
 
-def _start(centers: Params, tensor_params: bool, config: SGLDConfig) -> SamplerState:
+def init_stacked(centers: Params, tensor_params: bool, config: SGLDConfig) -> SamplerState:
+    """``config.num_chains`` chains at each of the K checkpoints stacked in ``centers`` (leading dimension K)."""
     # Chain k·C + c is chain c of checkpoint k; its localization centre is checkpoint k.
     centers = place(centers, config)
     center = {k: v.repeat_interleave(config.num_chains, dim=0) for k, v in centers.items()}
@@ -148,24 +149,25 @@ def _start(centers: Params, tensor_params: bool, config: SGLDConfig) -> SamplerS
 def init(params: torch.Tensor | dict[str, torch.Tensor], config: SGLDConfig) -> SamplerState:
     """``config.num_chains`` chains at the checkpoint ``params`` = w* (a tensor, numpy array or dict of them)."""
     centers, single = as_params(params)
-    return _start({k: v.unsqueeze(0) for k, v in centers.items()}, single, config)
+    return init_stacked({k: v.unsqueeze(0) for k, v in centers.items()}, single, config)
 
 
 def init_many(checkpoints, config: SGLDConfig) -> SamplerState:
     """``config.num_chains`` chains at each of K checkpoints: chain k·C + c belongs to checkpoint k."""
-    return _start(*stack_checkpoints(checkpoints), config)
+    return init_stacked(*stack_checkpoints(checkpoints), config)
 
 
 # --------------------------------------------------------------------------------------------------------
 # The pieces of a step
 
 
-def _call(loss_fn: LossFn, tensor_params: bool, p: Params, batch: Batch) -> torch.Tensor:
+def call_loss(loss_fn: LossFn, tensor_params: bool, p: Params, batch: Batch) -> torch.Tensor:
+    """``loss_fn`` at the parameters ``p``: the tensor itself when the user passed one, else the dict."""
     return loss_fn(p["w"] if tensor_params else p, batch)
 
 
 def _mean_loss(loss_fn: LossFn, tensor_params: bool, p: Params, batch: Batch) -> torch.Tensor:
-    return _call(loss_fn, tensor_params, p, batch).mean()
+    return call_loss(loss_fn, tensor_params, p, batch).mean()
 
 
 def chain_loop(config: SGLDConfig, device: torch.device) -> bool:
@@ -319,10 +321,10 @@ def observe(
     """
     if loop:
         def per_chain(p, batch):
-            return torch.stack([_call(fn, tensor_params, _chain(p, c), batch)
+            return torch.stack([call_loss(fn, tensor_params, _chain(p, c), batch)
                                 for c in range(next(iter(p.values())).shape[0])])
     else:
-        per_chain = vmap(partial(_call, fn, tensor_params), in_dims=(0, None))
+        per_chain = vmap(partial(call_loss, fn, tensor_params), in_dims=(0, None))
     with torch.no_grad():
         if chunk is None or observables is None:
             return per_chain(params, observables).detach()

@@ -13,8 +13,8 @@ from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebook
 from ..config import is_int
 from .inputs import (Batch, LossFn, Params, as_params, check_per_sample, index, leaves, prepare_batch,
                      stack_checkpoints, to_device)
-from .kernel import (SamplerState, _call, _start, chain_loop, draw_batch, make_generators, nonfinite_flags, observe,
-                     place, step)
+from .kernel import (SamplerState, call_loss, chain_loop, draw_batch, init_stacked, make_generators, nonfinite_flags,
+                     observe, place, step)
 from .settings import SGLDConfig
 
 
@@ -182,14 +182,14 @@ def _full_data_loss(loss_fn: LossFn, single: bool, center: Params, data: Batch, 
     chains descend. The first piece's output is checked to be per-sample.
     """
     if data is None:
-        return float(_call(loss_fn, single, center, None).mean())
+        return float(call_loss(loss_fn, single, center, None).mean())
     size = n if batch_size is None else min(batch_size, n)
     total = 0.0
     for start in range(0, n, size):
         count = min(start + size, n) - start
         piece = data if count == n else index(data, torch.arange(start, start + count,
                                                                  device=leaves(data)[0].device))
-        out = _call(loss_fn, single, center, piece)
+        out = call_loss(loss_fn, single, center, piece)
         if start == 0:
             check_per_sample(out, count, "loss_fn", "the data")
         if count == n:
@@ -355,7 +355,7 @@ def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLD
     if init_obs is not None and observable_fn is None:
         check_per_sample(init_obs[0], count, "loss_fn", "the observables")
 
-    state: SamplerState = _start(centers, single, config)
+    state: SamplerState = init_stacked(centers, single, config)
     generators = make_generators(config.seed, config.num_chains, device, repeat=num_centers)
     recorder = _Recorder(config, num_centers, dtype, device, init_losses, init_obs, recording, single,
                          trace_device)
