@@ -9,20 +9,31 @@ in which the induction circuit forms speeds its formation more than the same up-
                     (:func:`predicted_onsets`); :func:`steer` trains the conditions and seeds as one batch.
 - :mod:`.lm`:       the language model: :func:`train_steered` adds induction-pattern sequences to the batches
                     on a schedule and measures the induction head in place.
+- :mod:`.experiment`: :func:`train_conditions`, every condition's schedule for every seed (paired runs).
+- :mod:`.report`:   chapter 7's tables and summaries (mode labels, shift tables, crossing summaries, verdict).
+- :mod:`.figures`:  chapter 7's figures and :func:`show`, which saves and glues one.
 
 Time is in optimizer steps throughout; extra weight is per item (toy) or whole extra sequences (LM).
 """
 
 from .dln import (CONDITIONS, ToySteering, influence_window, mode_onsets, mode_weights, predicted_onsets, steer,
                   target_items)
+from .experiment import train_conditions
+from .figures import CONDITION_COLORS, CONDITION_LABELS, conditions_figure, show, toy_shifts_figure, window_figure
 from .lm import SteeredRun, SteeringConfig, crossing_step, train_steered
-from .schedule import (Window, before_window, induction_window, paired_difference, peak_window, rise_window,
-                       window_schedule)
+from .report import (condition_means, crossing_summary, difference_table, effect_table, exact_mode_errors,
+                     mode_labels, shift_table, stage_of_mode, verdict)
+from .schedule import (Window, before_window, condition_schedules, induction_window, paired_difference, peak_window,
+                       rise_window, spread_steps, window_schedule)
 
 __all__ = [
     "CONDITIONS", "ToySteering", "influence_window", "mode_onsets", "mode_weights", "predicted_onsets", "steer",
     "target_items",
+    "train_conditions",
+    "CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "show", "toy_shifts_figure", "window_figure",
     "SteeredRun", "SteeringConfig", "crossing_step", "train_steered",
-    "Window", "before_window", "induction_window", "paired_difference", "peak_window", "rise_window",
-    "window_schedule",
+    "condition_means", "crossing_summary", "difference_table", "effect_table", "exact_mode_errors", "mode_labels",
+    "shift_table", "stage_of_mode", "verdict",
+    "Window", "before_window", "condition_schedules", "induction_window", "paired_difference", "peak_window",
+    "rise_window", "spread_steps", "window_schedule",
 ]

@@ -15,8 +15,9 @@ Schedules give the extra weight of every update step, ``extra[t]`` for the updat
 floats); :func:`before_window` is the window of the same length that ends where a window begins (shorter when
 training has not been running that long; the schedule then puts the same total in fewer steps).
 
-:func:`paired_difference` summarizes per-seed differences between two conditions: mean, standard error,
-Student-t and bootstrap confidence intervals.
+:func:`condition_schedules` gives the three conditions' schedules at once; :func:`spread_steps` picks evenly
+spaced checkpoints (where chapter 7 samples the BIF). :func:`paired_difference` summarizes per-seed differences
+between two conditions: mean, standard error, Student-t and bootstrap confidence intervals.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Window", "before_window", "induction_window", "paired_difference", "peak_window", "rise_window",
-           "window_schedule"]
+__all__ = ["Window", "before_window", "condition_schedules", "induction_window", "paired_difference", "peak_window",
+           "rise_window", "spread_steps", "window_schedule"]
 
 
 @dataclass(frozen=True)
@@ -173,3 +174,27 @@ def paired_difference(a, b, confidence: float = 0.95, resamples: int = 10000, se
     tail = (1 - confidence) / 2
     return {**out, "mean": mean, "stderr": stderr, "ci_low": mean - half, "ci_high": mean + half,
             "bootstrap_low": float(np.quantile(means, tail)), "bootstrap_high": float(np.quantile(means, 1 - tail))}
+
+
+def condition_schedules(steps: int, window: Window, before: Window, total: int) -> dict[str, np.ndarray]:
+    """The three conditions' extra sequences per update step, {condition: (steps,) int64}, in the order of
+    :data:`~stagewise.steering.CONDITIONS`: "none" (zeros), "inside" (``total`` spread over ``window``) and
+    "before" (the same ``total`` over ``before``). Both schedules carry exactly ``total`` extra sequences."""
+    schedules = {"none": np.zeros(steps, dtype=np.int64),
+                 "inside": window_schedule(steps, window, total),
+                 "before": window_schedule(steps, before, total)}
+    assert schedules["inside"].sum() == schedules["before"].sum() == total
+    return schedules
+
+
+def spread_steps(steps, count: int) -> list[int]:
+    """``count`` of ``steps`` (ascending) spread evenly over them, the first and the last included, as ints.
+
+    The k-th of ``count`` is steps[round(k·(n − 1)/(count − 1))] (rounding half to even); a step is never taken
+    twice, so fewer come back when ``count`` exceeds len(steps).
+    """
+    steps = [int(s) for s in steps]
+    if not (isinstance(count, int) and count >= 1) or not steps:
+        raise ValueError(f"count = {count!r}, {len(steps)} steps (accepted: an integer ≥ 1 and at least one step)")
+    picked = np.unique(np.round(np.linspace(0, len(steps) - 1, count))).astype(int)
+    return [steps[i] for i in picked]

@@ -1,0 +1,147 @@
+"""Chapter 7's figures, each returned as a matplotlib figure for :func:`show` to save and glue.
+
+- :func:`toy_shifts_figure`: top, the up-weighted items' influence over training with both windows and the stage
+  onsets; bottom, each mode's onset shift per condition against Saxe's clock.
+- :func:`window_figure`: the run that finds the language model's induction window: the best head's
+  prefix-matching score and −BIF(induction → induction), with both windows.
+- :func:`conditions_figure`: the three conditions over seeds: induction score, second-copy loss and the step at
+  which each seed's score crosses the threshold.
+
+Colours and legend labels of the conditions are :data:`CONDITION_COLORS` and :data:`CONDITION_LABELS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from stagewise import plotting
+
+__all__ = ["CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "show", "toy_shifts_figure",
+           "window_figure"]
+
+#: One colour per condition: grey for no extra weight, the book's orange inside the window, blue before it.
+CONDITION_COLORS = {"none": "0.45", "inside": plotting.COLORS["rmsprop"], "before": plotting.COLORS["estimate"]}
+CONDITION_LABELS = {"none": "no extra weight", "inside": "extra weight inside the window",
+                    "before": "the same extra weight before it"}
+
+
+def show(fig: plt.Figure, name: str, folder: str | Path = ".") -> Path:
+    """Save ``fig`` as ``<folder>/<name>.png``, glue it as ``name`` for a captioned ``{glue:figure}`` and close it."""
+    from myst_nb import glue
+
+    path = plotting.save(fig, name, folder)
+    glue(name, fig, display=False)
+    plt.close(fig)
+    return path
+
+
+def toy_shifts_figure(result, influence_curve, labels, target: str) -> plt.Figure:
+    """Two panels for a :class:`~stagewise.steering.ToySteering` ``result``.
+
+    Top: ``influence_curve`` (num_steps + 1,), the mean |dℓ_j/dβ_i| of the up-weighted items on the others at
+    every step (nats per unit weight), the "inside" and "before" windows shaded, and each stage's mean onset
+    without extra weight (dotted). Bottom: one pair of bars per mode (``labels``, (r,)): the seed-mean onset
+    shift (steps earlier, ± s.d. over seeds) in each condition with extra weight, with black ticks at the
+    shifts Saxe's clock predicts. ``target`` names the up-weighted items in the legend.
+    """
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 8.4), layout="constrained")
+    num_steps = len(influence_curve) - 1
+    onset_none = result.onsets[0].mean(0)
+    ax1.plot(np.arange(num_steps + 1), influence_curve, color=plotting.COLORS["analytic"], lw=2,
+             label=f"|influence| of {target} items on the others")
+    for c in ("inside", "before"):
+        window = result.windows[c]
+        ax1.axvspan(window.start, window.end, color=CONDITION_COLORS[c], alpha=0.22, label=f"window: {c}")
+    for b, block in enumerate(result.basis.blocks):
+        ax1.axvline(onset_none[list(block)].mean(), color="0.3", ls=":", lw=1.2,
+                    label="stage onsets (no extra)" if b == 0 else None)
+    ax1.set(xlabel="training step", ylabel="mean |dℓ_j/dβ_i|  (nats per unit weight)", xlim=(0, num_steps),
+            title="Where the up-weighted items' influence peaks")
+    ax1.legend(fontsize=8.5, loc="upper right")
+    x = np.arange(len(labels))
+    for offset, c in zip((-0.18, 0.18), ("inside", "before")):
+        i = result.conditions.index(c)
+        measured = result.shift[i]
+        ax2.bar(x + offset, measured.mean(0), width=0.34, color=CONDITION_COLORS[c], alpha=0.8,
+                yerr=measured.std(0, ddof=1) if measured.shape[0] > 1 else None, capsize=2,
+                label=f"{c}: gradient descent (± s.d. over seeds)")
+        ax2.plot(x + offset, result.predicted_shift[i].mean(0), "_", color="k", ms=16, mew=2.2,
+                 label="Saxe's clock: predicted" if c == "inside" else None)
+    ax2.axhline(0, color="k", lw=0.6)
+    ax2.set_xticks(x, [f"{k + 1}: {label}" for k, label in enumerate(labels)], rotation=35, ha="right",
+                   fontsize=8.5)
+    means = result.shift[1:].mean(1)
+    ax2.set(ylabel="onset shift  (steps earlier)", title="How far each mode's onset moves",
+            ylim=(min(-10, 1.2 * means.min()), 1.5 * means.max()))  # room for the legend
+    ax2.legend(fontsize=8.5, loc="upper left")
+    return fig
+
+
+def window_figure(baseline, influence_steps, influence, window, before, threshold: float) -> plt.Figure:
+    """The run that finds the induction window (a :class:`~stagewise.steering.SteeredRun` ``baseline``).
+
+    Left axis: its best prefix-matching score (0–1) at every measured step, with ``threshold`` dashed. Right axis:
+    ``influence`` (K,), −BIF(induction → induction) in nats², at ``influence_steps`` (K,). Shaded: ``window``
+    ("inside") and ``before``.
+    """
+    fig, ax1 = plt.subplots(figsize=(7.5, 4.0), layout="constrained")
+    ax1.plot(baseline.steps, baseline.best, color=CONDITION_COLORS["none"], marker=".",
+             label="best prefix-matching score")
+    ax1.axhline(threshold, color="k", lw=0.8, ls="--", label=f"threshold {threshold:g}")
+    ax1.set(xlabel="training step", ylabel="prefix-matching score (attention weight, 0–1)", ylim=(0, 1))
+    twin = ax1.twinx()
+    twin.plot(influence_steps, influence, color=plotting.COLORS["analytic"], marker="s", ms=4,
+              label="−BIF(induction → induction)")
+    twin.set_ylabel("−BIF(induction → induction)  (nats²)")
+    twin.grid(False)
+    for w, c in ((window, "inside"), (before, "before")):
+        ax1.axvspan(w.start, w.end, color=CONDITION_COLORS[c], alpha=0.2, label=f"window: {c}")
+    handles = ax1.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax1.legend(handles=handles, fontsize=8.5, loc="upper left")
+    ax1.set_title("The induction window: where the score and the induction self-influence rise")
+    return fig
+
+
+def conditions_figure(runs: dict, crossing: dict, window, before, threshold: float) -> plt.Figure:
+    """Three panels over the conditions of ``runs`` ({condition: [SteeredRun per seed]}).
+
+    Top: the best prefix-matching score (0–1), mean ± one standard error over seeds (bands: only with ≥ 2
+    seeds), ``threshold`` dashed. Middle: the loss on the probe's second copies (nats per token), the same way.
+    Both shade ``window`` and ``before``. Bottom: ``crossing`` ({condition: (seeds,) steps, NaN: never}), one dot
+    per seed and the mean ± standard error of those that crossed (a diamond, with ≥ 2 of them).
+    """
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7.5, 11.5), layout="constrained")
+    for condition, rs in runs.items():
+        color = CONDITION_COLORS[condition]
+        for ax, values in ((ax1, np.stack([r.best for r in rs])),
+                           (ax2, np.stack([r.second_copy_loss for r in rs]))):
+            mean = values.mean(0)
+            ax.plot(rs[0].steps, mean, color=color, lw=2, label=CONDITION_LABELS[condition])
+            if len(rs) > 1:
+                err = values.std(0, ddof=1) / np.sqrt(len(rs))
+                ax.fill_between(rs[0].steps, mean - err, mean + err, color=color, alpha=0.2, lw=0)
+    for ax in (ax1, ax2):
+        for w, c in ((window, "inside"), (before, "before")):
+            ax.axvspan(w.start, w.end, color=CONDITION_COLORS[c], alpha=0.1)
+        ax.set_xlabel("training step")
+    ax1.axhline(threshold, color="k", lw=0.8, ls="--")
+    ax1.set(ylabel="best prefix-matching score (0–1)", title="Induction score (mean ± s.e. over seeds)")
+    ax2.set(ylabel="loss on second copies  (nats per token)", title="Second-copy loss (mean ± s.e.)")
+    ax1.legend(fontsize=8.5, loc="upper left")
+    for k, (condition, values) in enumerate(crossing.items()):
+        values = np.asarray(values, dtype=float)
+        ax3.plot(k + np.linspace(-0.12, 0.12, len(values)), values, "o", color=CONDITION_COLORS[condition],
+                 alpha=0.7)
+        finite = values[np.isfinite(values)]
+        if len(finite) > 1:
+            ax3.errorbar(k + 0.3, finite.mean(), yerr=finite.std(ddof=1) / np.sqrt(len(finite)), fmt="D",
+                         color="k", capsize=4)
+    if not any(np.isfinite(np.asarray(v, dtype=float)).any() for v in crossing.values()):
+        ax3.text(0.5, 0.5, f"no seed crossed\nthe threshold {threshold:g}", transform=ax3.transAxes,
+                 ha="center")
+    ax3.set_xticks(range(len(crossing)), list(crossing))
+    ax3.set(ylabel=f"step at which the score crosses {threshold:g}", title="Crossing step per seed\n(◆ mean ± s.e.)")
+    return fig

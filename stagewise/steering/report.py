@@ -1,0 +1,156 @@
+"""Chapter 7's tables and summaries: the toy model's onset shifts per mode and the language model's verdict.
+
+Toy model (a :class:`~stagewise.steering.ToySteering`, shifts in steps, positive = earlier):
+
+- :func:`mode_labels`: each mode named by the items it contrasts ("animal vs plant", "all items").
+- :func:`stage_of_mode`: the stage (block of equal singular values, 0-based) each mode belongs to.
+- :func:`shift_table`, :func:`difference_table`: seed means of the measured and predicted shifts per mode.
+- :func:`exact_mode_errors`: how far the measured shifts of the modes on or off the branch (w_k ∈ {0, 1}, where
+  the first-order clock is exact) lie from the prediction.
+- :func:`condition_means`: the per-condition seed means of a (condition, seed, mode) array, for metrics.json.
+
+Language model (crossing steps in optimizer steps, NaN: the score never crossed):
+
+- :func:`crossing_summary`: mean, standard error and per-seed values of the crossing steps of one condition.
+- :func:`effect_table`, :func:`verdict`: the paired differences (:func:`~stagewise.steering.paired_difference`)
+  as a table and as one sentence that says what their 95 % interval allows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from stagewise import toy
+
+__all__ = ["condition_means", "crossing_summary", "difference_table", "effect_table", "exact_mode_errors",
+           "mode_labels", "shift_table", "stage_of_mode", "verdict"]
+
+
+def mode_labels(data: toy.HierarchicalData, basis: toy.ModeBasis, tol: float = 0.05) -> list[str]:
+    """One name per mode of ``basis`` (r,), from its input singular vector v_k's loadings on the items.
+
+    Items with loading > ``tol`` form the plus side, < −``tol`` the minus side; a side that is a branch of the
+    tree is named by it ("animal"), else its items are joined by "+". A mode with no minus side is "all items"
+    when it loads on every item (the root), else its plus side.
+    """
+    def name(group: list[str]) -> str:
+        index = tuple(data.items.index(x) for x in group)
+        return next((g for g, members in data.groups.items() if tuple(members) == index), "+".join(group))
+
+    labels = []
+    for k in range(len(basis.s)):
+        v = basis.v[:, k].numpy()
+        plus = [data.items[i] for i in np.flatnonzero(v > tol)]
+        minus = [data.items[i] for i in np.flatnonzero(v < -tol)]
+        if not minus:
+            labels.append("all items" if len(plus) == data.num_items else "+".join(plus))
+        else:
+            labels.append(f"{name(plus)} vs {name(minus)}")
+    return labels
+
+
+def stage_of_mode(basis: toy.ModeBasis) -> np.ndarray:
+    """(r,) integers: the stage of each mode, the index of its block of equal singular values (0 = learned first)."""
+    stage = np.empty(len(basis.s), dtype=int)
+    for b, block in enumerate(basis.blocks):
+        stage[list(block)] = b
+    return stage
+
+
+def _modes_index(count: int) -> pd.Index:
+    return pd.Index(range(1, count + 1), name="k")
+
+
+def shift_table(result, labels) -> pd.DataFrame:
+    """One row per mode k = 1 … r: its label, stage (1-based), w_k, its onset without extra weight (step) and, for
+    each condition with extra weight, the measured and the predicted shift (steps earlier), all seed means."""
+    extra = [(i, c) for i, c in enumerate(result.conditions) if c != "none"]
+    columns = {"mode": list(labels), "stage": stage_of_mode(result.basis) + 1, "w_k": np.asarray(result.weights),
+               "onset, no extra (step)": result.onsets[0].mean(0)}
+    columns |= {f"{c}: shift": result.shift[i].mean(0) for i, c in extra}
+    columns |= {f"{c}: predicted": result.predicted_shift[i].mean(0) for i, c in extra}
+    return pd.DataFrame(columns, index=_modes_index(len(labels)))
+
+
+def difference_table(result, labels) -> pd.DataFrame:
+    """One row per mode: "inside" minus "before" shift (steps; seed mean, measured and predicted), and the largest
+    |measured − predicted| shift of any seed in either condition."""
+    inside, before = result.conditions.index("inside"), result.conditions.index("before")
+    extra = [i for i, c in enumerate(result.conditions) if c != "none"]
+    return pd.DataFrame({
+        "mode": list(labels),
+        "w_k": np.asarray(result.weights),
+        "inside − before (steps)": (result.shift[inside] - result.shift[before]).mean(0),
+        "predicted": (result.predicted_shift[inside] - result.predicted_shift[before]).mean(0),
+        "largest |measured − predicted|": np.abs(result.shift[extra] - result.predicted_shift[extra]).max(axis=(0, 1)),
+    }, index=_modes_index(len(labels)))
+
+
+def exact_mode_errors(result) -> tuple[float, float]:
+    """(seed means, single seeds): the largest |measured − predicted| shift (steps) over the conditions with extra
+    weight and the modes with w_k ∈ {0, 1} (to 6 decimals), where first order is exact.
+
+    The first compares the seed means of the shifts, the second every seed's own shift (single seeds scatter
+    more: their random initial weights are not perfectly aligned with the modes).
+    """
+    exact = np.isin(np.round(np.asarray(result.weights, dtype=float), 6), (0.0, 1.0))
+    extra = [i for i, c in enumerate(result.conditions) if c != "none"]
+    measured, predicted = result.shift[extra][:, :, exact], result.predicted_shift[extra][:, :, exact]
+    return (float(np.abs(measured.mean(1) - predicted.mean(1)).max()), float(np.abs(measured - predicted).max()))
+
+
+def condition_means(result, values: np.ndarray) -> dict[str, list[float]]:
+    """{condition: seed mean per mode (r,) as a list} of ``values`` (condition, seed, r), conditions other than
+    "none" (e.g. ``result.shift``, ``result.predicted_shift``)."""
+    return {c: np.asarray(values[i]).mean(0).tolist() for i, c in enumerate(result.conditions) if c != "none"}
+
+
+def crossing_summary(values) -> dict:
+    """Crossing steps of one condition over seeds (n,), NaN for a seed that never crossed.
+
+    Returns {"mean": over the seeds that crossed (NaN: none did), "stderr": their standard error (NaN: fewer
+    than two), "per_seed": each value or None, "crossed": how many seeds crossed}.
+    """
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    return {
+        "mean": float(finite.mean()) if len(finite) else float("nan"),
+        "stderr": float(finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else float("nan"),
+        "per_seed": [float(v) if np.isfinite(v) else None for v in values],
+        "crossed": int(len(finite)),
+    }
+
+
+def effect_table(rows: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per named paired difference (a :func:`~stagewise.steering.paired_difference` record, steps): mean,
+    standard error, the Student-t and bootstrap 95 % intervals (as "low … high", whole steps) and the seeds."""
+    return pd.DataFrame({
+        name: {"mean": d["mean"], "s.e.": d["stderr"],
+               "95% CI (t)": f"{d['ci_low']:.0f} … {d['ci_high']:.0f}",
+               "95% CI (bootstrap)": f"{d['bootstrap_low']:.0f} … {d['bootstrap_high']:.0f}",
+               "seeds": d["n"]}
+        for name, d in rows.items()
+    }).T
+
+
+def verdict(effect: dict) -> str:
+    """What the inside-minus-before crossing difference (a paired-difference record, steps) allows one to say.
+
+    Negative means "inside" crossed earlier. The sentence says which condition wins when the 95 % Student-t
+    interval excludes zero, that neither does when it contains zero, and that there is no comparison when the
+    mean is NaN (no seed crossed the threshold in both conditions).
+    """
+    mean, low, high = effect["mean"], effect["ci_low"], effect["ci_high"]
+    if not np.isfinite(mean):
+        return "No comparison: the induction head did not cross the threshold in these runs."
+    if high < 0:
+        return (f"Inside beats before: up-weighting inside the window makes the head cross {-mean:.0f} steps "
+                "earlier than the same extra data before it, and the 95% interval excludes zero.")
+    if low > 0:
+        return f"Before beats inside, by {mean:.0f} steps, and the 95% interval excludes zero."
+    return (f"Inside does not beat before here: the difference is {mean:.0f} steps and its 95% interval "
+            f"({low:.0f} … {high:.0f}) contains zero.")
