@@ -23,6 +23,12 @@ A reader's own plain-text file can replace the generated text (``make_corpus(tex
 then read from the characters, and its induction tokens end runs of tokens repeated within a sequence beyond chance
 (:mod:`stagewise.lm.text` states the rule). :func:`check_corpus` refuses, before any training, a file that cannot
 be read as text or is too short, and a vocabulary too small for BPE merges.
+
+Modules: this one holds the settings (:class:`CorpusConfig`), the generator they drive
+(:func:`generate_documents`) and the tokenized, classified sequences (:func:`make_corpus`, :func:`check_corpus`);
+:mod:`stagewise.lm.synthetic` writes the words, names and documents, :mod:`stagewise.lm.bpe` is the tokenizer and
+:mod:`stagewise.lm.text` holds the token classes and reads a reader's text. The names of the first two that this
+module used to define are re-exported here.
 """
 
 from __future__ import annotations
@@ -30,21 +36,35 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from stagewise.config import check_fields, is_int, is_number
+from stagewise.lm.bpe import (  # noqa: F401 (EOS … UNK: re-exported)
+    EOS,
+    MIN_MERGES,
+    PRE_TOKENIZER,
+    SPECIAL_TOKENS,
+    UNK,
+    check_vocab_size,
+    min_vocab_size,
+    train_tokenizer,
+)
+from stagewise.lm.synthetic import (  # noqa: F401 (CODAS … VOWELS: re-exported)
+    CODAS,
+    DELIMITERS,
+    GENERATED_ALPHABET,
+    ONSETS,
+    VOWELS,
+    lexicon,
+    random_word,
+    render_document,
+    repeated_name_sequences,
+)
 from stagewise.lm.text import (
     CLASS_NAMES,
-    FORMAT,
-    LEFT,
-    OTHER,
-    RIGHT,
-    WORD,
     AnnotatedText,
     CorpusError,
     annotate_plain_text,
@@ -69,18 +89,6 @@ __all__ = [
     "token_classes",
     "train_tokenizer",
 ]
-
-EOS = "<|endoftext|>"
-UNK = "<unk>"
-SPECIAL_TOKENS = (EOS, UNK)
-# A trained vocabulary holds every character of its text, the special tokens and then its merges; below this many
-# merges (sub-word tokens) a vocabulary is refused rather than silently exceeded.
-MIN_MERGES = 32
-# GPT-2's split without contractions: a word or a run of punctuation takes its leading space; whitespace before a
-# word keeps one space for the word, so "\n    foo" becomes "\n   " (formatting) and " foo".
-PRE_TOKENIZER = r" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-
-DELIMITERS = (("(", ")"), ("[", "]"), ("{", "}"), ('"', '"'))
 
 
 @dataclass(frozen=True)
@@ -144,57 +152,10 @@ class CorpusConfig:
 # Generation
 
 
-ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "sh", "th", "br", "st", "kl"]
-VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
-CODAS = ["", "", "", "n", "r", "s", "t", "m"]
-
-
-def _random_word(rng: random.Random, syllables: tuple[int, int]) -> str:
-    return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.randint(*syllables)))
-
-
-def _lexicon(config: CorpusConfig, rng: random.Random) -> list[str]:
-    words: list[str] = []
-    seen: set[str] = set()
-    while len(words) < config.lexicon_size:
-        word = _random_word(rng, config.syllables)
-        if word not in seen:
-            seen.add(word)
-            words.append(word)
-    return words
-
-
-class _Writer:
-    """Builds a text piece by piece while recording what every character is."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.kinds: list[int] = []
-        self.starts: list[bool] = []
-        self.ends: list[bool] = []
-
-    def __len__(self) -> int:
-        return len(self.kinds)
-
-    def add(self, text: str, kind: int) -> None:
-        self.parts.append(text)
-        self.kinds += [kind] * len(text)
-        self.starts += [kind == WORD and i == 0 for i in range(len(text))]
-        self.ends += [kind == WORD and i == len(text) - 1 for i in range(len(text))]
-
-    def result(self, copies: list[tuple[int, int, int]]) -> AnnotatedText:
-        return AnnotatedText("".join(self.parts), np.array(self.kinds, dtype=np.int8), np.array(self.starts, bool),
-                             np.array(self.ends, bool), copies)
-
-
-# every character the generator can write (the alphabet a tokenizer trained on the generated corpus holds)
-GENERATED_ALPHABET = frozenset("".join(ONSETS + VOWELS + CODAS) + " \n" + "".join(a + b for a, b in DELIMITERS))
-
-
 def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedText]:
     """The annotated documents of the corpus; the same config (seed included) gives the same documents."""
     rng = random.Random(config.seed)
-    words = _lexicon(config, rng)
+    words = lexicon(config.lexicon_size, config.syllables, rng)
     weights = [1.0 / (rank + 1) ** config.zipf_exponent for rank in range(len(words))]
     table = [rng.choices(range(len(words)), weights, k=config.successors) for _ in words]
 
@@ -224,7 +185,7 @@ def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedT
             # two copies of a uniform random run of words, inserted at two random word slots (random offset)
             length = rng.randint(*config.span_words)
             if config.span_source == "names":
-                span = [_random_word(rng, config.name_syllables) for _ in range(length)]
+                span = [random_word(rng, config.name_syllables) for _ in range(length)]
             else:
                 span = [words[rng.randrange(len(words))] for _ in range(length)]
             slots = [(i, j) for i, line in enumerate(lines) for j in range(len(line) + 1)]
@@ -232,80 +193,8 @@ def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedT
             for i, j in (second, first):  # the later slot first, so the earlier indices stay valid
                 lines[i].insert(j, "span")
         indents = [rng.choice(("  ", "    ")) if rng.random() < config.indent_prob else "" for _ in lines]
-        documents.append(_render(lines, indents, words, span))
+        documents.append(render_document(lines, indents, words, span))
     return documents
-
-
-def _render(lines: list[list], indents: list[str], words: list[str], span: list[str] | None) -> AnnotatedText:
-    out = _Writer()
-    span_starts = []
-    span_length = 0
-    for number, (line, indent) in enumerate(zip(lines, indents)):
-        if number:
-            out.add("\n", FORMAT)
-        if indent:
-            out.add(indent, FORMAT)
-        glue = False  # no space after an opening delimiter or at the start of a line
-        for item in line:
-            is_close = isinstance(item, tuple) and item[0] == "close"
-            if glue and not is_close:
-                out.add(" ", OTHER)
-            if item == "span":
-                span_starts.append(len(out))
-                for k, w in enumerate(span):
-                    if k:
-                        out.add(" ", OTHER)
-                    out.add(w, WORD)
-                span_length = len(out) - span_starts[-1]
-            elif isinstance(item, tuple):
-                out.add(item[1], LEFT if item[0] == "open" else RIGHT)
-            else:
-                out.add(words[item], WORD)
-            glue = not (isinstance(item, tuple) and item[0] == "open")
-    copies = [(span_starts[0], span_starts[1], span_length)] if len(span_starts) == 2 else []
-    return out.result(copies)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Tokenizer
-
-
-def min_vocab_size(texts: Sequence[str] | None = None) -> int:
-    """Smallest vocabulary accepted for ``texts``: their distinct characters + 2 special tokens + MIN_MERGES.
-
-    texts=None: the generated corpus (the characters its generator can write).
-    """
-    alphabet = GENERATED_ALPHABET if texts is None else set().union(*map(set, texts))
-    return len(alphabet) + len(SPECIAL_TOKENS) + MIN_MERGES
-
-
-def _check_vocab_size(vocab_size: int, texts: Sequence[str] | None) -> None:
-    smallest = min_vocab_size(texts)
-    if vocab_size < smallest:
-        chars = smallest - len(SPECIAL_TOKENS) - MIN_MERGES
-        raise CorpusError("vocab_size", f"vocab_size = {vocab_size} is too small for this text: its {chars} distinct "
-                                        f"characters, {len(SPECIAL_TOKENS)} special tokens and at least {MIN_MERGES} "
-                                        f"BPE merges (sub-word tokens) need {smallest}; accepted values are integers "
-                                        f">= {smallest}")
-
-
-def train_tokenizer(texts: Sequence[str], vocab_size: int = 256) -> PreTrainedTokenizerFast:
-    """A BPE tokenizer trained on ``texts`` with HF tokenizers, as a transformers tokenizer.
-
-    Pre-tokenization keeps every character (decode(encode(text)) == text); ``<|endoftext|>`` (id 0) separates
-    documents and ``<unk>`` (id 1) stands for characters never seen in training. A ``vocab_size`` below
-    :func:`min_vocab_size` raises :class:`CorpusError` (the trainer would keep every character and merge nothing).
-    Save it with the run through ``save_pretrained``; reopen with ``PreTrainedTokenizerFast.from_pretrained``.
-    """
-    texts = list(texts)
-    _check_vocab_size(vocab_size, texts)
-    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(PRE_TOKENIZER), behavior="isolated")
-    tokenizer.decoder = decoders.Fuse()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, UNK], show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, unk_token=UNK, pad_token=EOS,
-                                   clean_up_tokenization_spaces=False)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -411,7 +300,7 @@ def check_corpus(text_file: str | Path | None = None, n_ctx: int = 64, vocab_siz
     """
     if text_file is None:
         if vocab_size is not None:
-            _check_vocab_size(vocab_size, None)
+            check_vocab_size(vocab_size, None)
         return None
     documents = read_documents(text_file)
     size = sum(len(d.encode("utf-8")) for d in documents)
@@ -430,25 +319,3 @@ def check_corpus(text_file: str | Path | None = None, n_ctx: int = 64, vocab_siz
                                        f"({need} tokens, about {kilobytes:.1f} kB of text like this one), or a "
                                        "smaller n_ctx")
     return tokens // n_ctx if known else None
-
-
-def repeated_name_sequences(tokenizer, length: int, num: int, seed: int = 0,
-                            syllables: tuple[int, int] = (1, 2)) -> torch.Tensor:
-    """``num`` sequences [r_1 … r_L, r_1 … r_L] whose copies are L tokens of fresh random names: (num, 2·length).
-
-    Random like the spans of :func:`repeated_random_sequences`, but written in the generated corpus' own style
-    (names of ``syllables`` syllables separated by spaces), so a model trained on that corpus sees familiar
-    tokens: the first copy costs what an unpredictable name costs, the second what copying leaves.
-    """
-    if not (isinstance(length, int) and length >= 2 and isinstance(num, int) and num >= 1):
-        raise ValueError(f"length = {length!r}, num = {num!r} (accepted: integers, length ≥ 2 and num ≥ 1)")
-    rng = random.Random(seed)
-    backend = tokenizer.backend_tokenizer
-    rows = []
-    for _ in range(num):
-        ids: list[int] = []
-        while len(ids) < length:
-            ids += backend.encode(" " + _random_word(rng, syllables), add_special_tokens=False).ids
-        rows.append(ids[:length] * 2)
-    return torch.tensor(rows, dtype=torch.long)
-

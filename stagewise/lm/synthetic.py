@@ -1,0 +1,121 @@
+"""The building blocks of the generated corpus' text: syllables, words and names, and documents written with a
+record of what every character is. :class:`~stagewise.lm.corpus.CorpusConfig` and
+:func:`~stagewise.lm.corpus.generate_documents` decide what to write; this module writes it, and
+:func:`repeated_name_sequences` writes probe sequences in the same style.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from stagewise.lm.text import FORMAT, LEFT, OTHER, RIGHT, WORD, AnnotatedText
+
+__all__ = ["CODAS", "DELIMITERS", "GENERATED_ALPHABET", "ONSETS", "VOWELS", "lexicon", "random_word",
+           "render_document", "repeated_name_sequences"]
+
+DELIMITERS = (("(", ")"), ("[", "]"), ("{", "}"), ('"', '"'))
+ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "sh", "th", "br", "st", "kl"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
+CODAS = ["", "", "", "n", "r", "s", "t", "m"]
+
+
+def random_word(rng: random.Random, syllables: tuple[int, int]) -> str:
+    """A word of ``syllables`` = (min, max) random syllables (onset, vowel, coda)."""
+    return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.randint(*syllables)))
+
+
+def lexicon(size: int, syllables: tuple[int, int], rng: random.Random) -> list[str]:
+    """``size`` distinct random words of ``syllables`` = (min, max) syllables, in the order drawn."""
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < size:
+        word = random_word(rng, syllables)
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+class _Writer:
+    """Builds a text piece by piece while recording what every character is."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.kinds: list[int] = []
+        self.starts: list[bool] = []
+        self.ends: list[bool] = []
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def add(self, text: str, kind: int) -> None:
+        self.parts.append(text)
+        self.kinds += [kind] * len(text)
+        self.starts += [kind == WORD and i == 0 for i in range(len(text))]
+        self.ends += [kind == WORD and i == len(text) - 1 for i in range(len(text))]
+
+    def result(self, copies: list[tuple[int, int, int]]) -> AnnotatedText:
+        return AnnotatedText("".join(self.parts), np.array(self.kinds, dtype=np.int8), np.array(self.starts, bool),
+                             np.array(self.ends, bool), copies)
+
+
+# every character the generator can write (the alphabet a tokenizer trained on the generated corpus holds)
+GENERATED_ALPHABET = frozenset("".join(ONSETS + VOWELS + CODAS) + " \n" + "".join(a + b for a, b in DELIMITERS))
+
+
+def render_document(lines: list[list], indents: list[str], words: list[str],
+                    span: list[str] | None) -> AnnotatedText:
+    """A document from its lines of items (a word index, ("open"/"close", char) or "span"), with the record
+    of every character and, when "span" occurs twice, the (first, second, length) of its copies."""
+    out = _Writer()
+    span_starts = []
+    span_length = 0
+    for number, (line, indent) in enumerate(zip(lines, indents)):
+        if number:
+            out.add("\n", FORMAT)
+        if indent:
+            out.add(indent, FORMAT)
+        glue = False  # no space after an opening delimiter or at the start of a line
+        for item in line:
+            is_close = isinstance(item, tuple) and item[0] == "close"
+            if glue and not is_close:
+                out.add(" ", OTHER)
+            if item == "span":
+                span_starts.append(len(out))
+                for k, w in enumerate(span):
+                    if k:
+                        out.add(" ", OTHER)
+                    out.add(w, WORD)
+                span_length = len(out) - span_starts[-1]
+            elif isinstance(item, tuple):
+                out.add(item[1], LEFT if item[0] == "open" else RIGHT)
+            else:
+                out.add(words[item], WORD)
+            glue = not (isinstance(item, tuple) and item[0] == "open")
+    copies = [(span_starts[0], span_starts[1], span_length)] if len(span_starts) == 2 else []
+    return out.result(copies)
+
+
+def repeated_name_sequences(tokenizer, length: int, num: int, seed: int = 0,
+                            syllables: tuple[int, int] = (1, 2)) -> torch.Tensor:
+    """``num`` sequences [r_1 … r_L, r_1 … r_L] whose copies are L tokens of fresh random names: (num, 2·length).
+
+    Random like the spans of :func:`repeated_random_sequences`, but written in the generated corpus' own style
+    (names of ``syllables`` syllables separated by spaces), so a model trained on that corpus sees familiar
+    tokens: the first copy costs what an unpredictable name costs, the second what copying leaves.
+    """
+    if not (isinstance(length, int) and length >= 2 and isinstance(num, int) and num >= 1):
+        raise ValueError(f"length = {length!r}, num = {num!r} (accepted: integers, length ≥ 2 and num ≥ 1)")
+    rng = random.Random(seed)
+    backend = tokenizer.backend_tokenizer
+    rows = []
+    for _ in range(num):
+        ids: list[int] = []
+        while len(ids) < length:
+            ids += backend.encode(" " + random_word(rng, syllables), add_special_tokens=False).ids
+        rows.append(ids[:length] * 2)
+    return torch.tensor(rows, dtype=torch.long)
+
