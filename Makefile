@@ -2,7 +2,8 @@
 #             STUDENT=1 builds the student book without solutions (build/full-student/_build/html)
 # make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html),
 #             then every page of that book in headless Chromium with the network blocked (tests/test_browser.py)
-# make run    NB=01 PARAMS="-p nbeta 300 -p profile quick": one chapter, new parameters, new runs/ folder
+# make run    NB=01 PROFILE=quick PARAMS="-p nbeta 300": one chapter, new parameters, new runs/ folder
+#             (PROFILE: start from notebooks/profiles/<PROFILE>/<chapter>.yaml; default: the book's values)
 # make sweep  NB=01 PARAMS="-p nbeta 100,300 --seeds 3": every combination, one run each, as Dask tasks
 #             (runs/<chapter>/sweep-<stamp>/ with sweep.csv and sweep.parquet; --plot METRIC:PARAM, --workers N)
 # make lab    JupyterLab on notebooks/, chapters open as notebooks (jupytext); LAB_ARGS="--port 8899 ..."
@@ -71,13 +72,13 @@ lab: $(INSTALLED)
 	$(PY) -m jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 run: $(INSTALLED)
-	@test -n "$(NB)" || { echo 'usage: make run NB=<notebook> PARAMS="-p name value ..."'; exit 2; }
-	$(PY) -m stagewise run $(NB) $(PARAMS)
+	@test -n "$(NB)" || { echo 'usage: make run NB=<notebook> [PROFILE=quick] PARAMS="-p name value ..."'; exit 2; }
+	$(PY) -m stagewise run $(NB) $(if $(PROFILE),--profile $(PROFILE)) $(PARAMS)
 
 .PHONY: sweep
 sweep: $(INSTALLED)
 	@test -n "$(NB)" || { echo 'usage: make sweep NB=<notebook> PARAMS="-p name v1,v2,... [--seeds K] [--workers N]"'; exit 2; }
-	$(PY) -m stagewise sweep $(NB) $(PARAMS)
+	$(PY) -m stagewise sweep $(NB) $(if $(PROFILE),--profile $(PROFILE)) $(PARAMS)
 
 # Removes build outputs and caches (.cache holds cached artifacts such as trained checkpoints).
 # runs/ is deliberately not removed: it holds the results of `make run`, which are never deleted for you.

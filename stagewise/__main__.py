@@ -1,8 +1,8 @@
 """Command line: ``python -m stagewise {run,book,params,runs,collect}`` (also installed as ``stagewise``).
 
-    python -m stagewise run 01 -p nbeta 300 -p profile quick   # one notebook, new parameters, new folder
+    python -m stagewise run 01 --profile quick -p nbeta 300    # one notebook, new parameters, new folder
     python -m stagewise book --profile full                     # execute the toc's notebooks, build the book
-    python -m stagewise params 01                               # the notebook's parameters
+    python -m stagewise params 01 --profile quick               # the values that will run, and their source
     python -m stagewise runs list [01] [--status failed]        # the run folders under runs/
     python -m stagewise runs clean runs/01_slt/20261201-101500  # remove the run folders named, nothing else
     python -m stagewise collect 01 --plot llc_max_rel_error:nbeta  # many runs -> one table (and a figure)
@@ -45,7 +45,7 @@ def _run(args) -> int:
     from stagewise.pipeline import run_notebook
 
     folder = run_notebook(args.notebook, _parameters(args.parameters), runs_dir=args.runs_dir,
-                          notebooks_dir=args.notebooks_dir, log=print)
+                          notebooks_dir=args.notebooks_dir, log=print, profile=args.profile)
     print(f"done: results in {folder}/")
     return 0
 
@@ -65,7 +65,8 @@ def _sweep(args) -> int:
     try:
         result = run_sweep(args.notebook, parse_grid(args.parameters or []), seeds=args.seeds,
                            runs_dir=args.runs_dir, notebooks_dir=args.notebooks_dir, workers=args.workers,
-                           scheduler=args.scheduler, retries=args.retries, plot=args.plot, resume=args.resume)
+                           scheduler=args.scheduler, retries=args.retries, plot=args.plot, resume=args.resume,
+                           profile=args.profile)
     except ClusterError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE
@@ -74,14 +75,24 @@ def _sweep(args) -> int:
 
 
 def _params(args) -> int:
-    from stagewise.pipeline import parameter_table, resolve_notebook
+    from stagewise.artifacts import to_json
+    from stagewise.pipeline import resolve_notebook
+    from stagewise.pipeline.profiles import resolve_values
+    from stagewise.pipeline.runner import check_run_parameters, declared_parameters, default_value, load_notebook
 
     path = resolve_notebook(args.notebook, args.notebooks_dir)
-    rows = [("name", "type", "default", "help"), *parameter_table(path)]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    print(f"parameters of {path} (change them with -p name value):")
+    nb = load_notebook(path)
+    given, origin = resolve_values(path, args.profile, _parameters(getattr(args, "parameters", None)))
+    values = check_run_parameters(nb, path, given)  # a bad value: exit 2, as `run` would
+    table = declared_parameters(nb, path)
+    rows = [("name", "type", "value", "from", "help")]
+    for p in table:
+        value = values[p.name] if p.name in values else default_value(p)
+        rows.append((p.name, p.type, repr(to_json(value)), origin.get(p.name, "default"), p.help))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print(f"parameters of {path}, profile {args.profile} (change them with -p name value):")
     for row in rows:
-        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
     return 0
 
 
@@ -167,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                      help="set a parameter; values read as int, float, True/False/None, else string")
     run.add_argument("--runs-dir", default="runs", help="where run folders go (default: %(default)s)")
     run.set_defaults(handler=_run)
+    params = commands.add_parser("params", help="a notebook's parameters: the values that will run, and their source")
+    params.add_argument("notebook", help="a path, a stem (01_slt) or a number (01)")
+    params.set_defaults(handler=_params)
+    for sub in (run, params):
+        sub.add_argument("--profile", default="full",
+                         help="start from this profile's parameter file, notebooks/profiles/<profile>/<chapter>.yaml "
+                              "(default: %(default)s, the parameters cell's values)")
 
     book = commands.add_parser("book", help="execute the toc's notebooks (cached) and build the HTML book strictly")
     book.add_argument("--profile", choices=("full", "quick"), default="full",
@@ -177,10 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--workers", type=int, help="chapters executed at once, as Dask tasks (default: $BOOK_WORKERS, "
                       "else one per core; 1: one after another)")
     book.set_defaults(handler=_book)
-
-    params = commands.add_parser("params", help="list a notebook's parameters")
-    params.add_argument("notebook", help="a path, a stem (01_slt) or a number (01)")
-    params.set_defaults(handler=_params)
 
     runs = commands.add_parser("runs", help="list run folders, or remove the ones you name")
     actions = runs.add_subparsers(dest="action", required=True)
@@ -226,15 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--plot", metavar="METRIC:PARAM", help="also draw METRIC against the swept parameter PARAM")
     sweep.add_argument("--resume", metavar="SWEEP_FOLDER", help="run what an interrupted sweep has not finished")
     sweep.add_argument("--runs-dir", default="runs", help="where the sweep folder goes (default: %(default)s)")
+    sweep.add_argument("--profile", default="full", help="every run starts from this profile (default: %(default)s)")
     sweep.set_defaults(handler=_sweep)
 
     # `-p NAME VALUE` is taken verbatim, so values such as -1e-3 are not mistaken for options.
     argv, pairs = _take_parameters(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     if pairs:
-        if args.command not in ("run", "sweep"):
-            parser.error("-p is an option of `run` and `sweep`")
-        args.parameters = (args.parameters or []) + pairs
+        if args.command not in ("run", "sweep", "params"):
+            parser.error("-p is an option of `run`, `sweep` and `params`")
+        args.parameters = (getattr(args, "parameters", None) or []) + pairs
     from stagewise.pipeline import NotebookError, NotebookFailed, ParameterError
     from stagewise.pipeline.book import BookError
     from stagewise.pipeline.numbers import NumbersError

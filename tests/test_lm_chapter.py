@@ -36,7 +36,7 @@ def test_chapter_6_runs_on_hub_checkpoints_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("STAGEWISE_CACHE", str(tmp_path / "cache"))
-    folder = run_notebook("06", {"profile": "quick", "model_name": NAME, "revisions": "0,1000,2000"},
+    folder = run_notebook("06", {"model_name": NAME, "revisions": "0,1000,2000"}, profile="quick",
                           runs_dir=tmp_path / "runs", progress=False)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["sampled_steps"] == [1000, 2000]  # step 0 (the initialization) is not sampled

@@ -265,7 +265,7 @@ def test_chapter_refuses_a_short_text_file_with_exit_status_2(tmp_path):
     path.write_text(english_prose(2500), encoding="utf-8")
     env = {**os.environ, "STAGEWISE_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", "stagewise", "--notebooks-dir", str(ROOT / "notebooks"), "run", "06",
-                           "--runs-dir", str(tmp_path / "runs"), "-p", "profile", "quick", "-p", "vocab_size", "256",
+                           "--runs-dir", str(tmp_path / "runs"), "--profile", "quick", "-p", "vocab_size", "256",
                            "-p", "text_file", str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

@@ -26,21 +26,33 @@ def _cells(entry):
 
 @pytest.mark.parametrize("entry", NOTEBOOKS)
 def test_parameters_cell_then_validation_cell(entry):
-    from papermill.translators import PythonTranslator
-
     cells = _cells(entry)
     tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "a chapter needs exactly one cell tagged 'parameters'"
     cell = cells[tagged[0]]
     declared = parse_parameters_cell(cell.source)
     names = [p.name for p in declared]
-    assert "profile" in names and default_value(declared[names.index("profile")]) == "full"
     assert all(p.help for p in declared), "every parameter needs a `# help` comment on its line"
-    # papermill reads the cell with a regex; it must see the same parameters (e.g. no '=' in comments)
-    assert [p.name for p in PythonTranslator.inspect(cell)] == names
+    if entry in CHAPTERS:  # the cell shows the full profile's values: a profile is a parameter file, not a switch
+        assert "profile" not in names, "select a profile with --profile (notebooks/profiles/<name>/), not a parameter"
+        assert "0 means the profile" not in cell.source and "profile's" not in cell.source
 
     following = next(c for c in cells[tagged[0] + 1:] if c.cell_type == "code")
     calls = [n for n in ast.walk(ast.parse(following.source))
              if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "validate_parameters"]
     assert calls, "the cell after the parameters cell must call validate_parameters(globals(), ...)"
     assert sorted(k.arg for k in calls[0].keywords) == sorted(names), "one rule per declared parameter"
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_every_profile_file_sets_declared_parameters_to_accepted_values(entry):
+    from stagewise.pipeline.profiles import available_profiles, profile_file, profile_values
+    from stagewise.pipeline.runner import check_run_parameters
+
+    path = resolve_notebook(Path(entry).name, ROOT / "notebooks")
+    for profile in available_profiles(ROOT / "notebooks")[1:]:
+        values = profile_values(path, profile)
+        if profile_file(path, profile).is_file():
+            assert values, f"{profile_file(path, profile)} sets nothing: remove it"
+        # names, types and the validation cell's ranges, as `run --profile` checks them before a kernel starts
+        assert check_run_parameters(load_notebook(path), path, values).keys() == values.keys()

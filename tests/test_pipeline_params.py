@@ -53,11 +53,11 @@ def test_private_names_and_non_data_are_not_parameters():
 
 def test_out_of_range_names_parameter_value_and_accepted_values():
     assert problems(namespace(nbeta=-5.0)) == [
-        "parameter 'nbeta' = -5.0 is out of range: accepted values are > 0"]
+        "parameter 'nbeta' = -5.0 is out of range (accepted: a finite number > 0)"]
     assert problems(namespace(profile="fast")) == [
-        "parameter 'profile' = 'fast' is out of range: accepted values are 'full', 'quick'"]
+        "parameter 'profile' = 'fast' is out of range (accepted: 'full' or 'quick')"]
     assert problems(namespace(chains=0)) == [
-        "parameter 'chains' = 0 is out of range: accepted values are integers >= 1"]
+        "parameter 'chains' = 0 is out of range (accepted: an integer ≥ 1)"]
 
 
 def test_int_is_converted_to_float_and_integral_float_to_int():

@@ -99,14 +99,40 @@ def test_unknown_name_and_wrong_type_fail_before_a_kernel_starts(tmp_path, capsy
     assert not any(tmp_path.iterdir())  # no run folder: nothing started
 
 
-@pytest.mark.slow
-def test_out_of_range_fails_at_the_validation_cell_before_compute(tmp_path, capsys):
+def test_out_of_range_fails_with_the_validation_cells_rule_before_a_kernel_starts(tmp_path, capsys):
     code = main(["run", str(FIXTURE), "-p", "nbeta", "-5", "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "ParameterError: parameter 'nbeta' = -5.0 is out of range: accepted values are > 0" in err
-    assert len(err.splitlines()) <= 3  # the message, not a traceback
-    (folder,) = (tmp_path / "fixture_chapter").iterdir()
+    assert err == "error: parameter 'nbeta' = -5.0 is out of range (accepted: a finite number > 0)\n"
+    assert not any(tmp_path.iterdir())  # no run folder: nothing started
+
+
+def test_profile_values_are_checked_and_overridden_by_p(tmp_path, capsys):
+    assert main(["params", str(FIXTURE), "--profile", "quick", "-p", "nbeta", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "profile quick" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert rows["profile"][2:4] == ["'quick'", "profile"] and rows["nbeta"][2:4] == ["300.0", "-p"]
+    assert rows["seed"][2:4] == ["0", "default"]
+    assert main(["params", str(FIXTURE), "--profile", "slow"]) == 2
+    assert "profile = 'slow' (accepted: 'full' or 'quick'" in capsys.readouterr().err
+    assert main(["params", str(FIXTURE), "-p", "draws", "1"]) == 2  # the validation cell's rule: draws >= 2
+    assert "parameter 'draws' = 1 is out of range (accepted: an integer ≥ 2)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_cross_parameter_check_in_the_kernel_fails_before_compute_with_exit_2(tmp_path, capsys):
+    # a check written as code in the validation cell (the runner reads only its rules) stops the kernel there
+    notebook, source = tmp_path / "fixture_chapter.md", FIXTURE.read_text()
+    rules_end = "fail=OneOf(True, False))\n"
+    assert source.count(rules_end) == 1
+    notebook.write_text(source.replace(rules_end, rules_end + "if nbeta > 1000:\n    from stagewise.pipeline import "
+                                       "ParameterError\n    raise ParameterError('nbeta = 2000.0 (accepted: at most "
+                                       "1000)')\n"))
+    code = main(["run", str(notebook), "-p", "nbeta", "2000", "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "ParameterError: nbeta = 2000.0 (accepted: at most 1000)" in err, err
+    (folder,) = (tmp_path / "runs" / "fixture_chapter").iterdir()
     assert not (folder / "compute_started").exists()
     assert (folder / "fixture_chapter.ipynb").is_file()  # kept for inspection
 

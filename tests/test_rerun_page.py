@@ -21,10 +21,12 @@ def test_page_lists_every_parameter_with_type_default_and_meaning():
     page = rerun_page([("chapters/fixture_chapter", FIXTURE)])
     rows = _table_rows(page)
     assert [row.split("|")[1].strip() for row in rows] == [f"`{p.name}`" for p in parameter_table(FIXTURE)]
-    assert "| `nbeta` | `float` | `100.0` | inverse temperature of the tempered posterior |" in rows
+    assert "| `nbeta` | `float` | `100.0` |   | inverse temperature of the tempered posterior |" in rows
+    assert any(row.startswith("| `profile` | `str` | `\"full\"` | `'quick'` |") for row in rows)  # the quick column
     assert "## A fixture chapter\n" in page and "{doc}`chapters/fixture_chapter`" in page
-    assert 'make run NB=fixture_chapter PARAMS="-p nbeta 200.0 -p profile quick"' in page
-    assert "python -m stagewise run fixture_chapter -p nbeta 200.0 -p profile quick" in page
+    assert 'make run NB=fixture_chapter PROFILE=quick PARAMS="-p nbeta 200.0"' in page
+    assert "python -m stagewise run fixture_chapter --profile quick -p nbeta 200.0" in page
+    assert "python -m stagewise params fixture_chapter --profile quick -p nbeta 200.0" in page
 
 
 def test_table_changes_when_the_parameters_cell_changes(tmp_path):
@@ -44,10 +46,10 @@ def test_table_changes_when_the_parameters_cell_changes(tmp_path):
     after = page_file.read_text()
     assert after != before
     rows = _table_rows(after)
-    assert "| `nbeta` | `float` | `50.0` | inverse temperature nβ \\| of the posterior |" in rows
-    assert "| `width` | `int` | `3` | hidden units of the \\$2\\$-layer net |" in rows  # no stray maths
-    assert "| `nbeta` | `float` | `100.0` | inverse temperature of the tempered posterior |" not in rows
-    assert "-p nbeta 100.0 -p profile quick" in after  # the example doubles the new default
+    assert "| `nbeta` | `float` | `50.0` |   | inverse temperature nβ \\| of the posterior |" in rows
+    assert "| `width` | `int` | `3` |   | hidden units of the \\$2\\$-layer net |" in rows  # no stray maths
+    assert "| `nbeta` | `float` | `100.0` |   | inverse temperature of the tempered posterior |" not in rows
+    assert "--profile quick -p nbeta 100.0" in after  # the example doubles the new default
 
 
 def test_example_parameters_fall_back_to_seed():
@@ -55,7 +57,7 @@ def test_example_parameters_fall_back_to_seed():
 
     rows = [Parameter("profile", "str", '"full"', ""), Parameter("seed", "int", "0", ""),
             Parameter("mode", "str", '"a"', ""), Parameter("n", "int", "0", "")]
-    assert example_parameters(rows) == [("seed", "1"), ("profile", "quick")]
+    assert example_parameters(rows) == [("seed", "1")]
 
 
 def test_repository_toc_includes_the_generated_page_which_is_not_authored():

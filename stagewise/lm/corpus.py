@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from stagewise.config import check_fields, is_int, is_number
+from stagewise.config import Interval, OneOf, Span, check_fields
 from stagewise.lm.bpe import (  # noqa: F401 (EOS … UNK: re-exported)
     EOS,
     MIN_MERGES,
@@ -131,21 +131,15 @@ class CorpusConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def span(value) -> bool:
-            return (isinstance(value, tuple) and len(value) == 2 and all(is_int(v, 1) for v in value)
-                    and value[0] <= value[1])
-
-        check_fields(self, [
-            *((name, is_int(getattr(self, name), 1), "an integer ≥ 1")
-              for name in ("num_documents", "lexicon_size", "successors")),
-            *((name, span(getattr(self, name)), "(min, max) integers with 1 ≤ min ≤ max")
-              for name in ("syllables", "lines", "words_per_line", "span_words", "name_syllables")),
-            *((name, is_number(getattr(self, name)) and 0 <= getattr(self, name) <= 1, "a number in [0, 1]")
-              for name in ("ngram_prob", "indent_prob", "delimiter_prob", "repeat_prob")),
-            ("zipf_exponent", is_number(self.zipf_exponent) and self.zipf_exponent >= 0, "a finite number ≥ 0"),
-            ("span_source", self.span_source in ("names", "lexicon"), "'names' or 'lexicon'"),
-            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
-        ])
+        count, probability = Interval(ge=1, integer=True), Interval(ge=0, le=1)
+        check_fields(self, {
+            **dict.fromkeys(("num_documents", "lexicon_size", "successors"), count),
+            **dict.fromkeys(("syllables", "lines", "words_per_line", "span_words", "name_syllables"), Span(ge=1)),
+            **dict.fromkeys(("ngram_prob", "indent_prob", "delimiter_prob", "repeat_prob"), probability),
+            "zipf_exponent": Interval(ge=0),
+            "span_source": OneOf("names", "lexicon"),
+            "seed": Interval(ge=0, integer=True),
+        })
 
 
 # ------------------------------------------------------------------------------------------------------------

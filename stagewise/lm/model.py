@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
+
+from stagewise.config import Interval, Satisfies, check_fields, is_int
 
 __all__ = [
     "AttentionOnlyConfig",
@@ -56,24 +59,21 @@ class AttentionOnlyConfig(PretrainedConfig):
         init_std: float = 0.02,
         **kwargs,
     ):
-        problems = []
-        for name, value, minimum in (("vocab_size", vocab_size, 2), ("n_ctx", n_ctx, 1), ("d_model", d_model, 1),
-                                     ("n_layers", n_layers, 1), ("n_heads", n_heads, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                problems.append(f"{name} = {value!r} (accepted: an integer ≥ {minimum})")
-        if not problems and d_model % n_heads:
-            problems.append(f"d_model = {d_model} (accepted: a multiple of n_heads = {n_heads})")
-        if not (isinstance(init_std, (int, float)) and math.isfinite(init_std) and init_std > 0):
-            problems.append(f"init_std = {init_std!r} (accepted: a finite number > 0)")
-        if problems:
-            raise ValueError("invalid model setting: " + "; ".join(problems))
-        self.vocab_size = vocab_size
-        self.n_ctx = n_ctx
-        self.d_model = d_model
-        self.n_layers = n_layers
-        self.n_heads = n_heads
+        count = Interval(ge=1, integer=True)
+        rules = {"vocab_size": Interval(ge=2, integer=True), "n_ctx": count, "d_model": count, "n_layers": count,
+                 "n_heads": count, "init_std": Interval(gt=0)}
+        if is_int(d_model, 1) and is_int(n_heads, 1):
+            rules["d_model"] = Satisfies(lambda d: d % n_heads == 0, f"a multiple of n_heads = {n_heads}")
+        given = SimpleNamespace(vocab_size=vocab_size, n_ctx=n_ctx, d_model=d_model, n_layers=n_layers,
+                                n_heads=n_heads, init_std=init_std)
+        check_fields(given, rules, what="model")  # numpy scalars come back as plain ones
+        self.vocab_size = given.vocab_size
+        self.n_ctx = given.n_ctx
+        self.d_model = given.d_model
+        self.n_layers = given.n_layers
+        self.n_heads = given.n_heads
         self.layer_norm = bool(layer_norm)
-        self.init_std = float(init_std)
+        self.init_std = float(given.init_std)
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from stagewise.artifacts import atomic_dir, cache_key, read_json, write_json
-from stagewise.config import check_fields, is_int, is_number
+from stagewise.config import Interval, Satisfies, check_fields
 from stagewise.lm.model import load_checkpoint
 
 __all__ = ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
@@ -56,15 +56,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         window = self.transition
-        check_fields(self, [
-            *((name, is_int(getattr(self, name), minimum), f"an integer ≥ {minimum}")
-              for name, minimum in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("log_checkpoints", 1),
-                                    ("dense_checkpoints", 0), ("seed", 0))),
-            ("lr", is_number(self.lr) and self.lr > 0, "a finite number > 0"),
-            ("weight_decay", is_number(self.weight_decay) and self.weight_decay >= 0, "a finite number ≥ 0"),
-            ("transition", window is None or (len(window) == 2 and 0 <= window[0] <= window[1]),
-             "None or (first, last) with 0 ≤ first ≤ last"),
-        ])
+        count, index = Interval(ge=1, integer=True), Interval(ge=0, integer=True)
+        check_fields(self, {
+            "steps": count, "warmup": index, "batch_size": count, "log_checkpoints": count,
+            "dense_checkpoints": index, "seed": index,
+            "lr": Interval(gt=0),
+            "weight_decay": Interval(ge=0),
+            "transition": Satisfies(lambda _: window is None or (len(window) == 2 and 0 <= window[0] <= window[1]),
+                                    "None or (first, last) with 0 ≤ first ≤ last"),
+        })
 
 
 def checkpoint_steps(config: TrainConfig) -> list[int]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import require_int
+from ..config import Interval, check_fields
 
 __all__ = ["LinearRegression", "LogisticRegression", "RankOneNetwork"]
 
@@ -36,10 +36,8 @@ class LinearRegression:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_int("num_samples", self.num_samples)
-        require_int("num_features", self.num_features)
-        if not self.noise >= 0:
-            raise ValueError(f"noise = {self.noise!r}: accepted values are ≥ 0")
+        count = Interval(ge=1, integer=True)
+        check_fields(self, {"num_samples": count, "num_features": count, "noise": Interval(ge=0)})
 
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed)
@@ -87,8 +85,8 @@ class LogisticRegression:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("num_train", "num_query", "num_features"):
-            require_int(name, getattr(self, name))
+        count = Interval(ge=1, integer=True)
+        check_fields(self, {"num_train": count, "num_query": count, "num_features": count})
 
     def data(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """(train, query) batches, each (x, y) with y ∈ {−1, +1}."""
@@ -132,9 +130,7 @@ class RankOneNetwork:
     num_samples: int = 8
 
     def __post_init__(self) -> None:
-        require_int("num_samples", self.num_samples)
-        if self.num_samples < 3:
-            raise ValueError(f"num_samples = {self.num_samples}: accepted values are integers ≥ 3 (isotropic data)")
+        check_fields(self, {"num_samples": Interval(ge=3, integer=True)})  # ≥ 3 points: isotropic data
 
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
         angles = torch.arange(self.num_samples, dtype=torch.float64) * (2 * math.pi / self.num_samples)

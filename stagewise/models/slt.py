@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..config import require_int
+from ..config import Interval, check_fields
 from .quadrature import Grid2D, make_grid, refined_axis
 
 __all__ = [
@@ -126,8 +126,8 @@ class ReducedRankRegression:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("inputs", "hidden", "outputs", "num_samples"):
-            require_int(name, getattr(self, name))
+        count = Interval(ge=1, integer=True)
+        check_fields(self, {"inputs": count, "hidden": count, "outputs": count, "num_samples": count})
 
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed)

@@ -6,7 +6,8 @@ Nothing of the science lives here, and the science never imports it.
 
 from .cache import cache_dir
 from .metrics import versions, write_metrics
-from .params import File, Folder, Interval, OneOf, Parameter, ParameterError, Parameters, Pattern, parse_value, validate_parameters
+from .params import (File, Folder, Interval, OneOf, Optional, Parameter, ParameterError, Parameters, Pattern, Satisfies,
+                     Span, parse_value, validate_parameters)
 from .runner import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
 
 __all__ = [
@@ -17,10 +18,13 @@ __all__ = [
     "NotebookError",
     "NotebookFailed",
     "OneOf",
+    "Optional",
     "Parameter",
     "ParameterError",
     "Parameters",
     "Pattern",
+    "Satisfies",
+    "Span",
     "parameter_table",
     "parse_value",
     "resolve_notebook",

@@ -43,7 +43,8 @@ from .clean import clean_notebook, machine_paths, strip_solutions
 from .dask_cluster import ClusterError, NotebookJob, execute_notebooks, resolve_workers
 from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
-from .runner import cached_seconds, declared_parameters, default_value, load_notebook, resolve_notebook
+from .profiles import profile_values
+from .runner import cached_seconds, check_run_parameters, load_notebook, resolve_notebook
 
 __all__ = ["BookError", "BookResult", "build_book", "toc_files"]
 
@@ -225,11 +226,8 @@ def _jupyter_book() -> list[str]:
 
 
 def _profile_parameters(source: Path, profile: str) -> dict:
-    """The parameters that select ``profile``; empty when it is the notebook's default (nothing injected)."""
-    declared = {p.name: p for p in declared_parameters(load_notebook(source), source)}
-    if "profile" not in declared:
-        raise BookError(f"{source}: a book chapter needs a `profile: str = \"full\"` parameter")
-    return {} if default_value(declared["profile"]) == profile else {"profile": profile}
+    """The values of ``profile``'s parameter file for ``source`` (empty for ``full``), checked like a run's."""
+    return check_run_parameters(load_notebook(source), source, profile_values(source, profile))
 
 
 def _check_expectations(chapters, stage: Path, expected: Path, profile: str, log) -> None:

@@ -44,6 +44,8 @@ from typing import Any
 
 import yaml
 
+from stagewise.artifacts import read_json
+
 __all__ = ["EXPECTED_FILE", "REPORT_FILE", "Bound", "Check", "ExpectationError", "check_book", "check_chapter",
            "check_metrics", "load_expectations"]
 
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stagewise.pipeline.expectations", description=main.__doc__)
     parser.add_argument("metrics", type=Path, help="a metrics.json, e.g. runs/01_slt/<timestamp>/metrics.json")
     parser.add_argument("--chapter", help="the chapter's stem (default: read from the folder names)")
-    parser.add_argument("--profile", choices=PROFILES, help="default: the profile recorded in metrics.json")
+    parser.add_argument("--profile", choices=PROFILES, help="default: the profile recorded in the run folder's run.json")
     parser.add_argument("--expected", type=Path, default=Path("notebooks") / EXPECTED_FILE,
                         help="the expectations file (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -290,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     chapter = args.chapter or _chapter_of(args.metrics, expectations)
-    profile = args.profile or metrics.get("parameters", {}).get("profile", "full")
+    run = read_json(args.metrics.with_name("run.json"))  # a run folder records the profile it ran with
+    profile = (args.profile or (run.get("profile") if isinstance(run, dict) else None)
+               or metrics.get("parameters", {}).get("profile", "full"))
     if chapter not in expectations:
         print(f"error: chapter {chapter!r} has no expectations in {args.expected} (chapters: "
               f"{', '.join(expectations)}); name it with --chapter", file=sys.stderr)

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import ast
 import difflib
-import io
-import math
-import re
-import tokenize
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from stagewise.config import ConfigError, File, Folder, Interval, OneOf, Optional, Pattern, Rule, Satisfies, Span
+
 __all__ = [
+    "File",
+    "Optional",
+    "Pattern",
+    "Satisfies",
+    "Span",
+    "Folder",
     "Interval",
     "OneOf",
     "Parameter",
@@ -37,6 +39,7 @@ __all__ = [
     "parse_parameters_cell",
     "parse_value",
     "validate_parameters",
+    "validation_rules",
 ]
 
 #: Types a parameter may hold: what papermill can inject as a Python literal.
@@ -48,113 +51,12 @@ IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open", "
 _TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "tuple": tuple, "dict": dict}
 
 
-class ParameterError(ValueError):
+class ParameterError(ConfigError):
     """One or more notebook parameters are unknown, of the wrong type or out of range.
 
-    ``problems`` lists one message per problem; ``str(error)`` joins them, one per line.
+    ``problems`` lists one message per problem; ``str(error)`` joins them, one per line. A
+    :class:`stagewise.config.ConfigError`, so one ``except`` catches a bad parameter and a bad config alike.
     """
-
-    def __init__(self, problems: list[str] | str):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(self.problems))
-
-
-# --------------------------------------------------------------------------------------------- rules
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Accept numbers in an interval: ``Interval(gt=0)``, ``Interval(ge=1, le=8, integer=True)``."""
-
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-    integer: bool = False
-
-    def describe(self) -> str:
-        parts = [f"{op} {bound}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
-                 if bound is not None]
-        text = " and ".join(parts) if parts else "any number"
-        return f"integers {text}" if self.integer else text
-
-    def accepts(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            return False
-        if self.integer and value != int(value):
-            return False
-        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
-                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
-
-
-class OneOf:
-    """Accept one of a fixed set of values: ``OneOf("full", "quick")``."""
-
-    def __init__(self, *values: Any):
-        if not values:
-            raise TypeError("OneOf needs at least one accepted value")
-        self.values = values
-
-    def __repr__(self) -> str:
-        return f"OneOf({', '.join(map(repr, self.values))})"
-
-    def describe(self) -> str:
-        return ", ".join(map(repr, self.values))
-
-    def accepts(self, value: Any) -> bool:
-        # bool == int in Python (True == 1): compare types too, so OneOf(0, 1) refuses True.
-        return any(value == v and type(value) is type(v) for v in self.values)
-
-
-@dataclass(frozen=True)
-class Folder:
-    """Accept the path of an existing folder (or, with ``allow_empty``, the empty string for a default)."""
-
-    allow_empty: bool = True
-
-    def describe(self) -> str:
-        return "an existing folder" + (' or "" for the default' if self.allow_empty else "")
-
-    def accepts(self, value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        if value == "":
-            return self.allow_empty
-        return Path(value).expanduser().is_dir()
-
-
-@dataclass(frozen=True)
-class File:
-    """Accept the path of an existing file (or, with ``allow_empty``, the empty string for "none")."""
-
-    allow_empty: bool = True
-
-    def describe(self) -> str:
-        return "an existing file" + (' or "" for none' if self.allow_empty else "")
-
-    def accepts(self, value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        if value == "":
-            return self.allow_empty
-        return Path(value).expanduser().is_file()
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """Accept a string that matches the regular expression ``regex`` in full; ``description`` names the form."""
-
-    regex: str
-    description: str
-
-    def describe(self) -> str:
-        return self.description
-
-    def accepts(self, value: Any) -> bool:
-        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
-
-
-Rule = Interval | OneOf | Folder | File | Pattern
 
 
 # ------------------------------------------------------------------------------------- type checks
@@ -246,7 +148,7 @@ def check_parameters(declared: Mapping[str, Any], values: Mapping[str, Any],
             continue
         rule = (rules or {}).get(name)
         if rule is not None and not rule.accepts(new):
-            problems.append(f"parameter {name!r} = {new!r} is out of range: accepted values are {rule.describe()}")
+            problems.append(f"parameter {name!r} = {new!r} is out of range (accepted: {rule.describe()})")
             continue
         converted[name] = new
     return converted, problems
@@ -331,32 +233,50 @@ class Parameter(typing.NamedTuple):
 
 
 def parse_parameters_cell(source: str) -> list[Parameter]:
-    """The parameters declared in a parameters cell's source, in order.
+    """The parameters declared in a parameters cell's source, in order, as papermill's own inspection reads them.
 
     Every top-level statement must be an annotated assignment ``name: type = default  # help``;
     anything else raises :class:`ParameterError`, since neither the runner nor papermill could
-    read it.
+    read it. A default written over several lines is shown on one.
     """
-    tree = ast.parse(source)
-    comments: dict[int, str] = {}
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            comments[token.start[0]] = token.string.lstrip("#").strip()
+    from nbformat.v4 import new_code_cell
+    from papermill.translators import PythonTranslator
+
     lines = source.splitlines()
-    parameters, problems = [], []
-    for node in tree.body:
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None):
-            default = ast.get_source_segment(source, node.value) or ""
-            if "\n" in default:  # a multi-line list or dict: shown on one line
-                default = ast.unparse(node.value)
-            parameters.append(Parameter(node.target.id, ast.unparse(node.annotation), default,
-                                        comments.get(node.end_lineno, "")))
-        else:
-            problems.append(f"the parameters cell may hold only `name: type = default  # help` lines; "
-                            f"line {node.lineno} is {lines[node.lineno - 1].strip()!r}")
+    problems = [f"the parameters cell may hold only `name: type = default  # help` lines; "
+                f"line {node.lineno} is {lines[node.lineno - 1].strip()!r}" for node in ast.parse(source).body
+                if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None)]
     if problems:
         raise ParameterError(problems)
+    parameters = []
+    for found in PythonTranslator.inspect(new_code_cell(source)):
+        default = found.default
+        if default[:1] in "[({":  # a container papermill joined from several lines: shown as Python writes it
+            try:
+                default = ast.unparse(ast.parse(default, mode="eval").body)
+            except SyntaxError:
+                pass
+        parameters.append(Parameter(found.name, found.inferred_type_name, default, found.help))
     return parameters
+
+
+def validation_rules(source: str, values: Mapping[str, Any]) -> dict[str, Rule]:
+    """The rules a validation cell passes to ``validate_parameters(globals(), name=Rule, ...)``, evaluated.
+
+    Only the cell's imports and the rule expressions run (with the parameter ``values`` in scope, so a rule
+    may depend on another parameter), so the runner can check ranges before a kernel starts, with the very
+    rules and messages the notebook itself uses. Empty when the cell does not call ``validate_parameters``.
+    """
+    tree = ast.parse(source)
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", getattr(node.func, "attr", None)) == "validate_parameters"]
+    if not calls:
+        return {}
+    scope: dict[str, Any] = {**values}
+    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "<validation cell>", "exec"), scope)  # noqa: S102
+    return {keyword.arg: eval(compile(ast.Expression(keyword.value), "<rule>", "eval"), scope)  # noqa: S307
+            for keyword in calls[0].keywords if keyword.arg is not None}
 
 
 def parse_value(text: str) -> Any:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .params import Parameter
+from .profiles import available_profiles, profile_values
 from .runner import default_value, load_notebook, parameter_table
 
 __all__ = ["PAGE", "chapter_title", "example_parameters", "rerun_page", "write_rerun_page"]
@@ -45,7 +46,7 @@ def _example_value(parameter: Parameter) -> Any:
 
 
 def example_parameters(parameters: Iterable[Parameter]) -> list[tuple[str, str]]:
-    """The ``-p name value`` pairs of a chapter's example command: one changed value, then ``profile quick``.
+    """The ``-p name value`` pairs of a chapter's example command: one changed value.
 
     The changed value is the first numeric parameter other than ``profile``/``seed`` with a non-zero
     default, doubled; without one, ``seed 1``.
@@ -62,8 +63,6 @@ def example_parameters(parameters: Iterable[Parameter]) -> list[tuple[str, str]]
             break
     if not pairs and "seed" in names:
         pairs.append(("seed", "1"))
-    if "profile" in names:
-        pairs.append(("profile", "quick"))
     return pairs
 
 
@@ -82,24 +81,27 @@ def _chapter_section(entry: str, source: Path) -> list[str]:
     rows = parameter_table(source)
     pairs = example_parameters(rows)
     flags = " ".join(f"-p {name} {value}" for name, value in pairs)
+    quick = profile_values(source, "quick") if "quick" in available_profiles(source.parent) else {}
     lines = [
         f"## {_cell(chapter_title(source))}",
         "",
         f"The chapter: {{doc}}`{entry}`; its source: `notebooks/{source.name}`. Parameters, in the order of",
         "its parameters cell:",
         "",
-        "| name | type | default | meaning |",
-        "| --- | --- | --- | --- |",
+        "| name | type | default (full) | quick | meaning |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        lines.append(f"| {_code(row.name)} | {_code(row.type)} | {_code(row.default)} | {_cell(row.help)} |")
+        shown = _code(repr(quick[row.name])) if row.name in quick else " "
+        lines.append(f"| {_code(row.name)} | {_code(row.type)} | {_code(row.default)} | {shown} | "
+                     f"{_cell(row.help)} |")
     lines += [
         "",
         "```bash",
-        f'make run NB={stem} PARAMS="{flags}"',
-        "# the same, from the activated .venv:",
-        f"python -m stagewise params {stem}",
-        f"python -m stagewise run {stem} {flags}".rstrip(),
+        f'make run NB={stem} PROFILE=quick PARAMS="{flags}"',
+        "# the same, from the activated .venv (the first command shows the values that will run):",
+        f"python -m stagewise params {stem} --profile quick {flags}".rstrip(),
+        f"python -m stagewise run {stem} --profile quick {flags}".rstrip(),
         "```",
         "",
     ]
@@ -117,8 +119,10 @@ def rerun_page(chapters: Iterable[tuple[str, Path]]) -> str:
         "`metrics.json` and the figures) and never overwrites the book. `NB` is a chapter's name or number",
         "(`01`); a value after `-p` is read as an integer, a float, `True`/`False`/`None`, else a string.",
         "An unknown parameter, or a value of the wrong type or out of range, stops the run before any",
-        "computation, with a message naming the accepted values. `-p profile quick` runs the smaller",
-        "settings the tests use; leave it out for the book's settings.",
+        "computation, with a message naming the accepted values. The tables show the book's values (the",
+        "full profile); `PROFILE=quick` (`--profile quick`) starts from the smaller values of the quick column,",
+        "which the tests use, read from `notebooks/profiles/quick/<chapter>.yaml` (a papermill `-f` file);",
+        "leave it out for the book's settings. Values given with `-p` override the profile's.",
         "",
     ]
     for entry, source in chapters:

@@ -23,7 +23,8 @@ from typing import Any
 
 from stagewise.artifacts import cache_key as artifact_key
 from stagewise.artifacts import read_json, source_hash, to_json, write_json
-from .params import Parameter, ParameterError, check_parameters, parse_parameters_cell
+from .params import Parameter, ParameterError, check_parameters, parse_parameters_cell, validation_rules
+from .profiles import DEFAULT_PROFILE, resolve_values
 
 __all__ = [
     "NotebookError",
@@ -37,6 +38,7 @@ __all__ = [
     "execute_cached",
     "load_notebook",
     "new_run_dir",
+    "notebook_rules",
     "package_hash",
     "parameter_table",
     "resolve_notebook",
@@ -135,15 +137,39 @@ def declared_parameters(nb, path: Path) -> list[Parameter]:
 
 
 def check_run_parameters(nb, path: Path, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` checked for unknown names and types against the parameters cell, converted.
+    """``values`` checked against the notebook before a kernel starts, converted.
 
-    Ranges are left to the notebook's own ``validate_parameters`` cell, which runs before compute.
+    Names and types come from the parameters cell; ranges from the rules of the chapter's validation cell
+    (the code cell right after it, :func:`validation_rules`), so a bad value fails here with the message the
+    notebook would give. Cross-parameter checks the cell makes in code still run in the kernel, before compute.
     """
-    declared = {p.name: p.type for p in declared_parameters(nb, path)}
+    table = declared_parameters(nb, path)
+    declared = {p.name: p.type for p in table}
     converted, problems = check_parameters(declared, values)
     if problems:
         raise ParameterError(problems)
+    rules = notebook_rules(nb, {p.name: default_value(p) for p in table} | converted)
+    _, problems = check_parameters(declared, converted, rules)
+    if problems:
+        raise ParameterError(problems)
     return converted
+
+
+def notebook_rules(nb, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The rules of the notebook's validation cell by parameter name (:func:`validation_rules`), evaluated with
+    ``values`` (default: the parameters cell's defaults) in scope."""
+    if values is None:
+        values = {p.name: default_value(p) for p in parse_parameters_cell(_parameters_cell(nb, Path("?")).source)}
+    return validation_rules(_validation_cell(nb).source, values)
+
+
+def _validation_cell(nb):
+    """The code cell right after the parameters cell (an empty one when there is none)."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell, following in zip(code, code[1:]):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return following
+    return type("Cell", (), {"source": ""})()
 
 
 def package_hash() -> str:
@@ -274,10 +300,12 @@ def _sigint_held():
 
 def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Path = "runs",
                  notebooks_dir: str | Path = "notebooks", progress: bool | None = None, log=None,
-                 parent: str | Path | None = None) -> Path:
+                 parent: str | Path | None = None, profile: str = DEFAULT_PROFILE) -> Path:
     """Run one notebook with new parameters into a new folder ``runs/<stem>/<timestamp>/``.
 
-    Unknown names and wrong types fail with :class:`ParameterError` before a kernel starts.
+    ``profile`` (``full``: the parameters cell's own values) supplies the values of its parameter file
+    (:mod:`stagewise.pipeline.profiles`); ``values`` override them. Unknown names, wrong types and values out
+    of the validation cell's ranges fail with :class:`ParameterError` before a kernel starts.
     The folder holds the executed notebook, what the notebook wrote (metrics.json, figures) and
     ``run.json`` (notebook, parameters, command, started, status, finished, seconds). Its status is
     "running" while the notebook runs, then "ok"; "failed" with the ``error`` (and :class:`NotebookFailed`
@@ -286,18 +314,23 @@ def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Pa
     """
     path = resolve_notebook(spec, notebooks_dir)
     nb = load_notebook(path)
-    parameters = absolute_paths(check_run_parameters(nb, path, values))
+    given, _ = resolve_values(path, profile, values)
+    parameters = absolute_paths(check_run_parameters(nb, path, given))
     # a sweep puts its runs in its own folder (``parent``); a single run goes to runs/<stem>/
     folder = new_run_dir(Path(parent) if parent is not None else Path(runs_dir) / path.stem)
-    record = {"notebook": str(path), "parameters": to_json(parameters), "started": _now(), "status": "running",
+    overrides = {k: v for k, v in parameters.items() if k in values}
+    record = {"notebook": str(path), "profile": profile, "parameters": to_json(parameters), "started": _now(),
+              "status": "running",
               "command": shlex.join(["python", "-m", "stagewise", "run", str(path),
-                                     *[a for k, v in parameters.items() for a in ("-p", k, str(v))]])}
+                                     *(["--profile", profile] if profile != DEFAULT_PROFILE else []),
+                                     *[a for k, v in overrides.items() for a in ("-p", k, str(v))]])}
     write_json(record, folder / "run.json")
     if progress is None:
         progress = sys.stderr.isatty()
     if log is not None:
-        given = ", ".join(f"{k}={v!r}" for k, v in parameters.items()) or "default parameters"
-        log(f"running {path} with {given} in {folder}/ ...", flush=True)
+        shown = ", ".join(f"{k}={v!r}" for k, v in parameters.items()) or "default parameters"
+        label = f" (profile {profile})" if profile != DEFAULT_PROFILE else ""
+        log(f"running {path}{label} with {shown} in {folder}/ ...", flush=True)
     start = time.perf_counter()
 
     def finish(status: str, **extra: Any) -> None:

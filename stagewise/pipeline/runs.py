@@ -18,7 +18,8 @@ from typing import Any
 
 from .runner import new_run_dir
 
-__all__ = ["RunRecord", "RunsError", "clean_runs", "collect", "find_runs", "flat_scalars", "run_table", "runs_under"]
+__all__ = ["RunRecord", "RunsError", "clean_runs", "collect", "find_runs", "flat_scalars", "plot_runs", "run_table",
+           "runs_under"]
 
 #: metrics.json keys that describe the record, not results (see :mod:`stagewise.pipeline.metrics`).
 RECORD_KEYS = ("parameters", "seed", "versions")
@@ -173,11 +174,11 @@ def collect(records: list[RunRecord], out_dir: str | Path, plot: str | None = No
     table.to_csv(written["table"], index=False)
     written["table"].chmod(0o644)
     if x is not None:
-        written["figure"] = _plot(table, x, y, folder)
+        written["figure"] = plot_runs(table, x, y, folder)
     return written
 
 
-def _plot(table, x: str, y: str, folder: Path) -> Path:
+def plot_runs(table, x: str, y: str, folder: Path) -> Path:
     import matplotlib.pyplot as plt
     import seaborn as sns
 

@@ -35,8 +35,9 @@ from typing import Any
 
 from stagewise.artifacts import read_json, to_json, write_bytes, write_json
 from .dask_cluster import check_workers, cluster, worker_name
+from .profiles import profile_values
 from .runner import absolute_paths, load_notebook, new_run_dir, resolve_notebook
-from .runs import _plot, run_table, runs_under
+from .runs import plot_runs, run_table, runs_under
 from .sweep_grid import SweepError, chapter_rules, check_grid, combination_key, combinations, parse_grid
 
 __all__ = ["SweepError", "SweepInterrupted", "SweepResult", "chapter_rules", "check_grid", "combinations",
@@ -72,7 +73,8 @@ class SweepResult:
 # ------------------------------------------------------------------------------------------ the tasks
 
 
-def run_task(index: int, notebook: str, values: dict[str, Any], sweep_folder: str) -> dict[str, Any]:
+def run_task(index: int, notebook: str, values: dict[str, Any], sweep_folder: str,
+             profile: str = "full") -> dict[str, Any]:
     """One run on a worker: :func:`run_notebook` of ``notebook`` with ``values`` into a new run folder inside the
     sweep folder. A failing cell is a "failed" result; any other error raises :class:`TaskError`."""
     from .runner import NotebookFailed, RunInterrupted, run_notebook
@@ -80,7 +82,7 @@ def run_task(index: int, notebook: str, values: dict[str, Any], sweep_folder: st
     start = time.perf_counter()
     result = {"index": index, "parameters": values, "worker": worker_name()}
     try:
-        folder = run_notebook(notebook, values, parent=sweep_folder, progress=False)
+        folder = run_notebook(notebook, values, parent=sweep_folder, progress=False, profile=profile)
         result.update(status="ok", error=None, folder=str(Path(folder).resolve()))
     except NotebookFailed as failure:
         result.update(status="failed", error=f"{failure.ename}: {failure.evalue}",
@@ -193,10 +195,10 @@ def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[st
                                                                          "started", "chapter"))
             raise SweepError(f"plot: no metric {metric!r} in these runs (known: {', '.join(known) or 'none'}); "
                              f"the tables were written: {written['csv']}")
-        scratch = folder / f".plot-{uuid.uuid4().hex[:8]}"  # _plot names its file; move it to a free name
+        scratch = folder / f".plot-{uuid.uuid4().hex[:8]}"  # plot_runs names its file; move it to a free name
         scratch.mkdir()
         try:
-            drawn = _plot(table, f"param.{param}", metric, scratch)
+            drawn = plot_runs(table, f"param.{param}", metric, scratch)
             name = _free_stem(folder, drawn.stem, (drawn.suffix,)) + drawn.suffix
             written["figure"] = Path(shutil.move(str(drawn), str(folder / name)))
         finally:
@@ -222,13 +224,15 @@ def _plot_spec(plot: str | None, grid: dict[str, list]) -> tuple[str, str] | Non
 def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None = None, *, seeds: int | None = None,
               runs_dir: str | Path = "runs", notebooks_dir: str | Path = "notebooks", workers: int | None = None,
               scheduler: str | None = None, client=None, retries: int = 2, plot: str | None = None,
-              resume: str | Path | None = None, progress: bool | None = None, log=print) -> SweepResult:
+              resume: str | Path | None = None, progress: bool | None = None, log=print,
+              profile: str = "full") -> SweepResult:
     """Run every combination of ``grid`` (name -> values; with ``seeds``, also seed = 0 .. seeds-1) of
     ``notebook``, each as one Dask task, into a new sweep folder; or, with ``resume``, the combinations of
     that sweep folder that have no finished run. Tasks go to ``client``, else to the scheduler at
     ``scheduler``, else to a new LocalCluster of ``workers`` processes (default one per core). ``retries``:
     further tries of a task whose worker died or which failed outside its notebook. ``plot="metric:param"``
-    draws a figure. Raises :class:`ParameterError` / :class:`SweepError` before any task starts."""
+    draws a figure. Every run starts from ``profile``'s values (:mod:`stagewise.pipeline.profiles`; a resumed
+    sweep keeps its own). Raises :class:`ParameterError` / :class:`SweepError` before any task starts."""
     if resume is not None:
         folder = Path(resume)
         spec = read_json(folder / SWEEP_FILE)
@@ -243,12 +247,14 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
                 raise SweepError(f"--resume {resume}: these values differ from the sweep's "
                                  f"({combination_key(recorded)}); drop -p and --seeds to resume it as it was")
         grid = recorded
+        profile = spec.get("profile", "full")
     else:
         if notebook is None:
             raise SweepError("name a notebook to sweep (or --resume a sweep folder)")
         path = resolve_notebook(notebook, notebooks_dir).resolve()
         nb = load_notebook(path)
         grid = check_grid(nb, path, grid or {}, seeds)
+        profile_values(path, profile)  # an unknown profile fails here, before any task
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise SweepError(f"retries = {retries!r}: expected an integer >= 0")
     if client is None:
@@ -257,9 +263,10 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
     if resume is None:
         todo = [to_json(absolute_paths(c)) for c in combinations(grid)]
         folder = new_run_dir(Path(runs_dir) / path.stem, prefix="sweep-")
-        write_json({"notebook": str(path), "grid": grid, "combinations": todo, "retries": retries,
+        write_json({"notebook": str(path), "profile": profile, "grid": grid, "combinations": todo, "retries": retries,
                     "started": datetime.now().isoformat(timespec="seconds"),
                     "command": " ".join(["python", "-m", "stagewise", "sweep", str(path),
+                                         *(["--profile", profile] if profile != "full" else []),
                                          *[f"-p {k} {','.join(map(str, v))}" for k, v in grid.items()]])},
                    folder / SWEEP_FILE)
         indices = list(range(len(todo)))
@@ -272,7 +279,7 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
     log(f"sweep of {path.name}: {len(indices)} run(s) to go, "
         + " x ".join(f"{k} ({len(v)})" for k, v in grid.items()) + f" -> {folder}/", flush=True)
     if indices:
-        _execute(path, folder, todo, indices, client, workers, scheduler, retries, progress, log)
+        _execute(path, folder, todo, indices, client, workers, scheduler, retries, progress, log, profile)
     table = sweep_table(folder)
     written = _write_outputs(folder, table, plot_spec)
     counts = table["status"].value_counts().to_dict()
@@ -281,7 +288,8 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
     return SweepResult(folder=folder, table=table, written=written, ran=len(indices))
 
 
-def _execute(path: Path, folder: Path, todo, indices, client, workers, scheduler, retries, progress, log) -> None:
+def _execute(path: Path, folder: Path, todo, indices, client, workers, scheduler, retries, progress, log,
+             profile: str = "full") -> None:
     from contextlib import nullcontext
 
     from distributed import as_completed
@@ -296,7 +304,7 @@ def _execute(path: Path, folder: Path, todo, indices, client, workers, scheduler
                                 disable=not progress) as bar:
         try:
             for i in indices:
-                future = client.submit(run_task, i, str(path), todo[i], str(folder.resolve()), pure=False,
+                future = client.submit(run_task, i, str(path), todo[i], str(folder.resolve()), profile, pure=False,
                                        retries=retries, key=f"{path.stem}-{i:04d}-{uuid.uuid4().hex[:8]}")
                 futures[future] = i
             for future in as_completed(futures):

@@ -3,7 +3,6 @@ their cartesian product (see :mod:`stagewise.pipeline.sweep`)."""
 
 from __future__ import annotations
 
-import ast
 import itertools
 import json
 from collections.abc import Iterable, Sequence
@@ -11,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from stagewise.artifacts import to_json
-from .params import File, Folder, Interval, OneOf, ParameterError, Pattern, check_parameters, parse_value
+from .params import ParameterError, parse_value
 from .runner import check_run_parameters, declared_parameters
+from .runner import notebook_rules as chapter_rules
 from .runs import RunsError
 
 __all__ = ["SweepError", "chapter_rules", "check_grid", "combination_key", "combinations", "parse_grid"]
 
 MAX_COMBINATIONS = 10_000
-RULES = {"Interval": Interval, "OneOf": OneOf, "File": File, "Folder": Folder, "Pattern": Pattern}
 
 
 class SweepError(RunsError):
@@ -41,53 +40,11 @@ def parse_grid(pairs: Iterable[Sequence[str]]) -> dict[str, list]:
     return grid
 
 
-def _rule(node: ast.AST):
-    """A rule written as a call of a rule class with constant arguments (e.g. ``Interval(ge=0, le=10**6)``), or None.
-
-    Only constants, arithmetic, tuples and lists and the rule classes are allowed, so evaluating it runs
-    nothing of the notebook."""
-    allowed = (ast.Expression, ast.Call, ast.keyword, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List,
-               ast.operator, ast.unaryop, ast.Load, ast.Name)
-    tree = ast.Expression(node)
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in RULES):
-        return None
-    for part in ast.walk(tree):
-        if not isinstance(part, allowed) or (isinstance(part, ast.Name) and part.id not in RULES):
-            return None
-    try:
-        return eval(compile(tree, "<rule>", "eval"), {"__builtins__": {}, **RULES})  # noqa: S307 (checked above)
-    except Exception:  # e.g. OneOf() without values: leave the check to the notebook
-        return None
-
-
-def chapter_rules(nb) -> dict[str, Any]:
-    """The rules of the notebook's ``validate_parameters(globals(), name=Rule(...), ...)`` call, by name.
-
-    A rule that is not a plain constructor call with constants is left out (the notebook still checks it)."""
-    rules: dict[str, Any] = {}
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:  # IPython magics: not a validation cell
-            continue
-        for node in ast.walk(tree):
-            func = getattr(node, "func", None)
-            if isinstance(node, ast.Call) and getattr(func, "id", getattr(func, "attr", None)) == "validate_parameters":
-                for keyword in node.keywords:
-                    rule = _rule(keyword.value) if keyword.arg else None
-                    if rule is not None:
-                        rules[keyword.arg] = rule
-    return rules
-
-
 def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None) -> dict[str, list]:
     """Every value of ``grid`` checked against the notebook (names, types, the chapter's ranges) and converted
     (``100`` -> ``100.0`` for a float). ``seeds`` adds ``seed`` = 0 .. seeds-1. Raises :class:`ParameterError`
     listing every bad value, before anything runs."""
-    declared = {p.name: p.type for p in declared_parameters(nb, path)}
-    rules = chapter_rules(nb)
+    declared = {p.name for p in declared_parameters(nb, path)}
     grid = dict(grid)
     if seeds is not None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -105,15 +62,13 @@ def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None) 
         checked[name] = []
         for value in values:
             try:
-                new = check_run_parameters(nb, path, {name: value})[name]  # names and types
+                new = check_run_parameters(nb, path, {name: value})[name]  # names, types, the chapter's ranges
             except ParameterError as error:
                 problems += [p for p in error.problems if p not in problems]
                 continue
-            found = check_parameters(declared, {name: new}, rules)[1]  # the chapter's range
-            problems += [f"{p} (the chapter's validation)" for p in found]
-            if not found and any(type(v) is type(new) and v == new for v in checked[name]):
+            if any(type(v) is type(new) and v == new for v in checked[name]):
                 problems.append(f"parameter {name!r} lists the value {new!r} twice")
-            elif not found:
+            else:
                 checked[name].append(new)
     if problems:
         raise ParameterError(problems)

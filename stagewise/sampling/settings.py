@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import check_fields, is_int, is_number
+from ..config import Interval, OneOf, Optional, Satisfies, check_fields
 from .device import device_problem
 
 PRECONDITIONERS = ("none", "rmsprop")
@@ -87,33 +87,32 @@ class SGLDConfig:
     check_every: int | None = None
 
     def __post_init__(self) -> None:
-        optional_batch = self.batch_size is None or is_int(self.batch_size, 1)
-        checks = [
-            ("step_size", is_number(self.step_size) and self.step_size > 0, "a finite number > 0"),
-            ("nbeta", is_number(self.nbeta) and self.nbeta > 0, "a finite number > 0"),
-            ("localization", is_number(self.localization) and self.localization >= 0, "a finite number ≥ 0"),
-            ("num_chains", is_int(self.num_chains, 1), "an integer ≥ 1"),
-            ("num_draws", is_int(self.num_draws, 1), "an integer ≥ 1"),
-            ("num_burnin", is_int(self.num_burnin, 0), "an integer ≥ 0"),
-            ("thin", is_int(self.thin, 1), "an integer ≥ 1"),
-            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
-            ("batch_size", optional_batch, "an integer ≥ 1"),  # or None: full batch
-            ("preconditioner", _str_in(self.preconditioner, PRECONDITIONERS), " or ".join(map(repr, PRECONDITIONERS))),
-            ("rmsprop_alpha", is_number(self.rmsprop_alpha) and 0 <= self.rmsprop_alpha < 1, "a number in [0, 1)"),
-            ("rmsprop_eps", is_number(self.rmsprop_eps) and self.rmsprop_eps > 0, "a finite number > 0"),
-            ("rmsprop_adapt", _str_in(self.rmsprop_adapt, RMSPROP_ADAPT), " or ".join(map(repr, RMSPROP_ADAPT))),
-            ("device", self.device is None or device_problem(self.device) is None,
-             device_problem(self.device) if self.device is not None else ""),
-            ("dtype", self.dtype is None or _str_in(self.dtype, DTYPES), "None, " + " or ".join(map(repr, DTYPES))),
-            ("batching", _str_in(self.batching, BATCHING), " or ".join(map(repr, BATCHING))),
-            ("check_every", self.check_every is None or is_int(self.check_every, 1), "an integer ≥ 1 or None"),
-        ]
-        if self.freezes_preconditioner and is_int(self.num_burnin, 0):
-            # The frozen preconditioner is the one adapted during burn-in, so burn-in must have a step.
-            checks.append(("num_burnin", self.num_burnin >= 1,
-                           "an integer ≥ 1 with preconditioner='rmsprop' and rmsprop_adapt='burnin', which adapts "
-                           "the preconditioner during burn-in and then freezes it; or set rmsprop_adapt='always'"))
-        check_fields(self, checks)
+        positive, count = Interval(gt=0), Interval(ge=1, integer=True)
+        burnin = Interval(ge=0, integer=True)
+        if self.freezes_preconditioner and burnin.accepts(self.num_burnin):  # frozen: adapted during burn-in
+            burnin = Satisfies(Interval(ge=1, integer=True).accepts,
+                               "an integer ≥ 1 with preconditioner='rmsprop' and rmsprop_adapt='burnin', which adapts "
+                               "the preconditioner during burn-in and then freezes it; or set rmsprop_adapt='always'")
+        device_words = device_problem(self.device) if self.device is not None else ""
+        check_fields(self, {
+            "step_size": positive,
+            "nbeta": positive,
+            "localization": Interval(ge=0),
+            "num_chains": count,
+            "num_draws": count,
+            "num_burnin": burnin,
+            "thin": count,
+            "seed": Interval(ge=0, integer=True),
+            "batch_size": Satisfies(lambda v: v is None or count.accepts(v), "an integer ≥ 1"),  # None: full batch
+            "preconditioner": OneOf(*PRECONDITIONERS),
+            "rmsprop_alpha": Interval(ge=0, lt=1),
+            "rmsprop_eps": positive,
+            "rmsprop_adapt": OneOf(*RMSPROP_ADAPT),
+            "device": Satisfies(lambda v: v is None or device_problem(v) is None, device_words or ""),
+            "dtype": Optional(OneOf(*DTYPES)),
+            "batching": OneOf(*BATCHING),
+            "check_every": Optional(count),
+        })
 
     @property
     def num_steps(self) -> int:
@@ -125,6 +124,3 @@ class SGLDConfig:
         """True when an RMSProp preconditioner is adapted during burn-in and then held fixed."""
         return self.preconditioner == "rmsprop" and self.rmsprop_adapt == "burnin"
 
-
-def _str_in(value: object, accepted: tuple[str, ...]) -> bool:
-    return isinstance(value, str) and value in accepted

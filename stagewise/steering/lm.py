@@ -32,7 +32,7 @@ import torch
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from stagewise.artifacts import atomic_dir, cache_key, read_json, write_json
-from stagewise.config import ConfigError, check_fields, is_int, is_number
+from stagewise.config import ConfigError, Interval, check_fields
 from stagewise.lm import induction_scores, load_checkpoint, per_token_loss
 
 __all__ = ["SteeredRun", "SteeringConfig", "crossing_step", "train_steered"]
@@ -60,13 +60,12 @@ class SteeringConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_fields(self, [
-            *((name, is_int(getattr(self, name), minimum), f"an integer ≥ {minimum}")
-              for name, minimum in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("eval_every", 1),
-                                    ("seed", 0))),
-            ("lr", is_number(self.lr) and self.lr > 0, "a finite number > 0"),
-            ("weight_decay", is_number(self.weight_decay) and self.weight_decay >= 0, "a finite number ≥ 0"),
-        ])
+        count, index = Interval(ge=1, integer=True), Interval(ge=0, integer=True)
+        check_fields(self, {
+            "steps": count, "warmup": index, "batch_size": count, "eval_every": count, "seed": index,
+            "lr": Interval(gt=0),
+            "weight_decay": Interval(ge=0),
+        })
 
     def eval_steps(self) -> list[int]:
         """Steps after which the induction head is measured: 0, every ``eval_every``, and the last."""

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..config import check_fields, is_int, is_number
+from ..config import Interval, OneOf, check_fields
 
 ITEMS = ("dog", "cat", "sparrow", "robin", "rose", "lily", "oak", "pine")
 # One name per node of the depth-3 tree, in breadth-first order (the feature order of the deterministic data).
@@ -52,14 +52,14 @@ class HierarchyConfig:
     normalize: bool = True
 
     def __post_init__(self) -> None:
-        check_fields(self, [
-            ("depth", is_int(self.depth, 1) and self.depth <= 10, "an integer in 1 … 10"),
-            ("stochastic", isinstance(self.stochastic, bool), "True or False"),
-            ("num_features", is_int(self.num_features, 1), "an integer ≥ 1"),
-            ("flip_prob", is_number(self.flip_prob) and 0 <= self.flip_prob <= 0.5, "a number in [0, 0.5]"),
-            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
-            ("normalize", isinstance(self.normalize, bool), "True or False"),
-        ])
+        check_fields(self, {
+            "depth": Interval(ge=1, le=10, integer=True),
+            "stochastic": OneOf(True, False),
+            "num_features": Interval(ge=1, integer=True),
+            "flip_prob": Interval(ge=0, le=0.5),
+            "seed": Interval(ge=0, integer=True),
+            "normalize": OneOf(True, False),
+        })
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ..config import check_fields, is_int, is_number
+from ..config import Interval, Satisfies, check_fields, is_int
 from .data import Data, as_batch
 
 
@@ -32,12 +32,12 @@ class DLNConfig:
 
     def __post_init__(self) -> None:
         widths = tuple(self.widths) if isinstance(self.widths, (tuple, list)) else None
-        check_fields(self, [
-            ("widths", widths is not None and len(widths) >= 2 and all(is_int(w, 1) for w in widths),
-             "a tuple of ≥ 2 integers ≥ 1 (input, hidden…, output)"),
-            ("init_scale", is_number(self.init_scale) and self.init_scale > 0, "a finite number > 0"),
-            ("seed", is_int(self.seed, 0), "an integer ≥ 0"),
-        ])
+        check_fields(self, {
+            "widths": Satisfies(lambda _: widths is not None and len(widths) >= 2 and all(is_int(w, 1) for w in widths),
+                                "a tuple of ≥ 2 integers ≥ 1 (input, hidden…, output)"),
+            "init_scale": Interval(gt=0),
+            "seed": Interval(ge=0, integer=True),
+        })
         object.__setattr__(self, "widths", widths)
 
     @property
@@ -105,12 +105,12 @@ class TrainConfig:
             and all(is_int(s, 0) and s <= self.num_steps for s in steps)
             and list(steps) == sorted(set(steps))
         )
-        check_fields(self, [
-            ("lr", is_number(self.lr) and self.lr > 0, "a finite number > 0"),
-            ("num_steps", is_int(self.num_steps, 1), "an integer ≥ 1"),
-            ("checkpoint_every", is_int(self.checkpoint_every, 1), "an integer ≥ 1"),
-            ("checkpoint_steps", steps_ok, "None or strictly increasing integers in 0 … num_steps"),
-        ])
+        check_fields(self, {
+            "lr": Interval(gt=0),
+            "num_steps": Interval(ge=1, integer=True),
+            "checkpoint_every": Interval(ge=1, integer=True),
+            "checkpoint_steps": Satisfies(lambda _: steps_ok, "None or strictly increasing integers in 0 … num_steps"),
+        })
         if steps is not None:
             object.__setattr__(self, "checkpoint_steps", tuple(steps))
 
