@@ -7,8 +7,9 @@ The chapters' analysis, in one place with tests on known answers:
 - agreement of two influence trajectories (checkpoint, i, j): :func:`pair_correlations`, :func:`agreement`, and
   :func:`gradient_alignment`, the γ → ∞ limit of γ·BIF;
 - geometry: :func:`classical_mds`, :func:`procrustes_rotation`, :func:`readable_modes`;
-- LLC estimates against known answers: :class:`KnownLLC`, :func:`sampled_llc`, :func:`llc_table`,
-  :func:`spread_over_seeds`;
+- LLC estimates against known answers: :class:`KnownLLC`, :func:`known_llc_cases` (chapter 1's five models),
+  :func:`sampled_llc`, :func:`llc_table`, :func:`spread_over_seeds`;
+- :func:`relative_error`, the relative Frobenius error of an estimate;
 - :func:`token_labels`, printable tokens for figure axes.
 
 Sign convention of influence (as everywhere in the book): negative means i helps j.
@@ -24,9 +25,10 @@ import numpy as np
 import torch
 
 __all__ = [
-    "Agreement", "KnownLLC", "agreement", "classical_mds", "first_crossing", "gradient_alignment", "llc_table",
-    "off_diagonal_pairs", "pair_correlations", "procrustes_rotation", "readable_modes", "sampled_llc",
-    "sign_flip_step", "spread_over_seeds", "token_labels", "zero_crossing",
+    "Agreement", "KnownLLC", "agreement", "classical_mds", "first_crossing", "gradient_alignment",
+    "known_llc_cases", "llc_table", "off_diagonal_pairs", "pair_correlations", "procrustes_rotation",
+    "readable_modes", "relative_error", "sampled_llc", "sign_flip_step", "spread_over_seeds", "token_labels",
+    "zero_crossing",
 ]
 
 
@@ -249,6 +251,44 @@ class KnownLLC:
     data: object = None
     batch_size: int | None = None
     exact_finite_nbeta: float = math.nan
+
+
+def known_llc_cases(*, nbeta: float, step_size: float, regular_step_size: float, rrr_nbeta: float,
+                    rrr_step_size: float, localization: float, grid, data_seed: int = 0) -> list[KnownLLC]:
+    """Chapter 1's five models with known λ, each with the settings to sample it.
+
+    The regular quadratic w₁² + w₂² (λ = d/2 = 1) and the normal crossing w₁² w₂⁴ (λ = 1/4), both at w* = 0 with
+    inverse temperature ``nbeta`` and step sizes ``regular_step_size`` and ``step_size``, their finite-nβ answer
+    E[nβ·K] from quadrature on ``grid`` (a :class:`stagewise.models.slt.Grid2D`) with ``localization``; and
+    three reduced-rank regressions with a rank-0 teacher, (M, H, N) = (2, 2, 2), (3, 1, 2), (4, 2, 3), 1,000
+    samples drawn with ``data_seed``, λ from Aoyagi & Watanabe (2005), sampled at ``rrr_nbeta``, ``rrr_step_size``
+    with mini-batches of 64.
+    """
+    from .llc import normal_crossing_llc, regular_llc, rrr_llc
+    from .models.slt import ReducedRankRegression, exact_posterior, normal_crossing, sum_of_squares
+
+    w0 = torch.zeros(2, dtype=torch.float64)
+    cases = []
+    for name, potential, truth, eps in [
+        ("regular w1^2 + w2^2", sum_of_squares(2), regular_llc(2), regular_step_size),
+        ("normal crossing w1^2 w2^4", normal_crossing([1, 2]), normal_crossing_llc([1, 2]), step_size),
+    ]:
+        exact = exact_posterior(potential, nbeta, localization, grid)[1]
+        cases.append(KnownLLC(name, potential, w0, truth, nbeta, eps, num_params=2, exact_finite_nbeta=exact))
+    for m, h, n in [(2, 2, 2), (3, 1, 2), (4, 2, 3)]:
+        model = ReducedRankRegression(m, h, n, num_samples=1000, seed=data_seed)
+        cases.append(KnownLLC(f"reduced-rank regression M={m} H={h} N={n}", model.loss, model.init_params(),
+                              rrr_llc(m, h, n), rrr_nbeta, rrr_step_size, model.num_params, data=model.data(),
+                              batch_size=64))
+    return cases
+
+
+def relative_error(estimate, truth) -> float:
+    """‖estimate − truth‖ / ‖truth‖ (Frobenius norms) of two tensors or arrays of the same shape."""
+    estimate, truth = torch.as_tensor(estimate), torch.as_tensor(truth)
+    if estimate.shape != truth.shape:
+        raise ValueError(f"estimate {tuple(estimate.shape)} and truth {tuple(truth.shape)}: the same shape")
+    return float((estimate - truth).norm() / truth.norm())
 
 
 def sampled_llc(loss: Callable, w_star, data=None, *, config, **overrides):

@@ -225,3 +225,33 @@ def test_token_labels_mark_spaces_and_newlines():
             return [["Ġcat", "a b", "\n"][i] for i in ids]
 
     assert analysis.token_labels(Tokenizer(), torch.tensor([0, 1, 2])) == ["␣cat", "a␣b", "⏎"]
+
+
+def test_known_llc_cases_are_chapter_1s_five_models_with_their_answers():
+    from stagewise.analysis import known_llc_cases
+    from stagewise.llc import rrr_llc
+    from stagewise.models.slt import make_grid
+
+    settings = dict(nbeta=1e4, step_size=1e-4, regular_step_size=2e-6, rrr_nbeta=1e3, rrr_step_size=2e-4,
+                    localization=1.0, grid=make_grid())
+    cases = known_llc_cases(**settings, data_seed=0)
+    assert [c.truth for c in cases] == [1.0, 0.25, rrr_llc(2, 2, 2), rrr_llc(3, 1, 2), rrr_llc(4, 2, 3)]
+    assert [c.step_size for c in cases] == [2e-6, 1e-4, 2e-4, 2e-4, 2e-4]
+    assert [c.nbeta for c in cases] == [1e4, 1e4, 1e3, 1e3, 1e3]
+    regular, crossing = cases[:2]
+    # quadrature at finite nβ: E[nβ·K] is close to λ for the regular case (d/2 = 1), and above 1/4 - 0 for w1²w2⁴
+    assert abs(regular.exact_finite_nbeta - 1.0) < 0.01 and 0.2 < crossing.exact_finite_nbeta < 0.3
+    assert all(c.data is None for c in cases[:2]) and all(c.batch_size == 64 for c in cases[2:])
+    other = known_llc_cases(**settings, data_seed=1)
+    assert not torch.equal(cases[2].data[0], other[2].data[0])  # the regressions' data follow data_seed
+    assert torch.equal(cases[2].data[0], known_llc_cases(**settings, data_seed=0)[2].data[0])
+
+
+def test_relative_error_is_the_relative_frobenius_norm():
+    from stagewise.analysis import relative_error
+
+    truth = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
+    assert relative_error(truth + torch.tensor([[0.0, 1.0], [0.0, 0.0]]), truth) == pytest.approx(0.2)
+    assert relative_error(truth, truth) == 0.0
+    with pytest.raises(ValueError, match="the same shape"):
+        relative_error(torch.zeros(3), truth)

@@ -175,7 +175,7 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, label=str, clien
     tasks of a LocalCluster of ``min(workers, len(jobs))`` processes (or of ``client``), the longest (by the
     last recorded time) first. Returns ([(stem, seconds)] executed, [NotebookFailed] failed); ``label(job)``
     says what runs. Every job runs even when one fails."""
-    from .runner import NotebookFailed, _stamp_path, execute_cached
+    from .runner import NotebookFailed, stamp_path, execute_cached
 
     executed, failures = [], []
     if client is None and (workers <= 1 or len(jobs) <= 1):
@@ -198,7 +198,7 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, label=str, clien
     from stagewise.artifacts import read_json
 
     def last_seconds(job: NotebookJob) -> float:
-        recorded = read_json(_stamp_path(Path(job.output)))
+        recorded = read_json(stamp_path(Path(job.output)))
         return float(recorded.get("seconds", 0.0)) if isinstance(recorded, dict) else 0.0
 
     engine = nullcontext(client) if client is not None else cluster(min(workers, len(jobs)), retries=retries, log=log)

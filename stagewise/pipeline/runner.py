@@ -43,6 +43,7 @@ __all__ = [
     "parameter_table",
     "resolve_notebook",
     "run_notebook",
+    "stamp_path",
 ]
 
 NOTEBOOK_SUFFIXES = (".md", ".ipynb", ".py")
@@ -211,14 +212,15 @@ def execute(source: str | Path, output: str | Path, cwd: str | Path, parameters:
     return time.perf_counter() - start
 
 
-def _stamp_path(output: Path) -> Path:
+def stamp_path(output: Path) -> Path:
+    """The stamp beside an executed notebook: ``01_slt.ipynb`` -> ``01_slt.stamp.json`` (:func:`execute_cached`)."""
     return output.with_name(output.stem + ".stamp.json")
 
 
 def cached_seconds(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None) -> float | None:
     """Seconds the cached execution took when ``output`` is up to date (see :func:`execute_cached`), else None."""
     output = Path(output)
-    recorded = read_json(_stamp_path(output))
+    recorded = read_json(stamp_path(output))
     if not (output.is_file() and isinstance(recorded, dict)):
         return None
     if recorded.get("key") != cache_key(source, parameters or {}):
@@ -238,7 +240,7 @@ def execute_cached(source: str | Path, output: str | Path, cwd: str | Path,
     seconds = cached_seconds(source, output, parameters)
     if seconds is not None:
         return False, seconds
-    stamp = _stamp_path(output)
+    stamp = stamp_path(output)
     key = cache_key(source, parameters)
     stamp.unlink(missing_ok=True)
     if cwd.exists():
