@@ -231,3 +231,64 @@ def say(text: str, width: int = 76) -> None:
     """Print ``text`` wrapped to ``width`` characters (each of its lines on its own), so a printed summary fits
     the book's column."""
     print("\n".join(textwrap.fill(line, width) if line else "" for line in str(text).split("\n")))
+
+
+# ----------------------------------------------------------------------------------------------- heat maps
+
+
+def _grid_position(values: list, target, name: str) -> int:
+    for k, value in enumerate(values):
+        same = (math.isclose(float(value), float(target), rel_tol=1e-9, abs_tol=0.0)
+                if _plain_real(value) and _plain_real(target) else value == target)
+        if same:
+            return k
+    raise ValueError(f"marked: {name} = {target!r} is not on the grid ({', '.join(map(str, values))})")
+
+
+def _tick(value) -> str:
+    return f"{value:g}" if _plain_real(value) else str(value)
+
+
+def heatmap(table: pd.DataFrame, x: str, y: str, value: str, ax: plt.Axes, *, marked: tuple | None = None,
+            label: str | None = None, fmt: str = "{:.2f}", cmap: str = "viridis", vmin: float | None = None,
+            vmax: float | None = None, nan_text: str = "–", xlabel: str | None = None,
+            ylabel: str | None = None):
+    """A heat map of ``table[value]`` over the grid of its columns ``x`` and ``y`` (one row per cell), every
+    cell labelled with its value (``fmt``); returns the image.
+
+    The grid's values run in increasing order, ``x`` to the right and ``y`` upwards, with tick labels such as
+    ``0.0003``; the axes are labelled ``xlabel`` / ``ylabel`` (default: the column names) and the colour bar
+    ``label`` (say the units). A cell without a value (NaN, or no row) is light grey and shows ``nan_text``.
+    ``marked=(x0, y0)``, a setting on the grid (the book's own), is outlined in black and white. Raises
+    ValueError for a missing column, a cell given twice (aggregate first, e.g. ``groupby(...).mean()``) or a
+    mark off the grid.
+    """
+    from matplotlib.patches import Rectangle
+
+    missing = [name for name in (x, y, value) if name not in table.columns]
+    if missing:
+        raise ValueError(f"heatmap: no column {missing} in the table (columns: {list(table.columns)})")
+    if table.duplicated([x, y]).any():
+        raise ValueError(f"heatmap: some ({x}, {y}) cells have several rows: one row per cell (aggregate first)")
+    grid = table.pivot(index=y, columns=x, values=value).sort_index().sort_index(axis=1)
+    xs, ys = grid.columns.tolist(), grid.index.tolist()
+    values = grid.to_numpy(dtype=float)
+    colormap = mpl.colormaps[cmap].with_extremes(bad="0.88")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=colormap, vmin=vmin, vmax=vmax, origin="lower",
+                      aspect="auto")
+    for (row, col), v in np.ndenumerate(values):
+        if math.isfinite(v):
+            red, green, blue, _ = image.cmap(image.norm(v))
+            shade = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+            ax.text(col, row, fmt.format(v), ha="center", va="center", color=shade, fontsize=8.5)
+        else:
+            ax.text(col, row, nan_text, ha="center", va="center", color="0.3", fontsize=8.5)
+    ax.set(xticks=range(len(xs)), xticklabels=[_tick(v) for v in xs], xlabel=x if xlabel is None else xlabel,
+           yticks=range(len(ys)), yticklabels=[_tick(v) for v in ys], ylabel=y if ylabel is None else ylabel)
+    ax.grid(False)
+    if marked is not None:
+        corner = (_grid_position(xs, marked[0], x) - 0.5, _grid_position(ys, marked[1], y) - 0.5)
+        ax.add_patch(Rectangle(corner, 1, 1, fill=False, ec="black", lw=3, zorder=3))
+        ax.add_patch(Rectangle(corner, 1, 1, fill=False, ec="white", lw=1.2, zorder=4))
+    ax.figure.colorbar(image, ax=ax, label=label)
+    return image

@@ -131,3 +131,36 @@ def test_say_wraps_each_line_to_the_column(capsys):
     plotting.say("word " * 40 + "\nshort line\n\nlast")
     lines = capsys.readouterr().out.rstrip("\n").split("\n")
     assert max(len(line) for line in lines) <= 76 and lines[-3:] == ["short line", "", "last"]
+
+
+def test_heatmap_draws_the_grid_in_order_labels_cells_and_marks_a_setting():
+    table = pd.DataFrame({"gamma": [1000.0, 100.0, 1000.0, 100.0, 300.0, 300.0],
+                          "eps": [1e-4, 1e-4, 3e-4, 3e-4, 1e-4, 3e-4],
+                          "corr": [0.5, 0.2, 0.6, np.nan, 0.3, 0.4]})
+    fig, ax = plt.subplots()
+    image = plotting.heatmap(table, "eps", "gamma", "corr", ax, marked=(3e-4, 1000), label="median corr (none)",
+                             nan_text="failed", xlabel="step size ε", ylabel="localization γ")
+    shown = image.get_array()  # rows: γ = 100, 300, 1000 upwards; columns: ε = 1e-4, 3e-4
+    assert np.allclose(shown.filled(-1), [[0.2, -1], [0.3, 0.4], [0.5, 0.6]]) and shown.mask[0, 1]
+    texts = {(t.get_position(), t.get_text()) for t in ax.texts}
+    assert ((1, 0), "failed") in texts and ((0, 2), "0.50") in texts and ((1, 2), "0.60") in texts
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0001", "0.0003"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["100", "300", "1000"]
+    assert ax.get_xlabel() == "step size ε" and ax.get_ylabel() == "localization γ"
+    corners = {p.get_xy() for p in ax.patches}
+    assert corners == {(0.5, 1.5)}  # the cell ε = 3e-4 (column 1), γ = 1000 (row 2), outlined twice
+    (bar,) = [a for a in fig.axes if a is not ax]
+    assert bar.get_ylabel() == "median corr (none)"
+    plt.close(fig)
+
+
+def test_heatmap_rejects_repeated_cells_missing_columns_and_marks_off_the_grid():
+    table = pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 1.0], "v": [0.1, 0.2]})
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="several rows"):
+        plotting.heatmap(pd.concat([table, table]), "x", "y", "v", ax)
+    with pytest.raises(ValueError, match="no column"):
+        plotting.heatmap(table, "x", "y", "w", ax)
+    with pytest.raises(ValueError, match="not on the grid"):
+        plotting.heatmap(table, "x", "y", "v", ax, marked=(3.0, 1.0))
+    plt.close(fig)
