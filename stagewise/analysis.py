@@ -24,6 +24,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .llc import estimate_llc, normal_crossing_llc, regular_llc, rrr_llc
+from .models.slt import ReducedRankRegression, exact_posterior, normal_crossing, sum_of_squares
+from .sampling import sample
+
 __all__ = [
     "Agreement", "KnownLLC", "agreement", "classical_mds", "first_crossing", "gradient_alignment",
     "known_llc_cases", "llc_table", "off_diagonal_pairs", "pair_correlations", "procrustes_rotation",
@@ -264,9 +268,6 @@ def known_llc_cases(*, nbeta: float, step_size: float, regular_step_size: float,
     samples drawn with ``data_seed``, λ from Aoyagi & Watanabe (2005), sampled at ``rrr_nbeta``, ``rrr_step_size``
     with mini-batches of 64.
     """
-    from .llc import normal_crossing_llc, regular_llc, rrr_llc
-    from .models.slt import ReducedRankRegression, exact_posterior, normal_crossing, sum_of_squares
-
     w0 = torch.zeros(2, dtype=torch.float64)
     cases = []
     for name, potential, truth, eps in [
@@ -297,9 +298,6 @@ def sampled_llc(loss: Callable, w_star, data=None, *, config, **overrides):
     ``config``: an :class:`~stagewise.sampling.SGLDConfig`; ``overrides`` replace its fields for this run, e.g.
     ``sampled_llc(loss, w0, config=base, nbeta=1e4, step_size=1e-4)``.
     """
-    from .llc import estimate_llc
-    from .sampling import sample
-
     return estimate_llc(sample(loss, w_star, data, config=replace(config, **overrides), progress=False))
 
 

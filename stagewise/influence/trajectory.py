@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..sampling import SamplerDivergence, sample, sample_many
 from .core import bif, pooled_cov
 from .groups import group_means
 from .stderr import bif_stderr
@@ -79,8 +80,6 @@ def bif_trajectory(
     (:func:`~stagewise.sampling.sample_many`): much faster for small models, K times the memory.
     """
     from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
-
-    from ..sampling import SamplerDivergence, sample, sample_many
 
     if not checkpoints:
         raise ValueError("checkpoints must hold at least one (step, params) pair")

@@ -11,6 +11,8 @@ import re
 
 import torch
 
+from ..config import ConfigError
+
 DEVICE_PATTERN = r"cpu|cuda|cuda:\d+|mps|auto"
 DEVICE_FORMS = "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
 
@@ -48,8 +50,6 @@ def check_device(spec: str) -> str:
     (for a chapter's validation cell: a GPU that is missing stops the chapter before any compute)."""
     problem = device_problem(spec)
     if problem is not None:
-        from ..config import ConfigError
-
         raise ConfigError(f"device = {spec!r} (accepted: {problem})")
     return spec
 
