@@ -288,7 +288,7 @@ def heatmap(table: pd.DataFrame, x: str, y: str, value: str, ax: plt.Axes, *, ma
     ax.grid(False)
     if marked is not None:
         corner = (_grid_position(xs, marked[0], x) - 0.5, _grid_position(ys, marked[1], y) - 0.5)
-        ax.add_patch(Rectangle(corner, 1, 1, fill=False, ec="black", lw=3, zorder=3))
-        ax.add_patch(Rectangle(corner, 1, 1, fill=False, ec="white", lw=1.2, zorder=4))
+        for color, width, order in (("black", 3.0, 3), ("white", 1.2, 4)):  # drawn whole at the axes' edge
+            ax.add_patch(Rectangle(corner, 1, 1, fill=False, ec=color, lw=width, zorder=order, clip_on=False))
     ax.figure.colorbar(image, ax=ax, label=label)
     return image
