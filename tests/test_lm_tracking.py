@@ -258,3 +258,20 @@ def test_train_cache_misses_when_the_code_changes_and_an_interrupted_run_leaves_
         train(model_config, corpus.input_ids, TrainConfig(**{**config.__dict__, "seed": 7}), cache_dir=cache,
               progress=False)
     assert sorted(p.name for p in cache.iterdir()) == before  # no run folder, no temporary folder
+
+
+def test_track_pairing_reads_every_checkpoint(tiny_run):
+    from stagewise.lm.pairing import PairingTrajectory, track_pairing
+
+    corpus, run = tiny_run
+    classes = corpus.classes
+    traj = track_pairing(run, corpus.input_ids, classes[3], classes[4], corpus.tokenizer)
+    assert traj.steps.tolist() == run.checkpoint_steps and traj.chance == 0.25
+    assert traj.counts[0] > 10 and np.all((traj.accuracy >= 0) & (traj.accuracy <= 1))
+    assert np.all(traj.closer_loss > 0) and np.all(traj.opener_loss > 0)
+    rise = PairingTrajectory(np.array([0, 100, 200, 300]), np.array([0.25, 0.3, 0.6, 0.7]), np.full(4, 0.25),
+                             np.ones(4), np.ones(4), 0.25, (10, 2))
+    assert rise.pairing_step() == round(100 + (0.475 - 0.3) / 0.3 * 100)  # half-way from 0.25 to 0.7
+    assert rise.pairing_step(margin=0.5) is None
+    with pytest.raises(ValueError, match="matched closers"):
+        track_pairing(run, corpus.input_ids, classes[3], torch.zeros_like(classes[4]), corpus.tokenizer)

@@ -1,4 +1,5 @@
-"""Language-model part of the package (the paper's §5): models and checkpoints, induction scores, corpus, text."""
+"""Language-model part of the package (the paper's §5): models and checkpoints, induction scores, corpus, text;
+delimiter pairing and reading influence curves (sign flips, a peak and its decline)."""
 
 from stagewise.lm.model import (
     PYTHIA_STEPS,
@@ -62,3 +63,8 @@ __all__ += ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
 
 __all__ += ["ClassInfluence", "InductionTrajectory", "class_influence", "crossing_step", "lm_loss_fn",
             "track_induction"]
+from stagewise.lm.dynamics import peak_and_decline, sign_flip_step  # noqa: E402
+from stagewise.lm.pairing import PairingTrajectory, closer_ids, matched_closers, pairing_scores, track_pairing  # noqa: E402
+
+__all__ += ["PairingTrajectory", "closer_ids", "matched_closers", "pairing_scores", "peak_and_decline",
+            "sign_flip_step", "track_pairing"]

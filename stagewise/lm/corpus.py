@@ -59,6 +59,7 @@ from stagewise.lm.synthetic import (  # noqa: F401 (CODAS … VOWELS: re-exporte
     ONSETS,
     VOWELS,
     lexicon,
+    nest_delimiters,
     random_word,
     render_document,
     repeated_name_sequences,
@@ -104,7 +105,13 @@ class CorpusConfig:
     lines:              (min, max) lines per document.
     words_per_line:     (min, max) words per line.
     indent_prob:        probability that a line is indented (2 or 4 spaces).
-    delimiter_prob:     probability that a line holds a bracketed or quoted group of 1–3 words.
+    delimiter_prob:     probability that a line holds a bracketed or quoted group of 1–3 words (with
+                        ``paired_delimiters``: that a line opens a group, which may hold a nested one).
+    paired_delimiters:  False (the default): each group sits in one line and closes within three words. True:
+                        groups close 2–8 words after they open (possibly on a later line; more when the repeated
+                        span lands inside), and half of those of three or more items hold a nested group of another kind, so
+                        the closer at a position is set by the innermost opener still open, often many tokens back
+                        (:func:`stagewise.lm.synthetic.nest_delimiters`).
     repeat_prob:        probability that a document holds a repeated span.
     span_words:         (min, max) words in a repeated span.
     name_syllables:     (min, max) syllables of each fresh name in a span.
@@ -128,6 +135,7 @@ class CorpusConfig:
     span_words: tuple[int, int] = (3, 5)
     name_syllables: tuple[int, int] = (1, 2)
     span_source: str = "names"
+    paired_delimiters: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -138,6 +146,7 @@ class CorpusConfig:
             **dict.fromkeys(("ngram_prob", "indent_prob", "delimiter_prob", "repeat_prob"), probability),
             "zipf_exponent": Interval(ge=0),
             "span_source": OneOf("names", "lexicon"),
+            "paired_delimiters": OneOf(True, False),
             "seed": Interval(ge=0, integer=True),
         })
 
@@ -168,12 +177,14 @@ def generate_documents(config: CorpusConfig = CorpusConfig()) -> list[AnnotatedT
             for _ in range(rng.randint(*config.words_per_line)):
                 previous = next_word(previous)
                 line.append(previous)
-            if rng.random() < config.delimiter_prob:
+            if not config.paired_delimiters and rng.random() < config.delimiter_prob:
                 left, right = rng.choice(DELIMITERS)
                 start = rng.randrange(len(line))
                 stop = min(len(line), start + rng.randint(1, 3))
                 line[start:stop] = [("open", left), *line[start:stop], ("close", right)]
             lines.append(line)
+        if config.paired_delimiters:
+            lines = nest_delimiters(lines, config.delimiter_prob, rng)
         span = None
         if rng.random() < config.repeat_prob:
             # two copies of a uniform random run of words, inserted at two random word slots (random offset)

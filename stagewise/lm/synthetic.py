@@ -13,8 +13,8 @@ import torch
 
 from stagewise.lm.text import FORMAT, LEFT, OTHER, RIGHT, WORD, AnnotatedText
 
-__all__ = ["CODAS", "DELIMITERS", "GENERATED_ALPHABET", "ONSETS", "VOWELS", "lexicon", "random_word",
-           "render_document", "repeated_name_sequences"]
+__all__ = ["CODAS", "DELIMITERS", "GENERATED_ALPHABET", "GROUP_ITEMS", "NEST_PROB", "ONSETS", "VOWELS", "lexicon",
+           "nest_delimiters", "random_word", "render_document", "repeated_name_sequences"]
 
 DELIMITERS = (("(", ")"), ("[", "]"), ("{", "}"), ('"', '"'))
 ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "sh", "th", "br", "st", "kl"]
@@ -60,6 +60,52 @@ class _Writer:
     def result(self, copies: list[tuple[int, int, int]]) -> AnnotatedText:
         return AnnotatedText("".join(self.parts), np.array(self.kinds, dtype=np.int8), np.array(self.starts, bool),
                              np.array(self.ends, bool), copies)
+
+
+# Paired delimiters (CorpusConfig.paired_delimiters): a group covers GROUP_ITEMS = (min, max) items, and one of
+# three or more items holds a nested group of another kind with probability NEST_PROB.
+GROUP_ITEMS = (2, 8)
+NEST_PROB = 0.5
+
+
+def nest_delimiters(lines: list[list], prob: float, rng: random.Random) -> list[list]:
+    """The lines with groups of paired delimiters that close over distance, possibly nested two deep.
+
+    lines: a document's lines of items (word indices). Reading the items in order across lines, each line
+    opens, with probability ``prob``, a group at a random item of it not inside an earlier group; the group covers
+    GROUP_ITEMS items (fewer at the document's end), so its closer may come many tokens and a line later. A group
+    of three or more items holds, with probability NEST_PROB, a nested group of a different kind around a part
+    of it (a proper part: not the whole group), so a quote never nests in a quote and the closer wanted at a
+    position is the innermost open group's. Opening items ("open", char) go before the item a group starts at,
+    closing ones ("close", char) after the item it ends at, innermost first.
+    """
+    slots = [(i, j) for i, line in enumerate(lines) for j in range(len(line))]
+    opens: dict[int, list] = {}
+    closes: dict[int, list] = {}
+    free = 0  # the first item after the last group
+    for i in range(len(lines)):
+        here = [f for f, (line, _) in enumerate(slots) if line == i and f >= free]
+        if not here or rng.random() >= prob:
+            continue
+        start = rng.choice(here)
+        end = min(start + rng.randint(*GROUP_ITEMS) - 1, len(slots) - 1)
+        outer = rng.choice(DELIMITERS)
+        groups = [(start, end, outer)]
+        if end - start >= 2 and rng.random() < NEST_PROB:
+            inner = rng.choice([d for d in DELIMITERS if d != outer])
+            first, last = start, end
+            while (first, last) == (start, end):  # a proper part of the outer group
+                first, last = sorted((rng.randint(start, end), rng.randint(start, end)))
+            groups.append((first, last, inner))
+        for first, last, (left, right) in groups:
+            opens.setdefault(first, []).append(("open", left))
+        for first, last, (left, right) in reversed(groups):
+            closes.setdefault(last, []).append(("close", right))
+        free = end + 1
+    out: list[list] = [[] for _ in lines]
+    for f, (i, j) in enumerate(slots):
+        out[i] += [*opens.get(f, []), lines[i][j], *closes.get(f, [])]
+    return out
 
 
 # every character the generator can write (the alphabet a tokenizer trained on the generated corpus holds)
