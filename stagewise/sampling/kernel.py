@@ -20,7 +20,6 @@ and CUDA generators are different algorithms).
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import NamedTuple
 
@@ -28,23 +27,12 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from .inputs import Batch, LossFn, Params, as_params, index, leaves, num_samples, stack_checkpoints
+from .compiled import compiled_observe, compiled_update
 from .device import resolve_device
+from .inputs import Batch, LossFn, Params, as_params, index, leaves, num_samples, stack_checkpoints
 from .settings import SGLDConfig
-
-
-class ChainState(NamedTuple):
-    """Positions and preconditioner state of all chains, each (chain, *shape).
-
-    params:     the positions w.
-    square_avg: RMSProp's running average V of the squared gradients (None for plain SGLD or before the first
-                RMSProp step).
-    precond:    a frozen preconditioner G (None: RMSProp adapts G = 1/(√V + eps) at every step).
-    """
-
-    params: Params
-    square_avg: Params | None
-    precond: Params | None = None
+from .update import (ChainState, call_loss, chain_of, index_chain, mean_loss,  # noqa: F401 (re-exported)
+                     rmsprop_preconditioner, sgld_step)
 
 
 class SamplerState(NamedTuple):
@@ -65,50 +53,6 @@ class SamplerState(NamedTuple):
     step: int
     loss: torch.Tensor | None
     tensor_params: bool
-
-
-def rmsprop_preconditioner(square_avg: Params, eps: float) -> Params:
-    """G = 1/(√V + eps), elementwise."""
-    return {k: 1.0 / (v.sqrt() + eps) for k, v in square_avg.items()}
-
-
-def sgld_step(
-    state: ChainState,
-    grads: Params,
-    center: Params,
-    noise: Params,
-    config: SGLDConfig,
-) -> ChainState:
-    """One (RMSProp-)SGLD update of all chains, as a pure function.
-
-        plain:   w ← w − (ε/2)·[nβ·g + γ·(w − w*)] + √ε·ξ
-        RMSProp: w ← w − (ε/2)·G·[nβ·g + γ·(w − w*)] + √(ε·G)·ξ, with G = ``state.precond`` when it is set
-                 (frozen; V is left as it is), else V ← α·V + (1 − α)·g², G = 1/(√V + eps).
-
-    ``grads`` are gradients of the mean mini-batch loss (without the nβ factor and the localization term),
-    ``center`` is the checkpoint w* (broadcast over chains) and ``noise`` standard normal draws, all with the
-    shapes of ``state.params``. Returns the new state; the inputs are not modified.
-    """
-    eps, nbeta, gamma = config.step_size, config.nbeta, config.localization
-    rmsprop = config.preconditioner == "rmsprop"
-    frozen = rmsprop and state.precond is not None
-    new_params: Params = {}
-    new_avg: Params | None = {} if rmsprop and not frozen else state.square_avg if frozen else None
-    for name, w in state.params.items():
-        g = grads[name]
-        drift = nbeta * g + gamma * (w - center[name])
-        if not rmsprop:
-            new_params[name] = w - 0.5 * eps * drift + math.sqrt(eps) * noise[name]
-            continue
-        if frozen:
-            precond = state.precond[name]
-        else:
-            previous = state.square_avg[name] if state.square_avg is not None else torch.zeros_like(w)
-            v = config.rmsprop_alpha * previous + (1 - config.rmsprop_alpha) * g * g
-            precond = 1.0 / (v.sqrt() + config.rmsprop_eps)
-            new_avg[name] = v
-        new_params[name] = w - 0.5 * eps * precond * drift + (eps * precond).sqrt() * noise[name]
-    return ChainState(new_params, new_avg, state.precond if frozen else None)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -161,23 +105,10 @@ def init_many(checkpoints, config: SGLDConfig) -> SamplerState:
 # The pieces of a step
 
 
-def call_loss(loss_fn: LossFn, tensor_params: bool, p: Params, batch: Batch) -> torch.Tensor:
-    """``loss_fn`` at the parameters ``p``: the tensor itself when the user passed one, else the dict."""
-    return loss_fn(p["w"] if tensor_params else p, batch)
-
-
-def _mean_loss(loss_fn: LossFn, tensor_params: bool, p: Params, batch: Batch) -> torch.Tensor:
-    return call_loss(loss_fn, tensor_params, p, batch).mean()
-
-
 def chain_loop(config: SGLDConfig, device: torch.device) -> bool:
     """Whether the chains run as a Python loop on views (``config.batching``; "auto" is vmap on every device,
     as measured: see :class:`SGLDConfig`)."""
     return config.batching == "loop"
-
-
-def _chain(params: Params, c: int) -> Params:
-    return {k: v[c] for k, v in params.items()}
 
 
 def gradients(
@@ -200,23 +131,14 @@ def gradients(
     with torch.enable_grad():
         if loop:
             values = torch.stack([
-                _mean_loss(loss_fn, tensor_params, _chain(leaves, c), index_chain(batch, c) if batch_per_chain
+                mean_loss(loss_fn, tensor_params, chain_of(leaves, c), index_chain(batch, c) if batch_per_chain
                            else batch) for c in range(next(iter(leaves.values())).shape[0])])
         else:
-            per_chain = vmap(partial(_mean_loss, loss_fn, tensor_params),
+            per_chain = vmap(partial(mean_loss, loss_fn, tensor_params),
                              in_dims=(0, 0 if batch_per_chain else None))
             values = per_chain(leaves, batch)
         grads = torch.autograd.grad(values.sum(), list(leaves.values()))
     return dict(zip(leaves, grads)), values.detach()
-
-
-def index_chain(batch: Batch, c: int) -> Batch:
-    """Chain c's part of a batch with a leading chain dimension."""
-    if isinstance(batch, torch.Tensor):
-        return batch[c]
-    if isinstance(batch, dict):
-        return {k: (v[c] if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-    return type(batch)(v[c] if isinstance(v, torch.Tensor) else v for v in batch)
 
 
 def draw_noise(params: Params, generators: list[torch.Generator]) -> Params:
@@ -290,14 +212,21 @@ def step(
 
     With ``config.rmsprop_adapt == "burnin"`` the RMSProp preconditioner adapts during the first
     ``config.num_burnin`` steps and is frozen when the last of them is done. Returns the new state (the loss
-    it records is the one before the update); check it with :func:`nonfinite_chains`.
+    it records is the one before the update); check it with :func:`nonfinite_chains`. With ``config.compile``
+    the gradient and the update run as one compiled graph (:mod:`stagewise.sampling.compiled`), with the same
+    noise.
     """
     loop = chain_loop(config, next(iter(state.params.values())).device)
-    grads, losses = gradients(loss_fn, state.params, batch, batch_per_chain=batch_per_chain,
-                              tensor_params=state.tensor_params, loop=loop)
-    noise = draw_noise(state.params, generators)
-    chains = sgld_step(ChainState(state.params, state.square_avg, state.precond), grads, state.center, noise,
-                       config)
+    current = ChainState(state.params, state.square_avg, state.precond)
+    if config.compile:
+        noise = draw_noise(state.params, generators)
+        new_params, new_avg, losses = compiled_update(loss_fn, state.tensor_params, config, current, state.center,
+                                                      noise, batch, loop=loop, batch_per_chain=batch_per_chain)
+        chains = ChainState(new_params, new_avg, state.precond)
+    else:
+        grads, losses = gradients(loss_fn, state.params, batch, batch_per_chain=batch_per_chain,
+                                  tensor_params=state.tensor_params, loop=loop)
+        chains = sgld_step(current, grads, state.center, draw_noise(state.params, generators), config)
     taken = state.step + 1
     precond = chains.precond
     if config.freezes_preconditioner and taken == config.num_burnin:
@@ -314,14 +243,18 @@ def observe(
     tensor_params: bool = False,
     chunk: int | None = None,
     loop: bool = False,
+    compile: bool = False,
 ) -> torch.Tensor:
     """``fn(params, observables)`` for every chain, (chain, sample, ...); ``chunk`` samples at a time if set.
 
-    Vmapped over the chains, or with ``loop`` one call per chain on the views ``params[c]``.
+    Vmapped over the chains, or with ``loop`` one call per chain on the views ``params[c]``; with ``compile``
+    through a compiled graph (:func:`stagewise.sampling.compiled.compiled_observe`).
     """
-    if loop:
+    if compile:
+        per_chain = partial(compiled_observe, fn, tensor_params, loop=loop)
+    elif loop:
         def per_chain(p, batch):
-            return torch.stack([call_loss(fn, tensor_params, _chain(p, c), batch)
+            return torch.stack([call_loss(fn, tensor_params, chain_of(p, c), batch)
                                 for c in range(next(iter(p.values())).shape[0])])
     else:
         per_chain = vmap(partial(call_loss, fn, tensor_params), in_dims=(0, None))

@@ -361,8 +361,7 @@ def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLD
                          trace_device)
     num_chains = num_centers * config.num_chains
     every = config.check_every or (1 if device.type == "cpu" else 50)
-    code_loss = torch.tensor(1, dtype=torch.uint8, device=device)
-    code_params = torch.tensor(2, dtype=torch.uint8, device=device)
+    code_loss, code_params = (torch.tensor(c, dtype=torch.uint8, device=device) for c in (1, 2))
     bar = tqdm(range(config.num_steps), desc="SGLD", disable=not progress, leave=False, mininterval=0.5)
     for t in bar:
         batch = data if full_batch else draw_batch(data, config.batch_size, generators)
@@ -374,7 +373,8 @@ def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLD
         k = recorder.draw_index(t)
         if k is not None:
             if recording:
-                obs = observe(record_fn, state.params, observables, tensor_params=single, chunk=chunk, loop=loop)
+                obs = observe(record_fn, state.params, observables, tensor_params=single, chunk=chunk, loop=loop,
+                              compile=config.compile)
                 recorder.draws[:, k] = obs
                 recorder.flag(~torch.isfinite(obs.reshape(num_chains, -1)).all(dim=1), 3, t)
             recorder.num_drawn = k + 1
