@@ -109,6 +109,8 @@ def test_parse_value_reads_like_papermill():
     assert parse_value("1e-3") == 1e-3
     assert parse_value("True") is True and parse_value("False") is False and parse_value("None") is None
     assert parse_value("quick") == "quick"
+    assert parse_value("[1000.0, 3e3]") == [1000.0, 3000.0] and parse_value("[]") == []  # a list parameter
+    assert parse_value("[not a list") == "[not a list" and parse_value("[x]") == "[x]"
 
 
 def test_parse_parameters_cell():

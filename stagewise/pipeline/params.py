@@ -280,10 +280,17 @@ def validation_rules(source: str, values: Mapping[str, Any]) -> dict[str, Rule]:
 
 
 def parse_value(text: str) -> Any:
-    """A ``-p name value`` value, read as papermill's command line does.
+    """A ``-p name value`` value, read as papermill's command line does, and a list as Python writes one.
 
-    int, then float, then ``True``/``False``/``None``, else the string itself.
+    int, then float, then ``True``/``False``/``None``; a text in brackets that is a Python list literal
+    (``[1000.0, 3000.0]``) is that list; else the string itself.
     """
+    if text.strip().startswith("[") and text.strip().endswith("]"):
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            return text
+        return value if isinstance(value, list) else text
     for kind in (int, float):
         try:
             return kind(text)

@@ -24,7 +24,7 @@ from typing import Any
 from stagewise.artifacts import cache_key as artifact_key
 from stagewise.artifacts import read_json, source_hash, to_json, write_json
 from .params import Parameter, ParameterError, check_parameters, parse_parameters_cell, validation_rules
-from .profiles import DEFAULT_PROFILE, resolve_values
+from .profiles import DEFAULT_PROFILE, PROFILES_DIR, resolve_values
 
 __all__ = [
     "NotebookError",
@@ -35,6 +35,7 @@ __all__ = [
     "check_run_parameters",
     "execute",
     "declared_parameters",
+    "dependencies",
     "execute_cached",
     "load_notebook",
     "new_run_dir",
@@ -178,9 +179,22 @@ def package_hash() -> str:
     return source_hash()
 
 
+def dependencies(source: str | Path) -> list[Path]:
+    """The chapters a notebook runs (its front matter's ``stagewise: {depends_on: [01_slt, ...]}``) and their
+    profile files: what, besides itself, its outputs depend on (e.g. a page that sweeps other chapters)."""
+    source = Path(source)
+    stems = (load_notebook(source).metadata.get("stagewise") or {}).get("depends_on") or []
+    found = []
+    for stem in stems:
+        chapter = resolve_notebook(stem, source.parent)
+        found += [chapter, *sorted((source.parent / PROFILES_DIR).glob(f"*/{chapter.stem}.yaml"))]
+    return found
+
+
 def cache_key(source: str | Path, parameters: dict[str, Any]) -> str:
-    """Hash of what an execution's outputs depend on: notebook source, parameters, package code."""
-    return artifact_key(parameters, Path(source), code=package_hash())
+    """Hash of what an execution's outputs depend on: notebook source, parameters, package code, and the
+    chapters (with their profile files) the notebook declares it runs (:func:`dependencies`)."""
+    return artifact_key(parameters, Path(source), *dependencies(source), code=package_hash())
 
 
 # -------------------------------------------------------------------------------------- execution
