@@ -374,3 +374,29 @@ def test_repeated_name_sequences_and_scoring_given_sequences(small_corpus):
     assert scores.prefix_matching.item() > 0.95 and scores.second_copy_loss < 0.1 < scores.first_copy_loss
     with pytest.raises(ValueError, match="both halves"):
         induction_scores(model, sequences=torch.arange(12).reshape(1, 12))
+
+
+def _tiny_run(tmp_path, small_corpus, **kwargs):
+    data = small_corpus.input_ids[:, :16]
+    model_config = AttentionOnlyConfig(**{**TINY, "vocab_size": len(small_corpus.tokenizer)})
+    config = TrainConfig(steps=4, lr=1e-2, batch_size=4, log_checkpoints=2)
+    return train(model_config, data, config, cache_dir=tmp_path, progress=False, **kwargs)
+
+
+def test_train_takes_a_device_and_the_cpu_keeps_its_cache_key(tmp_path, small_corpus):
+    from stagewise.config import ConfigError
+
+    default = _tiny_run(tmp_path, small_corpus)
+    on_cpu = _tiny_run(tmp_path, small_corpus, device="cpu")
+    assert on_cpu.cached and on_cpu.path == default.path  # device="cpu" is the run it always was
+    with pytest.raises(ConfigError, match="device = 'gpu'"):
+        _tiny_run(tmp_path / "bad", small_corpus, device="gpu")
+    assert not (tmp_path / "bad").exists()  # refused before anything was made
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_on_cuda_draws_the_same_batches_and_has_a_key_of_its_own(tmp_path, small_corpus):
+    cpu, cuda = _tiny_run(tmp_path, small_corpus), _tiny_run(tmp_path, small_corpus, device="cuda")
+    assert cuda.path != cpu.path and not cuda.cached
+    assert cuda.losses[0] == pytest.approx(cpu.losses[0], rel=1e-4)  # the same first batch and initialization
+    assert next(cuda.load(4).parameters()).device.type == "cpu"  # checkpoints reopen on the CPU

@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from stagewise.artifacts import atomic_dir, cache_key, read_json, write_json
 from stagewise.config import Interval, Satisfies, check_fields
 from stagewise.lm.model import load_checkpoint
+from stagewise.sampling import resolve_device
 
 __all__ = ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
 
@@ -107,8 +108,11 @@ def _described(model_config: PretrainedConfig) -> dict:
     return described
 
 
-def _run_key(model_config: PretrainedConfig, config: TrainConfig, data: torch.Tensor) -> str:
-    return cache_key({"model": _described(model_config), "train": asdict(config)}, data)
+def _run_key(model_config: PretrainedConfig, config: TrainConfig, data: torch.Tensor, device: torch.device) -> str:
+    parameters = {"model": _described(model_config), "train": asdict(config)}
+    if device.type != "cpu":  # another device computes other weights; CPU runs keep the keys they always had
+        parameters["device"] = device.type
+    return cache_key(parameters, data)
 
 
 def train(
@@ -118,14 +122,19 @@ def train(
     cache_dir: str | Path = ".cache/lm",
     tokenizer=None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> TrainedRun:
     """Train a causal LM from ``model_config`` on ``data`` (sequence, n_ctx) token ids with AdamW; cached.
 
     Saves ``checkpoint-<step>`` folders (``save_pretrained``), ``run.json`` (parameters, checkpoint steps,
     losses) and, when given, the tokenizer (``tokenizer/``) in ``cache_dir/run-<key>``. A finished run with the
-    same parameters and data is reopened, not retrained (``TrainedRun.cached``).
+    same parameters and data is reopened, not retrained (``TrainedRun.cached``). ``device`` ("cpu", "cuda",
+    "cuda:N", "mps", "auto") is where the model trains; the batches are drawn on the CPU from the seed, so the
+    batch order is the same on every device, and the losses stay on the device until the run ends (no host
+    synchronisation per step). A run on another device than the CPU has a key of its own.
     """
-    final = Path(cache_dir) / f"run-{_run_key(model_config, config, data)}"
+    device = resolve_device(device, torch.device("cpu"))  # a device this machine lacks: ConfigError, now
+    final = Path(cache_dir) / f"run-{_run_key(model_config, config, data, device)}"
     record = read_json(final / "run.json")
     if isinstance(record, dict):
         return TrainedRun(final, record["checkpoint_steps"], record["losses"], cached=True,
@@ -134,7 +143,7 @@ def train(
     with atomic_dir(final) as work:  # a run interrupted here leaves no run-<key> folder behind
         torch.manual_seed(config.seed)
         # a copy: building a model writes into its config, and the caller's config is part of the cache key
-        model = AutoModelForCausalLM.from_config(copy.deepcopy(model_config))
+        model = AutoModelForCausalLM.from_config(copy.deepcopy(model_config)).to(device)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         warmup = config.warmup
@@ -142,24 +151,25 @@ def train(
                                                      else 1.0)
         generator = torch.Generator().manual_seed(config.seed)
         saves = checkpoint_steps(config)
-        losses: list[float] = []
+        losses = torch.empty(config.steps, device=device)
 
         def save(step: int) -> None:
             model.save_pretrained(work / f"checkpoint-{step:07d}")
 
         save(0)
         for step in tqdm(range(1, config.steps + 1), desc="training", disable=not progress):
-            batch = data[torch.randint(0, data.shape[0], (config.batch_size,), generator=generator)]
+            batch = data[torch.randint(0, data.shape[0], (config.batch_size,), generator=generator)].to(device)
             loss = model(input_ids=batch, labels=batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
+            losses[step - 1] = loss.detach()
             if step in saves:
                 save(step)
         if tokenizer is not None:
             tokenizer.save_pretrained(work / "tokenizer")
+        losses = losses.tolist()
         seconds = time.perf_counter() - started
         write_json({"model": _described(model_config), "train": asdict(config), "checkpoint_steps": saves,
                     "losses": losses, "seconds": seconds}, work / "run.json")
