@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 IMPLS = ("stagewise_batched", "stagewise_looped", "devinterp_sequential")
+OBSERVABLE_CHUNK = 16  # query sequences per call, all chains at once: bounds memory at 256 chain-runs
 
 
 def child(impl: str, chains: int, steps: int, threads: int, device: str, work: Path) -> dict:
@@ -53,8 +54,7 @@ def child(impl: str, chains: int, steps: int, threads: int, device: str, work: P
                             num_chains=chains, num_draws=steps, batch_size=job.S.batch_size, device=device,
                             batching="vmap" if impl == "stagewise_batched" else "loop")
         params, loss_fn = module_loss_fn(model, per_sequence_loss)
-        trace = sample(loss_fn, params, train, query, config, observable_chunk=job.S.observable_chunk,
-                       progress=False)
+        trace = sample(loss_fn, params, train, query, config, observable_chunk=OBSERVABLE_CHUNK, progress=False)
         bif(trace.losses, normalized=True)
     if gpu:
         torch.cuda.synchronize()

@@ -18,9 +18,10 @@ never an alias of the positions: with torch 2.13 a graph first traced while the 
 by later calls with w − w* fixed at 0 (a silently wrong update). :func:`unaliased` copies any position that
 shares storage with its centre before a call; tests compare the compiled draws with the eager ones.
 
-Cost: the first call in a process traces and compiles (about 5–30 s per graph for the benchmark's GPT-NeoX with
-inductor's cache warm, minutes cold; the cache lives in /tmp/torchinductor_<user>); later calls reuse the
-graphs. It pays on long runs and on models whose steps are dominated by small elementwise kernels.
+Cost: the first call in a process traces and compiles. For the benchmark's GPT-NeoX at one CPU thread that was
+2.6 s (looped step) and 1.7 s (observables) with inductor's cache warm and the compiler already imported, about
+10 s of CPU in a fresh process, and minutes with a cold cache (the cache lives in /tmp/torchinductor_<user>);
+later calls reuse the graphs, 1.14× (step) and 1.6× (observables) faster than eager there. It pays on long runs.
 """
 
 from __future__ import annotations

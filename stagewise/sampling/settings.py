@@ -55,18 +55,21 @@ class SGLDConfig:
                     increments ε·nβ·g ≪ |w|, which round away.)
     batching:       how the chains share a pass: "vmap" (one vmapped forward and backward for all chains),
                     "loop" (a Python loop over the chains, each on a view of the batched parameters, with one
-                    backward pass for all) or "auto", which is "vmap" on every device: on the benchmark's
-                    GPT-NeoX job at one CPU thread the loop took 0.91× the speed of vmap per SGLD step and
-                    1.10× per draw of the observables (CPU time, median of 5 alternating rounds on a loaded
-                    2-core EPYC; benchmarks/results/cpu_levers.json), a wash over a run, and on a GPU one
-                    batched kernel beats C small ones. Both give the same chains up to floating-point rounding.
+                    backward pass for all) or "auto", which is "vmap" on every device. On the benchmark's
+                    GPT-NeoX job at one CPU thread (CPU time, median of alternating rounds on a shared 2-core
+                    EPYC; benchmarks/results/cpu_levers.json) the loop was 0.91–1.03× vmap per SGLD step over
+                    two sessions and 1.08–1.10× per draw of the observables in chunks of 16 sequences; with all
+                    48 sequences in one call (``observable_chunk=None``) the looped draw was 1.21× and the vmapped
+                    one 0.85× the chunked vmap. On a GPU one batched kernel beats C small ones. Both give the
+                    same chains up to floating-point rounding.
     compile:        True: run each step's gradient and update, and the observables' losses, as graphs compiled
                     by ``torch.compile`` (TorchInductor; :mod:`stagewise.sampling.compiled`), on the chains as
                     ``batching`` says. The same noise and mini-batches as without it, so a seed gives the same
-                    chains up to floating-point rounding. The first step of a process compiles (seconds with
-                    inductor's cache warm, minutes cold), so it pays on long runs only; on the benchmark's job
-                    the compiled graphs ran 1.3× (step) and 1.7× (draw of the observables) faster than eager
-                    at one CPU thread (benchmarks/results/cpu_levers.json). Default False.
+                    chains up to floating-point rounding. On the benchmark's job at one CPU thread the compiled
+                    step was 1.14× and the compiled draw of the observables 1.6× the eager ones once built, but
+                    building them costs seconds per process (2.6 s + 1.7 s with inductor's cache warm and the
+                    compiler already imported; more in a fresh process, minutes with a cold cache), so it pays
+                    on long runs only: on that 100-draw job it did not (benchmarks/results/). Default False.
     check_every:    steps between two reads of the device-side divergence flag (the flag itself is set at every
                     step, so a divergence still names its first chain and step); None = 1 on the CPU (where
                     the read costs nothing) and 50 on other devices (where it would synchronise the host).
