@@ -11,8 +11,9 @@ per-sequence losses of 48 query sequences of 64 tokens; the result is the 48 × 
     python benchmarks/bif_vs_devinterp.py --no-scaling    # skip the chain-count scaling (benchmarks/scaling.py)
     python benchmarks/bif_vs_devinterp.py --sw-compile    # stagewise with SGLDConfig(compile=True)
 
-stagewise runs with its best measured CPU settings unless told otherwise: ``batching="loop"`` and all 48 query
-sequences in one call (``--sw-batching``, ``--sw-chunk``; benchmarks/results/cpu_levers.json has the levers).
+stagewise runs with its best measured CPU settings unless told otherwise: ``batching="loop"`` (on a GPU "auto",
+i.e. vmap) and all 48 query sequences in one call (``--sw-batching``, ``--sw-chunk``; the levers are in
+benchmarks/results/cpu_levers.json).
 
 Every timed run is a fresh subprocess (``run`` sub-command), so its peak resident memory (ru_maxrss) is its own;
 runs alternate stagewise, devinterp, stagewise, devinterp … and the ratio is taken per pair. Each run has its own
@@ -784,8 +785,9 @@ def main(argv=None) -> None:
                    help="skip the scaling of wall time and memory with the number of chains")
     p.add_argument("--scaling-chains", type=int, nargs="+", default=[1, 4, 16, 64, 256])
     p.add_argument("--scaling-steps", type=int, default=10, help="SGLD steps (each a draw) per chain there")
-    p.add_argument("--sw-batching", default="loop", choices=["auto", "vmap", "loop"],
-                   help="stagewise's SGLDConfig.batching (default loop: 1.2x vmap per draw at one CPU thread)")
+    p.add_argument("--sw-batching", default=None, choices=["auto", "vmap", "loop"],
+                   help="stagewise's SGLDConfig.batching (default: loop on the CPU, 1.2x vmap per draw at one "
+                        "thread; auto = vmap on a GPU)")
     p.add_argument("--sw-compile", action=argparse.BooleanOptionalAction, default=False,
                    help="stagewise's SGLDConfig.compile (torch.compile of the step and the observables)")
     p.add_argument("--sw-chunk", type=int, default=0,
@@ -798,6 +800,16 @@ def main(argv=None) -> None:
         import torch
 
         ARGS.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if ARGS.device != "cpu":  # a GPU this machine lacks stops here, with what it has, before any run
+        from stagewise.config import ConfigError
+        from stagewise.sampling.device import check_device
+
+        try:
+            check_device(ARGS.device)
+        except ConfigError as error:
+            raise SystemExit(f"bif_vs_devinterp: {error}") from None
+    if ARGS.sw_batching is None:
+        ARGS.sw_batching = "loop" if ARGS.device == "cpu" else "auto"
     if ARGS.out is None:
         ARGS.out = str(DEFAULT_OUT if ARGS.device == "cpu" else DEFAULT_OUT.with_name("bif_vs_devinterp_gpu.json"))
     if ARGS.command == "run":
