@@ -99,7 +99,7 @@ def _chapter_section(entry: str, source: Path) -> list[str]:
         "",
         "```bash",
         f'make run NB={stem} PROFILE=quick PARAMS="{flags}"',
-        "# the same, from the activated .venv (the first command shows the values that will run):",
+        "# the same from the .venv (params: the values that will run):",
         f"python -m stagewise params {stem} --profile quick {flags}".rstrip(),
         f"python -m stagewise run {stem} --profile quick {flags}".rstrip(),
         "```",
