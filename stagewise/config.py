@@ -198,33 +198,36 @@ class Pattern:
 
 
 @dataclass(frozen=True)
-class Folder:
+class _ExistingPath:
+    """The path of something that exists (or, with ``allow_empty``, the empty string)."""
+
+    allow_empty: bool = True
+    kind = "file"  # what the path names, in words
+    empty = "none"  # what the empty string stands for
+
+    def describe(self) -> str:
+        return f"an existing {self.kind}" + (f' or "" for {self.empty}' if self.allow_empty else "")
+
+    def exists(self, path: Path) -> bool:
+        return path.is_file()
+
+    def accepts(self, value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        return self.allow_empty if value == "" else self.exists(Path(value).expanduser())
+
+
+class Folder(_ExistingPath):
     """The path of an existing folder (or, with ``allow_empty``, the empty string for a default)."""
 
-    allow_empty: bool = True
+    kind, empty = "folder", "the default"
 
-    def describe(self) -> str:
-        return "an existing folder" + (' or "" for the default' if self.allow_empty else "")
-
-    def accepts(self, value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        return self.allow_empty if value == "" else Path(value).expanduser().is_dir()
+    def exists(self, path: Path) -> bool:
+        return path.is_dir()
 
 
-@dataclass(frozen=True)
-class File:
+class File(_ExistingPath):
     """The path of an existing file (or, with ``allow_empty``, the empty string for "none")."""
-
-    allow_empty: bool = True
-
-    def describe(self) -> str:
-        return "an existing file" + (' or "" for none' if self.allow_empty else "")
-
-    def accepts(self, value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        return self.allow_empty if value == "" else Path(value).expanduser().is_file()
 
 
 # ---------------------------------------------------------------------------------------------- checks

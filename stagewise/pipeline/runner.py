@@ -162,16 +162,14 @@ def notebook_rules(nb, values: dict[str, Any] | None = None) -> dict[str, Any]:
     ``values`` (default: the parameters cell's defaults) in scope."""
     if values is None:
         values = {p.name: default_value(p) for p in parse_parameters_cell(_parameters_cell(nb, Path("?")).source)}
-    return validation_rules(_validation_cell(nb).source, values)
+    return validation_rules(_validation_source(nb), values)
 
 
-def _validation_cell(nb):
-    """The code cell right after the parameters cell (an empty one when there is none)."""
+def _validation_source(nb) -> str:
+    """The source of the code cell right after the parameters cell ("" when there is none)."""
     code = [c for c in nb.cells if c.cell_type == "code"]
-    for cell, following in zip(code, code[1:]):
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            return following
-    return type("Cell", (), {"source": ""})()
+    following = (b.source for a, b in zip(code, code[1:]) if "parameters" in a.get("metadata", {}).get("tags", []))
+    return next(following, "")
 
 
 def package_hash() -> str:
