@@ -228,3 +228,43 @@ def test_chapters_as_dask_tasks_match_a_serial_execution(client, tmp_path):
     assert cells[0] == cells[1]  # the same outputs, figures included (only papermill's timing metadata differs)
     stamps = [json.loads((tmp_path / mode / "a.stamp.json").read_text()) for mode in ("serial", "parallel")]
     assert stamps[0]["key"] == stamps[1]["key"]  # cached as the serial build caches
+
+
+SWEEPER = FIXTURE.parent / "fixture_sweeper.md"
+
+
+@pytest.mark.slow
+def test_a_sweeping_page_sends_its_runs_to_the_cluster_it_runs_on_even_one_worker(tmp_path):
+    """The page's task leaves its worker's thread pool, so a single worker runs the page and its runs too:
+    without that the runs would wait for the page, which waits for them, for ever (the thread gives up after
+    240 s)."""
+    from stagewise.pipeline.runner import dependencies
+
+    assert dependencies(SWEEPER)[0] == FIXTURE  # what makes the book builder mark the page as sweeping
+    job = NotebookJob(SWEEPER, tmp_path / "page.ipynb", tmp_path / "page", {"chapter": str(FIXTURE)}, sweeps=True)
+    outcome = {}
+    with cluster(workers=1, retries=0, log=lambda *a, **k: None) as one:
+        one.wait_for_workers(1, timeout=120)
+        (worker,) = one.scheduler_info()["workers"]
+        thread = threading.Thread(target=lambda: outcome.update(done=execute_notebooks(
+            [job], 1, client=one, log=lambda *a, **k: None)), daemon=True)
+        thread.start()
+        thread.join(timeout=240)
+        assert not thread.is_alive(), "the page and its runs deadlocked on the one worker"
+        address = one.scheduler.address
+    executed, failed = outcome["done"]
+    assert not failed and [stem for stem, _ in executed] == ["fixture_sweeper"]
+    metrics = json.loads((tmp_path / "page" / "metrics.json").read_text())
+    assert metrics["scheduler"] == address and metrics["status"] == ["ok", "ok"]
+    assert metrics["workers"] == [worker, worker]  # the page's own worker ran both runs
+    assert metrics["means"] == pytest.approx([expected_metrics(seed, 50.0)["mean"] for seed in (0, 1)], rel=1e-12)
+    assert "STAGEWISE_SCHEDULER" not in os.environ  # only the page's kernel is told
+
+
+def test_the_scheduler_reaches_only_a_sweeping_pages_kernel(monkeypatch):
+    from stagewise.pipeline.dask_cluster import enclosing_scheduler
+
+    monkeypatch.delenv("STAGEWISE_SCHEDULER", raising=False)
+    assert enclosing_scheduler() is None
+    monkeypatch.setenv("STAGEWISE_SCHEDULER", " tcp://127.0.0.1:8786 ")
+    assert enclosing_scheduler() == "tcp://127.0.0.1:8786"

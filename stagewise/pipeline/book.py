@@ -44,7 +44,7 @@ from .dask_cluster import ClusterError, NotebookJob, execute_notebooks, resolve_
 from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
 from .profiles import profile_values
-from .runner import cached_seconds, check_run_parameters, load_notebook, resolve_notebook
+from .runner import cached_seconds, check_run_parameters, dependencies, load_notebook, resolve_notebook
 
 __all__ = ["BookError", "BookResult", "build_book", "toc_files"]
 
@@ -281,7 +281,8 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
             result.cached.append((source.stem, seconds))
             log(f"{source.stem}: cached (last run took {seconds:.1f} s)")
             continue
-        jobs.append(NotebookJob(source, output, cwd, parameters))
+        # a page that runs other chapters (the robustness page's sweeps) runs them on the book's cluster
+        jobs.append(NotebookJob(source, output, cwd, parameters, sweeps=bool(dependencies(source))))
     # The chapters are independent: with more than one worker they run as Dask tasks (dask_cluster.py).
     try:
         workers = resolve_workers(workers)

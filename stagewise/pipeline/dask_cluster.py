@@ -10,6 +10,11 @@ checkout and its ``runs/`` folder at the same path.
 A worker that dies mid-task (killed, out of memory) has its task rescheduled by the Dask scheduler, up to its
 ``distributed.scheduler.allowed-failures`` (set here from ``retries``), then the task ends in ``KilledWorker``;
 ``retries`` is also passed to each ``submit``, where it covers exceptions raised by the task itself.
+
+A notebook that runs Dask tasks of its own (a page that sweeps chapters, :attr:`NotebookJob.sweeps`) sends them
+to the cluster it runs on: its task tells the kernel the scheduler's address (``STAGEWISE_SCHEDULER``, read by
+:func:`enclosing_scheduler`) and secedes from the worker's thread pool while the kernel waits, so that the
+worker's core runs the page's runs (or other chapters) instead of idling, and one worker is enough.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["ClusterError", "NotebookJob", "cluster", "default_workers", "execute_notebooks", "resolve_workers",
-           "thread_env", "worker_name"]
+__all__ = ["ClusterError", "NotebookJob", "cluster", "default_workers", "enclosing_scheduler", "execute_notebooks",
+           "resolve_workers", "thread_env", "worker_name"]
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "STAGEWISE_THREADS")
+SCHEDULER_VARIABLE = "STAGEWISE_SCHEDULER"  # set for the kernel of a sweeping notebook run as a Dask task
+PRIORITY_SWEEPS = 10**9  # a sweeping notebook's task starts before any chapter (priorities: recorded seconds)
 
 
 class ClusterError(ValueError):
@@ -61,6 +68,12 @@ def worker_name() -> str:
         return str(get_worker().address)
     except (ImportError, ValueError):
         return "local"
+
+
+def enclosing_scheduler() -> str | None:
+    """The address of the Dask scheduler whose task runs this notebook, when the notebook was run as a task that
+    may send tasks of its own there (a sweeping page of a parallel book build); else None."""
+    return os.environ.get(SCHEDULER_VARIABLE, "").strip() or None
 
 
 def check_workers(workers: int | None, scheduler: str | None) -> None:
@@ -151,6 +164,7 @@ class NotebookJob:
     output: Path
     cwd: Path
     parameters: dict
+    sweeps: bool = False  # runs Dask tasks of its own (front matter ``depends_on``): they go to the same cluster
 
 
 def execute_job(job: NotebookJob, root: str) -> dict:
@@ -161,19 +175,38 @@ def execute_job(job: NotebookJob, root: str) -> dict:
     if os.path.realpath(os.getcwd()) != os.path.realpath(root):
         raise ClusterError(f"worker {worker_name()} runs in {os.getcwd()}, not in {root}: the book's paths are "
                            "relative to the checkout")
+    shared = job.sweeps and _share_cluster()
     try:
         _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters)
     except NotebookFailed as failure:
         return {"failed": [str(failure.notebook), str(failure.output), failure.ename, failure.evalue,
                            failure.execution_count], "worker": worker_name()}
+    finally:
+        if shared:
+            os.environ.pop(SCHEDULER_VARIABLE, None)
     return {"seconds": seconds, "worker": worker_name()}
+
+
+def _share_cluster() -> bool:
+    """In a worker: let the kernel about to start reach this worker's scheduler, and leave the worker's thread
+    pool, so the worker runs other tasks (the kernel's own among them) while this one waits on its kernel."""
+    from distributed import get_worker, secede
+
+    try:
+        address = get_worker().scheduler.address
+    except ValueError:  # not in a worker: nothing to share
+        return False
+    os.environ[SCHEDULER_VARIABLE] = address  # the kernel inherits the worker's environment
+    secede()
+    return True
 
 
 def execute_notebooks(jobs: list[NotebookJob], workers: int, *, label=str, client=None, retries: int = 1,
                       log=print) -> tuple[list[tuple[str, float]], list]:
     """Execute ``jobs``: one after another in this process when ``workers`` is 1 (the serial build), else as
-    tasks of a LocalCluster of ``min(workers, len(jobs))`` processes (or of ``client``), the longest (by the
-    last recorded time) first. Returns ([(stem, seconds)] executed, [NotebookFailed] failed); ``label(job)``
+    tasks of a LocalCluster of ``min(workers, len(jobs))`` processes (or of ``client``): sweeping jobs first
+    (they leave their worker's thread pool and queue runs behind the chapters), then the longest by the last
+    recorded time. Returns ([(stem, seconds)] executed, [NotebookFailed] failed); ``label(job)``
     says what runs. Every job runs even when one fails."""
     from .runner import NotebookFailed, stamp_path, execute_cached
 
@@ -206,8 +239,9 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, label=str, clien
         futures = {}
         for job in jobs:
             log(f"{job.source.stem}: {label(job)} (a Dask task) ...", flush=True)
-            future = client.submit(execute_job, job, os.getcwd(), pure=False, retries=retries,
-                                   priority=int(last_seconds(job)), key=f"{job.source.stem}-{uuid.uuid4().hex[:8]}")
+            priority = PRIORITY_SWEEPS if job.sweeps else int(last_seconds(job))
+            future = client.submit(execute_job, job, os.getcwd(), pure=False, retries=retries, priority=priority,
+                                   key=f"{job.source.stem}-{uuid.uuid4().hex[:8]}")
             futures[future] = job
         for future in as_completed(futures):
             job = futures[future]
