@@ -56,3 +56,24 @@ def test_every_profile_file_sets_declared_parameters_to_accepted_values(entry):
             assert values, f"{profile_file(path, profile)} sets nothing: remove it"
         # names, types and the validation cell's ranges, as `run --profile` checks them before a kernel starts
         assert check_run_parameters(load_notebook(path), path, values).keys() == values.keys()
+
+
+def _declared(entry) -> set[str]:
+    cell = next(c for c in _cells(entry) if "parameters" in c.metadata.get("tags", []))
+    return {p.name for p in parse_parameters_cell(cell.source)}
+
+
+@pytest.mark.parametrize("entry", [entry for entry in CHAPTERS if "device" in _declared(entry)])
+def test_a_chapters_device_has_the_samplers_rule_checked_before_a_kernel_starts(entry):
+    """One rule for every chapter's device (the form of the name); whether the machine has it is the kernel's
+    check_device, so a run sent to a GPU cluster from a laptop is not refused on the laptop."""
+    from stagewise.pipeline.params import ParameterError
+    from stagewise.pipeline.runner import check_run_parameters, notebook_rules
+    from stagewise.sampling import DEVICE_NAME
+
+    path = resolve_notebook(Path(entry).name, ROOT / "notebooks")
+    nb = load_notebook(path)
+    assert notebook_rules(nb)["device"] == DEVICE_NAME
+    assert check_run_parameters(nb, path, {"device": "cuda:1"}) == {"device": "cuda:1"}
+    with pytest.raises(ParameterError, match=r"device.*'gpu'.*'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"):
+        check_run_parameters(nb, path, {"device": "gpu"})

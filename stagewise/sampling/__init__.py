@@ -41,7 +41,7 @@ generator, the losses are written into buffers there and the divergence flag is 
 
 from ..config import ConfigError
 from .inputs import Batch, LossFn, Params, module_loss_fn
-from .device import DEVICE_PATTERN, available_devices, check_device, resolve_device
+from .device import DEVICE_NAME, DEVICE_PATTERN, available_devices, check_device, resolve_device
 from .kernel import (
     ChainState,
     SamplerState,
@@ -76,6 +76,7 @@ __all__ = [
     "SampleTrace",
     "SamplerDivergence",
     "SamplerState",
+    "DEVICE_NAME",
     "DEVICE_PATTERN",
     "available_devices",
     "check_device",

@@ -11,10 +11,13 @@ import re
 
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, Pattern
 
 DEVICE_PATTERN = r"cpu|cuda|cuda:\d+|mps|auto"
 DEVICE_FORMS = "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
+# The rule of a chapter's ``device`` parameter: the form of the name, checked before a kernel starts (on the
+# machine that launches the run); check_device then checks, in the kernel, that the machine running it has it.
+DEVICE_NAME = Pattern(DEVICE_PATTERN, DEVICE_FORMS)
 
 
 def available_devices() -> list[str]:
