@@ -242,18 +242,22 @@ def test_a_sweeping_page_sends_its_runs_to_the_cluster_it_runs_on_even_one_worke
 
     assert dependencies(SWEEPER)[0] == FIXTURE  # what makes the book builder mark the page as sweeping
     job = NotebookJob(SWEEPER, tmp_path / "page.ipynb", tmp_path / "page", {"chapter": str(FIXTURE)}, sweeps=True)
+    # a chapter beside it, which the worker runs while the page waits: no run may move the worker's directory
+    chapter = NotebookJob(FIXTURE, tmp_path / "chapter.ipynb", tmp_path / "chapter", {"profile": "quick", "seed": 4})
     outcome = {}
     with cluster(workers=1, retries=0, log=lambda *a, **k: None) as one:
         one.wait_for_workers(1, timeout=120)
         (worker,) = one.scheduler_info()["workers"]
         thread = threading.Thread(target=lambda: outcome.update(done=execute_notebooks(
-            [job], 1, client=one, log=lambda *a, **k: None)), daemon=True)
+            [job, chapter], 1, client=one, log=lambda *a, **k: None)), daemon=True)
         thread.start()
         thread.join(timeout=240)
         assert not thread.is_alive(), "the page and its runs deadlocked on the one worker"
         address = one.scheduler.address
     executed, failed = outcome["done"]
-    assert not failed and [stem for stem, _ in executed] == ["fixture_sweeper"]
+    assert not failed and [stem for stem, _ in executed] == ["fixture_sweeper", "fixture_chapter"]
+    chapter_metrics = json.loads((tmp_path / "chapter" / "metrics.json").read_text())
+    assert chapter_metrics["mean"] == pytest.approx(expected_metrics(4, 100.0)["mean"], rel=1e-12)
     metrics = json.loads((tmp_path / "page" / "metrics.json").read_text())
     assert metrics["scheduler"] == address and metrics["status"] == ["ok", "ok"]
     assert metrics["workers"] == [worker, worker]  # the page's own worker ran both runs

@@ -208,19 +208,24 @@ def execute(source: str | Path, output: str | Path, cwd: str | Path, parameters:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source, output, cwd = Path(source), Path(output), Path(cwd)
+    source, given, cwd = Path(source), Path(output), Path(cwd).resolve()
+    output = given.resolve()
     nb = load_notebook(source)
     cwd.mkdir(parents=True, exist_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
+        # The kernel starts in ``cwd`` (nbclient's resources path); papermill's own ``cwd=`` would change this
+        # process's directory for the whole run, which breaks relative paths of any other run in the process
+        # (a Dask worker runs another chapter while a sweeping page waits on its kernel).
         papermill.execute_notebook(nb, str(output), parameters=parameters or {}, kernel_name=KERNEL_NAME,
-                                   cwd=str(cwd), progress_bar=progress, extra_arguments=KERNEL_ARGUMENTS,
+                                   resources={"metadata": {"path": str(cwd)}}, progress_bar=progress,
+                                   extra_arguments=KERNEL_ARGUMENTS,
                                    # killed, not asked to shut down: a kernel asked while a cell still runs
                                    # (Ctrl-C) prints a ZMQ traceback as its sockets close under the reply
                                    shutdown_kernel="immediate")
     except PapermillExecutionError as error:
-        raise NotebookFailed(source, output, error.ename, error.evalue, error.exec_count) from None
+        raise NotebookFailed(source, given, error.ename, error.evalue, error.exec_count) from None
     return time.perf_counter() - start
 
 
