@@ -272,3 +272,18 @@ def test_the_scheduler_reaches_only_a_sweeping_pages_kernel(monkeypatch):
     assert enclosing_scheduler() is None
     monkeypatch.setenv("STAGEWISE_SCHEDULER", " tcp://127.0.0.1:8786 ")
     assert enclosing_scheduler() == "tcp://127.0.0.1:8786"
+
+
+def test_sweeping_pages_go_first_then_the_longest_chapters_and_their_runs_last(tmp_path):
+    from stagewise.pipeline.dask_cluster import PRIORITY_SWEEPS, submission_order
+    from stagewise.artifacts import write_json
+    from stagewise.pipeline.runner import stamp_path
+
+    jobs = [NotebookJob(FIXTURE, tmp_path / f"{name}.ipynb", tmp_path / name, {}, sweeps=name == "page")
+            for name in ("short", "new", "long", "page", "other")]
+    write_json({"seconds": 12.7}, stamp_path(tmp_path / "short.ipynb"))
+    write_json({"seconds": 300.2}, stamp_path(tmp_path / "long.ipynb"))
+    order = submission_order(jobs)
+    assert [job.output.stem for _, job in order] == ["page", "long", "short", "new", "other"]  # ties: the book's
+    assert [priority for priority, _ in order] == [PRIORITY_SWEEPS, 301, 13, 1, 1]
+    assert min(priority for priority, _ in order) > 0  # a sweep's own runs (priority 0) come after every chapter
