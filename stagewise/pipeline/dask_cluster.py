@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = ["ClusterError", "NotebookJob", "cluster", "default_workers", "enclosing_scheduler", "execute_notebooks",
-           "kernel_environment", "resolve_workers", "submission_order", "thread_env", "worker_name"]
+           "resolve_workers", "submission_order", "thread_env", "worker_name"]
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "STAGEWISE_THREADS")
 SCHEDULER_VARIABLE = "STAGEWISE_SCHEDULER"  # set for the kernel of a sweeping notebook run as a Dask task
@@ -58,14 +58,6 @@ def thread_env(workers: int) -> dict[str, str]:
     """The thread variables for a kernel of one of ``workers`` parallel workers: ``cores // workers`` (≥ 1)."""
     threads = str(max(1, cores() // max(1, workers)))
     return {name: threads for name in THREAD_VARIABLES}
-
-
-def kernel_environment() -> None:
-    """In a worker, before it starts a kernel: drop what Dask's nanny sets for its worker processes alone. Its
-    ``MALLOC_TRIM_THRESHOLD_=65536`` makes glibc hand freed memory back to the system at once; a kernel that
-    inherits it spends about as long in system calls as in computing (chapter 4 in a worker: 119 s, 56 s of it
-    system time, against 51 s as a plain process)."""
-    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
 
 
 def worker_name() -> str:
@@ -186,7 +178,6 @@ def execute_job(job: NotebookJob, root: str) -> dict:
     if os.path.realpath(os.getcwd()) != os.path.realpath(root):
         raise ClusterError(f"worker {worker_name()} runs in {os.getcwd()}, not in {root}: the book's paths are "
                            "relative to the checkout")
-    kernel_environment()
     shared = job.sweeps and _share_cluster()
     try:
         _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from stagewise.artifacts import read_json, to_json, write_bytes, write_json
-from .dask_cluster import check_workers, cluster, kernel_environment, worker_name
+from .dask_cluster import check_workers, cluster, worker_name
 from .profiles import profile_values
 from .runner import absolute_paths, load_notebook, new_run_dir, resolve_notebook
 from .runs import plot_runs, run_table, runs_under
@@ -79,7 +79,6 @@ def run_task(index: int, notebook: str, values: dict[str, Any], sweep_folder: st
     sweep folder. A failing cell is a "failed" result; any other error raises :class:`TaskError`."""
     from .runner import NotebookFailed, RunInterrupted, run_notebook
 
-    kernel_environment()
     start = time.perf_counter()
     result = {"index": index, "parameters": values, "worker": worker_name()}
     try:
