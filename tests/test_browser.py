@@ -39,6 +39,8 @@ PLAYWRIGHT = Path(os.environ.get("STAGEWISE_CACHE", ROOT / ".cache")) / "npm" / 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NOT_PAGES = ("_static", "_sources", "_images")
 
+pytestmark = pytest.mark.book
+
 def _require_or_skip(missing: str, hint: str):
     pytest.skip(f"browser test skipped: {missing} ({hint})")
 
@@ -144,7 +146,7 @@ def test_mathjax_without_npm_says_what_to_install(tmp_path, monkeypatch):
     from stagewise.pipeline import book
 
     monkeypatch.setattr(book.shutil, "which", lambda name: None)
-    with pytest.raises(book.BookError, match="npm is needed to install MathJax"):
+    with pytest.raises(book.BookError, match="npm is needed to install mathjax"):
         book.mathjax_script(tmp_path / "empty-cache")
 
 
@@ -323,20 +325,33 @@ def test_figure_text_stays_readable_at_the_column_width(report):
 
 
 def test_nothing_runs_past_the_content_column(report):
+    """With the book's own fonts, and again with wide system fonts in their place (as where they did not load):
+    a layout that fits only with one machine's fonts fails here, not on a reader's machine."""
     problems = []
     for page in report["pages"]:
         if "error" in page:
             continue
-        for line in page["overflows"]:
-            if not any(page["page"] == p and line.startswith(start) for p, start in ALLOWED_OVERFLOWS):
-                problems.append(f"{page['page']}: {line}")
+        for rendering, lines in (("", page["overflows"]), ("with wide fonts: ", page["wideFonts"]["overflows"])):
+            for line in lines:
+                if not any(page["page"] == p and line.startswith(start) for p, start in ALLOWED_OVERFLOWS):
+                    problems.append(f"{page['page']}: {rendering}{line}")
     assert not problems, "\n".join(problems)
+
+
+def test_pages_use_the_books_own_fonts(report):
+    """The text and code fonts come from the book (_static/fonts), not from the machine that shows it."""
+    (static_css,) = [HTML / "_static" / "fonts.css"]
+    assert static_css.is_file() and "Source Sans 3" in static_css.read_text()
+    missing = [f"{page['page']}: loaded {page['fonts']}" for page in _chapter_pages(report)
+               if not {"Source Sans 3", "Source Code Pro"} <= set(page["fonts"])]
+    assert not missing, "\n".join(missing)
 
 
 def test_code_lines_stay_within_the_line_limit(report):
     problems = [f"{page['page']}: a code line of {code['chars']} characters: {code['line']!r}"
                 for page in report["pages"] if "error" not in page
-                for code in page.get("codeOverflows", []) if code["chars"] > CODE_LINE_LIMIT]
+                for code in page["codeOverflows"] + page["wideFonts"]["codeOverflows"]
+                if code["chars"] > CODE_LINE_LIMIT]
     assert not problems, "\n".join(problems)
 
 

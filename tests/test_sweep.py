@@ -288,3 +288,68 @@ def test_sweeping_pages_go_first_then_the_longest_chapters_and_their_runs_last(t
     assert [job.output.stem for _, job in order] == ["page", "long", "short", "new", "other"]  # ties: the book's
     assert [priority for priority, _ in order] == [PRIORITY_SWEEPS, 301, 13, 1, 1]
     assert min(priority for priority, _ in order) > 0  # a sweep's own runs (priority 0) come after every chapter
+
+
+# ------------------------------------------------------------------------------------------ with a profile
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_profile_has_every_runs_metrics_seconds_folder_and_attempts(client, tmp_path, capsys):
+    """``--profile quick``: each run.json also records the profile's values (profile: quick), which are not
+    swept; the table still matches every run to its combination."""
+    code = main(["sweep", str(FIXTURE), "--profile", "quick", "-p", "seed", "0,1", "--plot", "mean:seed",
+                 "--scheduler", client.scheduler.address, "--runs-dir", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    (folder,) = (tmp_path / "fixture_chapter").glob("sweep-*")
+    table = pd.read_csv(folder / "sweep.csv")
+    assert list(table["param.seed"]) == [0, 1] and list(table["status"]) == ["ok", "ok"]
+    assert list(table["attempts"]) == [1, 1] and (table["seconds"] > 0).all()
+    assert all(Path(f).parent == folder.resolve() for f in table["folder"])
+    for _, row in table.iterrows():
+        known = expected_metrics(int(row["param.seed"]), 100.0)  # the quick profile's 20 draws
+        assert row["mean"] == pytest.approx(known["mean"], rel=1e-12) and row["draws"] == 20
+    assert (folder / "mean_vs_seed.png").stat().st_size > 0
+    run = json.loads((Path(table["folder"][0]) / "run.json").read_text())
+    assert run["parameters"] == {"profile": "quick", "seed": 0} and run["profile"] == "quick"
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_with_a_profile_resumes_without_rerunning_what_finished(client, tmp_path, capsys):
+    """The sweep's own process (and its local cluster) killed after its first finished run; ``--resume`` on
+    another cluster runs only the combinations without a finished run, and the table has all four."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "stagewise", "sweep", str(FIXTURE), "--profile", "quick", "-p", "seed",
+               "0,1,2,3", "--workers", "1", "--runs-dir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline, folder = time.monotonic() + 180, None
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            tasks = list(tmp_path.glob("fixture_chapter/sweep-*/tasks.jsonl"))
+            if tasks and tasks[0].read_text().strip():
+                folder = tasks[0].parent
+                break
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert folder is not None, "no run finished before the sweep was to be killed"
+    finished = {json.loads(p.read_text())["parameters"]["seed"]: p.parent
+                for p in folder.glob("*/run.json") if json.loads(p.read_text())["status"] == "ok"}
+    assert 1 <= len(finished) < 4
+    before = {p: p.read_bytes() for d in finished.values() for p in d.rglob("*") if p.is_file()}
+
+    code = main(["sweep", "--resume", str(folder), "--scheduler", client.scheduler.address])
+    assert code == 0, capsys.readouterr().err
+    assert f"{len(finished)} of 4 combinations already finished" in capsys.readouterr().out
+    assert all(p.read_bytes() == data for p, data in before.items())  # the finished runs were not touched
+    table = sweep_table(folder)
+    assert list(table["status"]) == ["ok"] * 4 and list(table["param.seed"]) == [0, 1, 2, 3]
+    for _, row in table.iterrows():
+        seed = int(row["param.seed"])
+        if seed in finished:  # not run again: its one attempt is the run from before the kill
+            assert row["attempts"] == 1 and Path(row["folder"]) == finished[seed].resolve()
+        assert row["mean"] == pytest.approx(expected_metrics(seed, 100.0)["mean"], rel=1e-12)
+        assert row["seconds"] > 0

@@ -12,12 +12,15 @@ builder stages a source tree ``build/<profile>/``:
 
     build/<profile>/rerun.md                               generated: every chapter's parameters (rerun.py)
     build/<profile>/_vendor/_static/mathjax/tex-svg-full.js  MathJax, from the npm registry (cached in .cache/npm)
+    build/<profile>/_vendor/_static/fonts/*.woff2           the book's fonts, from the npm registry likewise
 
 and builds it with ``jupyter-book build -W -n --keep-going`` (Jupyter Book's own execution is off).
 The full book's HTML goes to ``book/_build/html``, the quick one's to ``build/quick/_build/html``.
 
 The book reads offline: MathJax is served from ``_static`` (``sphinx: config: mathjax_path`` in
-``_config.yml``; its SVG output needs no web fonts). It is staged under ``_vendor/`` and copied by
+``_config.yml``; its SVG output needs no web fonts). The text and code fonts (Source Sans 3 and Source Code Pro,
+SIL Open Font License) are served from there too, so a page is laid out alike on every machine, whatever fonts
+it has installed (``book/_static/stagewise.css`` names them). Both are staged under ``_vendor/`` and copied by
 ``html_extra_path``, not put in a ``_static`` source folder, where Jupyter Book would add every .js file
 to every page a second time. Nothing else of a page loads from the network
 (``tests/test_browser.py`` opens every page with the network blocked).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +59,13 @@ PAGE_SUFFIXES = (".md", ".ipynb", ".rst")
 MATHJAX_VERSION = "3.2.2"
 MATHJAX_FILE = "es5/tex-svg-full.js"  # every TeX extension built in, SVG output: no fonts or extensions to fetch
 MATHJAX_STATIC = "mathjax/tex-svg-full.js"  # under _static; _config.yml's mathjax_path names the same
+#: The book's fonts (npm package -> version and the package's CSS files of the weights and styles the theme
+#: uses). Their @font-face rules, every subset (latin, greek, cyrillic, ...) with its unicode-range, are
+#: gathered into ``_static/fonts.css``, the woff2 files they name into ``_static/fonts/``.
+FONT_PACKAGES = {"@fontsource/source-sans-3": ("5.3.1", ["400.css", "400-italic.css", "600.css", "600-italic.css",
+                                                         "700.css", "700-italic.css"]),
+                 "@fontsource/source-code-pro": ("5.3.1", ["400.css", "700.css"])}
+FONTS_STATIC = "fonts"  # under _static
 VENDOR_DIR = "_vendor"  # staged beside the sources; _config.yml's html_extra_path names it
 CACHE_DIR = Path(os.environ.get("STAGEWISE_CACHE", ".cache"))
 
@@ -155,7 +166,7 @@ def _student_stage(book_dir: Path, stage: Path, chapters, cache, log) -> tuple[P
     """A copy of the staged book without solutions: ``<stage>-student`` (its own HTML output too)."""
     student = stage.with_name(f"{stage.name}-student")
     _stage_sources(book_dir, student)
-    _stage_mathjax(student, cache, log)
+    _stage_vendor(student, cache, log)
     removed = 0
     for entry, _ in chapters:
         target = student / f"{entry}.ipynb"
@@ -192,32 +203,66 @@ def _stage_config(book_dir: Path, stage: Path, profile: str, built: set[str], lo
     write_bytes(yaml.safe_dump(config, sort_keys=False, allow_unicode=True).encode(), stage / "_config.yml")
 
 
-def mathjax_script(cache: str | Path | None = None, *, log=print) -> Path:
-    """MathJax's single-file TeX-to-SVG script, installed with npm into ``<cache>/npm/mathjax-<version>`` once."""
-    prefix = Path(cache if cache is not None else CACHE_DIR) / "npm" / f"mathjax-{MATHJAX_VERSION}"
-    script = prefix / "node_modules" / "mathjax" / MATHJAX_FILE
-    if script.is_file():
-        return script
+def npm_package(name: str, version: str, cache: str | Path | None = None, *, log=print) -> Path:
+    """The folder of npm package ``name@version``, installed with npm into ``<cache>/npm/<name>-<version>`` once."""
+    prefix = Path(cache if cache is not None else CACHE_DIR) / "npm" / f"{name.replace('/', '+')}-{version}"
+    folder = prefix / "node_modules" / name
+    if (folder / "package.json").is_file():
+        return folder
     npm = shutil.which("npm")
     if npm is None:
-        raise BookError(f"npm is needed to install MathJax {MATHJAX_VERSION} for the book (it is served offline "
+        raise BookError(f"npm is needed to install {name} {version} for the book (it is served offline "
                         "from the book's _static folder): install Node.js and npm, e.g. `apt-get install npm`")
     prefix.mkdir(parents=True, exist_ok=True)
     command = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
-               "--no-package-lock", "--loglevel=error", f"mathjax@{MATHJAX_VERSION}"]
-    log(f"mathjax: npm install mathjax@{MATHJAX_VERSION} into {prefix}", flush=True)
+               "--no-package-lock", "--loglevel=error", f"{name}@{version}"]
+    log(f"book: npm install {name}@{version} into {prefix}", flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0 or not script.is_file():
+    if done.returncode != 0 or not (folder / "package.json").is_file():
         raise BookError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{done.stderr.strip()}")
+    return folder
+
+
+def mathjax_script(cache: str | Path | None = None, *, log=print) -> Path:
+    """MathJax's single-file TeX-to-SVG script (npm package ``mathjax``)."""
+    script = npm_package("mathjax", MATHJAX_VERSION, cache, log=log) / MATHJAX_FILE
+    if not script.is_file():
+        raise BookError(f"mathjax {MATHJAX_VERSION} has no {MATHJAX_FILE}")
     return script
 
 
-def _stage_mathjax(stage: Path, cache: str | Path | None, log) -> None:
-    source, target = mathjax_script(cache, log=log), stage / VENDOR_DIR / "_static" / MATHJAX_STATIC
+def _copy_if_changed(source: Path, target: Path) -> None:
     if target.is_file() and filecmp.cmp(source, target, shallow=False):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
+
+
+def _font_faces(css: str, package: str) -> tuple[str, list[str]]:
+    """``css`` (a fontsource file) with each src reduced to its woff2 file under ``fonts/``; the files named."""
+    files = re.findall(r"url\(\./files/([\w.-]+\.woff2)\)", css)
+    if not files:
+        raise BookError(f"{package}: no woff2 file named in its CSS")
+    css = re.sub(r"src:\s*url\(\./files/([\w.-]+\.woff2)\) format\('woff2'\)[^;]*;",
+                 lambda m: f"src: url(fonts/{m.group(1)}) format('woff2');", css)
+    return css, files
+
+
+def _stage_vendor(stage: Path, cache: str | Path | None, log) -> None:
+    """MathJax and the fonts' files under ``_vendor/_static`` (copied into the HTML's ``_static``); the fonts'
+    @font-face rules as ``_static/fonts.css`` (which Jupyter Book links from every page)."""
+    static = stage / VENDOR_DIR / "_static"
+    _copy_if_changed(mathjax_script(cache, log=log), static / MATHJAX_STATIC)
+    rules = ["/* The book's fonts, generated by stagewise.pipeline.book from the fontsource packages (SIL Open Font "
+             "License): " + ", ".join(f"{n}@{v}" for n, (v, _) in FONT_PACKAGES.items()) + " */"]
+    for name, (version, stylesheets) in FONT_PACKAGES.items():
+        folder = npm_package(name, version, cache, log=log)
+        for sheet in stylesheets:
+            css, files = _font_faces((folder / sheet).read_text(), f"{name}/{sheet}")
+            rules.append(css.strip())
+            for font in files:
+                _copy_if_changed(folder / "files" / font, static / FONTS_STATIC / font)
+    write_bytes(("\n\n".join(rules) + "\n").encode(), stage / "_static" / "fonts.css")
 
 
 def _jupyter_book() -> list[str]:
@@ -262,7 +307,7 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
     stage = Path(stage) if stage is not None else Path("build") / profile
     path_output = Path(path_output) if path_output is not None else (book_dir if profile == "full" else stage)
     _stage_sources(book_dir, stage)
-    _stage_mathjax(stage, cache, log)
+    _stage_vendor(stage, cache, log)
     toc = yaml.safe_load((book_dir / "_toc.yml").read_text())
 
     result = BookResult(html=path_output / "_build" / "html")

@@ -118,6 +118,13 @@ def _tasks(folder: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ the table
 
 
+def _swept(parameters: dict[str, Any], names) -> str:
+    """The key of the combination a run belongs to: its values of the swept parameters alone. A run's run.json
+    also records what the profile gave it (``--profile quick`` adds its values), which is the same for every
+    run of the sweep and must not stop the run from matching its combination."""
+    return combination_key({name: parameters.get(name) for name in names})
+
+
 def sweep_table(folder: str | Path):
     """One row per combination of the sweep in ``folder``: ``index``, ``param.<name>``, status, seconds, worker,
     attempts (run folders made for it), error, folder and every scalar metric. The run shown is the latest ok
@@ -127,15 +134,16 @@ def sweep_table(folder: str | Path):
 
     folder = Path(folder)
     spec = read_json(folder / SWEEP_FILE) or {}
+    names = list(spec.get("grid", {}))
     attempts: dict[str, list] = {}
     for record in runs_under(folder):
-        attempts.setdefault(combination_key(record.parameters), []).append(record)
+        attempts.setdefault(_swept(record.parameters, names), []).append(record)
     tasks = _tasks(folder)
     workers = {t["folder"]: t.get("worker") for t in tasks if t.get("folder")}
     last_task = {t["index"]: t for t in tasks}
     chosen = {}  # combination index -> the run shown
     for index, combination in enumerate(spec.get("combinations", [])):
-        runs = sorted(attempts.get(combination_key(combination), []), key=lambda r: (r.started, r.folder.name))
+        runs = sorted(attempts.get(_swept(combination, names), []), key=lambda r: (r.started, r.folder.name))
         if runs:
             chosen[index] = ([r for r in runs if r.status == "ok"] or [r for r in runs if r.status in FINISHED]
                              or runs)[-1]
@@ -143,7 +151,7 @@ def sweep_table(folder: str | Path):
     rows_of = dict(zip(chosen, shown))
     rows = []
     for index, combination in enumerate(spec.get("combinations", [])):
-        runs = attempts.get(combination_key(combination), [])
+        runs = attempts.get(_swept(combination, names), [])
         if index in rows_of:
             row = rows_of[index]
             row["worker"] = workers.get(str(chosen[index].folder.resolve()))
@@ -272,8 +280,8 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
         indices = list(range(len(todo)))
     else:
         todo = [to_json(c) for c in read_json(folder / SWEEP_FILE)["combinations"]]
-        done = {combination_key(r.parameters) for r in runs_under(folder) if r.status in FINISHED}
-        indices = [i for i, c in enumerate(todo) if combination_key(c) not in done]
+        done = {_swept(r.parameters, grid) for r in runs_under(folder) if r.status in FINISHED}
+        indices = [i for i, c in enumerate(todo) if _swept(c, grid) not in done]
         log(f"resuming {folder}/: {len(todo) - len(indices)} of {len(todo)} combinations already finished")
     folder = folder.resolve()
     log(f"sweep of {path.name}: {len(indices)} run(s) to go, "

@@ -8,8 +8,9 @@
 // report holds: console errors and page errors, failed or >= 400 local requests, blocked requests, the
 // maths found and rendered by MathJax, raw TeX left in the text, every <img> and whether it loaded, every
 // link (absolute) and every id on the page (for the link check done by tests/test_browser.py), the
-// download buttons, the article's figures (src, alt, caption, shown and natural width in px), the elements
-// that overflow the content column, and the code cells that scroll sideways (longest line, in characters).
+// download buttons, the article's figures (src, alt, caption, shown and natural width in px), the web fonts
+// that loaded, the elements that overflow the content column and the code cells that scroll sideways (longest
+// line, in characters), once with the book's fonts and once with wide system fonts in their place (wideFonts).
 // A full-page screenshot of each page goes to `screenshots`.
 "use strict";
 const fs = require("fs");
@@ -62,9 +63,21 @@ function inspectPage(machinePaths) {
              caption: caption ? caption.innerText.trim() : "",
              width: img.getBoundingClientRect().width, naturalWidth: img.naturalWidth };
   });
-  // Overflow: elements of the article wider than the content column, or scrolling sideways. The source of a
-  // code cell (a <pre> in .cell_input) is reported apart, in `codeOverflows`, with its longest line in
-  // characters: code is held to a line length, not to the column's pixels.
+  return {
+    machinePathsShown, figures,
+    title: document.title, mathElements: maths.length,
+    mjxContainers: document.querySelectorAll("mjx-container").length,
+    mathjaxLoaded: typeof window.MathJax === "object" && !!window.MathJax.startup,
+    unrendered, rawTex, images, links, ids, downloads, launches,
+  };
+}
+
+function measureOverflows() {
+  // Runs in the page. Elements of the article wider than the content column, or scrolling sideways (2 px of
+  // slack: boxes are measured in fractional pixels and a 1 px border rounds either way). The source of a code
+  // cell (a <pre> in .cell_input) is reported apart, in `codeOverflows`, with its longest line in characters:
+  // code is held to a line length, not to the column's pixels.
+  const article = document.querySelector("article") || document.body;
   const column = article.getBoundingClientRect();
   const overflows = [];
   const codeOverflows = [];
@@ -83,14 +96,19 @@ function inspectPage(machinePaths) {
       }
     }
   }
-  return {
-    machinePathsShown, figures, overflows, codeOverflows,
-    title: document.title, mathElements: maths.length,
-    mjxContainers: document.querySelectorAll("mjx-container").length,
-    mathjaxLoaded: typeof window.MathJax === "object" && !!window.MathJax.startup,
-    unrendered, rawTex, images, links, ids, downloads, launches,
-  };
+  return { overflows, codeOverflows };
 }
+
+// A second rendering: the book's own fonts replaced by wide system ones (DejaVu Sans, and DejaVu Sans Mono for
+// code) with 0.08 em more space between the letters of the text (monospace fonts all advance 0.6 em, so code keeps
+// its spacing), wider than any common sans-serif: as on a machine where the
+// book's fonts did not load. Without the book's table rules this rendering ran the benchmarks page's metrics
+// table 42 px past the column (a fresh Debian machine's fonts had run it 43 px past); a layout that fits only
+// with one machine's fonts fails here, not on a reader's machine.
+const WIDE_FONTS = `html { --pst-font-family-base: "DejaVu Sans", "Verdana", sans-serif !important;
+  --pst-font-family-heading: "DejaVu Sans", "Verdana", sans-serif !important;
+  --pst-font-family-monospace: "DejaVu Sans Mono", monospace !important; }
+  body { letter-spacing: 0.08em; } pre, code, kbd, samp { letter-spacing: normal; }`;
 
 async function waitForImages(page) {
   await page.evaluate(async () => {
@@ -153,10 +171,17 @@ async function main() {
       });
       await waitForImages(page);
       await page.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
+      await page.evaluate(() => document.fonts.ready);
       Object.assign(current, await page.evaluate(inspectPage, config.machinePaths || []));
+      Object.assign(current, await page.evaluate(measureOverflows));
+      current.fonts = await page.evaluate(() => Array.from(document.fonts).filter((f) => f.status === "loaded")
+        .map((f) => f.family.replace(/["']/g, "")).filter((v, i, a) => a.indexOf(v) === i));
       const shot = path.join(config.screenshots, relative.replace(/\.html$/, ".png").replace(/\//g, "__"));
       await page.screenshot({ path: shot, fullPage: true });
       current.screenshot = shot;
+      await page.addStyleTag({ content: WIDE_FONTS });
+      await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+      current.wideFonts = await page.evaluate(measureOverflows);
     } catch (err) {
       current.error = String(err);
     }
