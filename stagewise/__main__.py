@@ -1,4 +1,4 @@
-"""Command line: ``python -m stagewise {run,book,params,runs,collect}`` (also installed as ``stagewise``).
+"""Command line: ``python -m stagewise {run,book,params,runs,collect,numbers,sweep,influence}`` (``stagewise``).
 
     python -m stagewise run 01 --profile quick -p nbeta 300    # one notebook, new parameters, new folder
     python -m stagewise book --profile full                     # execute the toc's notebooks, build the book
@@ -8,11 +8,13 @@
     python -m stagewise collect 01 --plot llc_max_rel_error:nbeta  # many runs -> one table (and a figure)
     python -m stagewise numbers [--update]                      # README numbers from build/full's metrics
     python -m stagewise sweep 01 -p nbeta 100,300 --seeds 3     # every combination, one run each, on Dask
+    python -m stagewise influence run/checkpoint-* --data train.jsonl --queries q.jsonl --out attribution
 """
 
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import sys
 from pathlib import Path
 
@@ -74,11 +76,41 @@ def _sweep(args) -> int:
     return 0 if (result.table["status"] == "ok").all() else FAILED
 
 
+def _influence(args) -> int:
+    from stagewise.attribute import influence
+    from stagewise.config import ConfigError
+    from stagewise.pipeline.dask_cluster import ClusterError, cluster
+    from stagewise.sampling import SGLDConfig
+
+    try:
+        config = SGLDConfig(num_chains=args.num_chains, num_draws=args.num_draws, num_burnin=args.num_burnin,
+                            step_size=args.step_size, nbeta=args.nbeta, localization=args.localization,
+                            batch_size=args.batch_size, preconditioner=args.preconditioner, seed=args.seed,
+                            device=args.device)
+        run = partial(influence, args.checkpoints, args.data, args.queries, out=args.out, config=config,
+                      steps=args.steps, revisions=args.revisions, token_classes=args.token_classes,
+                      max_length=args.max_length, bf16=args.bf16, cache=not args.no_cache,
+                      progress=sys.stderr.isatty())
+        if args.workers is None and args.scheduler is None:
+            result = run()
+        else:  # the checkpoints as tasks of the project's Dask engine
+            with cluster(args.workers, args.scheduler) as client:
+                result = run(client=client)
+    except (ConfigError, ValueError, TypeError, FileNotFoundError, FileExistsError, MemoryError, ClusterError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE
+    cached = int(result.diagnostics["cached"].sum())
+    print(f"done: {len(result.diagnostics)} checkpoint(s) ({cached} from the cache), {len(result.table)} rows in "
+          f"{result.files['table']}")
+    return 0
+
+
 def _params(args) -> int:
     from stagewise.artifacts import to_json
     from stagewise.pipeline import resolve_notebook
     from stagewise.pipeline.profiles import resolve_values
-    from stagewise.pipeline.runner import check_run_parameters, declared_parameters, default_value, load_notebook
+    from stagewise.pipeline.params import default_value
+    from stagewise.pipeline.runner import check_run_parameters, declared_parameters, load_notebook
 
     path = resolve_notebook(args.notebook, args.notebooks_dir)
     nb = load_notebook(path)
@@ -243,6 +275,39 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--profile", default="full", help="every run starts from this profile (default: %(default)s)")
     sweep.set_defaults(handler=_sweep)
 
+    attribute = commands.add_parser("influence", help="BIF trajectories of your own model across its checkpoints")
+    attribute.add_argument("checkpoints", nargs="+", help="save_pretrained folders (Trainer's checkpoint-N), a run "
+                           "folder holding them, or a hub name (with --revisions)")
+    attribute.add_argument("--data", required=True, help="training data: .jsonl of input_ids (attention_mask "
+                           "optional) or .txt (one sequence a line, through the checkpoint's tokenizer)")
+    attribute.add_argument("--queries", help="the samples influenced (j), as --data (default: the data itself)")
+    attribute.add_argument("--out", required=True, help="a new folder for influence.csv, diagnostics.csv, "
+                           "influence.png, run.json and traces/ (an existing non-empty one is refused)")
+    attribute.add_argument("--token-classes", help='class × class influence of the query tokens: a JSON file '
+                           '{"class name": [token ids], ...}')
+    attribute.add_argument("--revisions", nargs="+", help="hub revisions of one hub name (step1000 step2000 ...)")
+    attribute.add_argument("--steps", nargs="+", type=int, help="training step of each checkpoint (default: "
+                           "trainer_state.json, else the number in the folder's name)")
+    attribute.add_argument("--num-chains", type=int, default=4, help="default: %(default)s")
+    attribute.add_argument("--num-draws", type=int, default=100, help="default: %(default)s")
+    attribute.add_argument("--num-burnin", type=int, default=0, help="default: %(default)s")
+    attribute.add_argument("--step-size", type=float, default=1e-4, help="ε (default: %(default)s)")
+    attribute.add_argument("--nbeta", type=float, default=100.0, help="nβ (default: %(default)s)")
+    attribute.add_argument("--localization", type=float, default=1000.0, help="γ (default: %(default)s)")
+    attribute.add_argument("--batch-size", type=int, help="SGLD mini-batch (default: the full data)")
+    attribute.add_argument("--preconditioner", choices=("none", "rmsprop"), default="none",
+                           help="default: %(default)s")
+    attribute.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    attribute.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto (default: the checkpoint's, the CPU)")
+    attribute.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward passes, float32 "
+                           "accumulation (CUDA only)")
+    attribute.add_argument("--max-length", type=int, help="cut tokenized text lines at this many tokens")
+    attribute.add_argument("--no-cache", action="store_true", help="neither reuse nor store cached traces")
+    spread = attribute.add_mutually_exclusive_group()
+    spread.add_argument("--workers", type=int, help="checkpoints as tasks of a local Dask cluster of N processes")
+    spread.add_argument("--scheduler", metavar="ADDRESS", help="checkpoints as tasks of a running Dask scheduler")
+    attribute.set_defaults(handler=_influence)
+
     # `-p NAME VALUE` is taken verbatim, so values such as -1e-3 are not mistaken for options.
     argv, pairs = _take_parameters(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
@@ -252,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         args.parameters = (getattr(args, "parameters", None) or []) + pairs
     from stagewise.pipeline import NotebookError, NotebookFailed, ParameterError
     from stagewise.pipeline.book import BookError
+    from stagewise.pipeline.precheck import PrecheckFailed
     from stagewise.pipeline.numbers import NumbersError
     from stagewise.pipeline.runs import RunsError
 
@@ -271,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunsError, NumbersError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE
-    except BookError as error:
+    except (BookError, PrecheckFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return FAILED
 

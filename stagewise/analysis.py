@@ -1,9 +1,8 @@
-"""Reading results: crossings of curves, agreement of influence trajectories, embeddings, LLC tables.
+"""Reading results: agreement of influence trajectories, embeddings, LLC tables.
 
-The chapters' analysis, in one place with tests on known answers:
+The chapters' analysis, in one place with tests on known answers (curves over checkpoints, their crossings,
+sign flips, peaks and windows, are read by :mod:`stagewise.curves`):
 
-- curves over training steps: :func:`first_crossing` (a half-rise step), :func:`zero_crossing`,
-  :func:`sign_flip_step` (the upward sign change between an early negative phase and a positive peak);
 - agreement of two influence trajectories (checkpoint, i, j): :func:`pair_correlations`, :func:`agreement`, and
   :func:`gradient_alignment`, the γ → ∞ limit of γ·BIF;
 - geometry: :func:`classical_mds`, :func:`procrustes_rotation`, :func:`readable_modes`;
@@ -29,70 +28,10 @@ from .models.slt import ReducedRankRegression, exact_posterior, normal_crossing,
 from .sampling import sample
 
 __all__ = [
-    "Agreement", "KnownLLC", "agreement", "classical_mds", "first_crossing", "gradient_alignment",
-    "known_llc_cases", "llc_table", "off_diagonal_pairs", "pair_correlations", "procrustes_rotation",
-    "readable_modes", "relative_error", "sampled_llc", "sign_flip_step", "spread_over_seeds", "token_labels",
-    "zero_crossing",
+    "Agreement", "KnownLLC", "agreement", "classical_mds", "gradient_alignment", "known_llc_cases", "llc_table",
+    "off_diagonal_pairs", "pair_correlations", "procrustes_rotation", "readable_modes", "relative_error",
+    "sampled_llc", "spread_over_seeds", "token_labels",
 ]
-
-
-def _curve(steps, curve, name: str = "curve") -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(steps, dtype=float), np.asarray(curve, dtype=float)
-    if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
-        raise ValueError(f"steps and {name}: two 1-d arrays of the same length ≥ 2 "
-                         f"(got shapes {x.shape} and {y.shape})")
-    if np.any(np.diff(x) <= 0):
-        raise ValueError("steps: must increase strictly")
-    return x, y
-
-
-def _interpolate_at(x: np.ndarray, y: np.ndarray, k: int, level: float) -> float:
-    """The x between points k and k + 1 at which the straight line through them takes ``level``."""
-    if y[k + 1] == y[k]:
-        return float(x[k])
-    return float(x[k] + (level - y[k]) / (y[k + 1] - y[k]) * (x[k + 1] - x[k]))
-
-
-# --------------------------------------------------------------------------------------------------------
-# Crossings of curves over training steps
-
-
-def first_crossing(steps, curve, target: float) -> float:
-    """First step at which ``curve`` reaches ``target`` (≥), interpolated linearly; NaN when it never does.
-
-    ``steps``, ``curve``: (K,), on the checkpoint grid. A curve that starts at or above the target gives steps[0].
-    Used for half-rise steps: ``first_crossing(steps, g, g[-1] / 2)``.
-    """
-    x, y = _curve(steps, curve)
-    above = y >= target
-    if not above.any():
-        return float("nan")
-    k = int(np.argmax(above))
-    return float(x[0]) if k == 0 else _interpolate_at(x, y, k - 1, target)
-
-
-def zero_crossing(steps, curve) -> float | None:
-    """Where ``curve`` (K,) first changes sign, interpolated linearly between checkpoints; None if never."""
-    x, y = _curve(steps, curve)
-    changes = np.flatnonzero(np.diff(np.sign(y)) != 0)
-    if len(changes) == 0:
-        return None
-    return _interpolate_at(x, y, int(changes[0]), 0.0)
-
-
-def sign_flip_step(steps, curve) -> float | None:
-    """The step at which ``curve`` turns from its early negative phase to positive, or None without such a flip.
-
-    The flip is the first upward zero crossing after the curve's lowest point before its positive peak
-    (interpolated linearly). None when the curve is never negative before its peak, or never positive.
-    """
-    x, y = _curve(steps, curve)
-    top = int(np.argmax(y))
-    low = int(np.argmin(y[: top + 1]))
-    if y[low] >= 0 or y[top] <= 0:
-        return None
-    k = low + int(np.argmax(y[low: top + 1] > 0))  # the first positive checkpoint after the minimum
-    return _interpolate_at(x, y, k - 1, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------------

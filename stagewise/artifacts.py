@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "cache_dir",
     "FILE_MODE",
     "FOLDER_MODE",
     "KEY_LENGTH",
@@ -324,3 +325,22 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, Any]:
         return load_file(str(path))
     except SafetensorError as error:
         raise ValueError(f"{path} is not a readable safetensors file: {error}") from None
+
+
+#: The repository holding this package, when it runs from a source checkout.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cache_dir(*parts: str) -> Path:
+    """The project's one cache folder: ``$STAGEWISE_CACHE/<parts>``, by default ``<repository>/.cache/<parts>``.
+
+    Notebooks execute in their own output folder, so a relative ``STAGEWISE_CACHE`` is read relative to the
+    repository, not to the working directory. Outside a source checkout the default is ``~/.cache/stagewise``.
+    """
+    root = os.environ.get("STAGEWISE_CACHE")
+    in_checkout = (REPO / "pyproject.toml").is_file()
+    if root:
+        base = Path(root) if Path(root).is_absolute() or not in_checkout else REPO / root
+    else:
+        base = REPO / ".cache" if in_checkout else Path.home() / ".cache" / "stagewise"
+    return base.joinpath(*parts)

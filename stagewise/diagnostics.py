@@ -1,264 +1,394 @@
-"""Sampler diagnostics over recorded traces: R̂, effective sample sizes, Monte Carlo standard errors, settling.
+"""Sampler diagnostics: the chains' statistics (R̂, ESS, MCSE, settling; :mod:`stagewise.chains`) and the
+sampler's own error, the O(ε) step-size bias of SGLD, measured, removed and turned into error bars.
 
-These help choose ε, γ and nβ: a chain whose loss trace still drifts after burn-in, or per-sample losses with
-R̂ well above 1 or a small effective sample size, mean the BIF from that run is not yet trustworthy.
+SGLD without a Metropolis correction samples the stationary law of the discretized dynamics, O(ε) away from the
+posterior; a preconditioner G scales the effective step to ε·G, so RMSProp-SGLD's bias can be several times plain
+SGLD's at the same ε (the book's chapter 2). The Monte Carlo standard errors of :mod:`stagewise.influence` and
+:mod:`stagewise.llc` do not include it. Two tools:
 
-The definitions are those of Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), "Rank-normalization,
-folding, and localization: an improved R̂ for assessing convergence of MCMC" (Bayesian Analysis 16(2)), as
-implemented by ArviZ (arviz-stats), against which tests/test_diagnostics.py checks them:
+- :func:`suggest_step_size` reads the bias's scale off the model before any long run: the largest eigenvalue
+  λ_max of the drift's Jacobian G^(1/2)·(nβ·H + γI)·G^(1/2) (H the Hessian of L_n; G = 1 for plain SGLD, the
+  preconditioner the burn-in freezes for RMSProp), at w* and at the chains' positions after burn-in, by power
+  iteration on Hessian–vector products. The Euler bias of the stiffest direction is ≈ ε·λ_max/4, and the step
+  is flagged when ε·λ_max exceeds :data:`EPS_LAMBDA_MAX`, calibrated on known answers
+  (benchmarks/calibrate_step_size.py, benchmarks/results/step_size_calibration.json).
+- :func:`step_size_check` measures the bias of the estimates themselves: stochastic-gradient Richardson–Romberg
+  extrapolation (Durmus, Şimşekli, Moulines, Badeau & Richard 2016) runs chains at ε and ε/2 driven by the same
+  Brownian increments (:func:`stagewise.sampling.sample_coupled`); since θ(ε) = θ₀ + c·ε + O(ε²), the combination
+  2·θ(ε/2) − θ(ε) has bias O(ε²), θ(ε) − [2·θ(ε/2) − θ(ε)] = 2·(θ(ε) − θ(ε/2)) estimates θ(ε)'s bias, and the
+  coupling makes both differences far less noisy than either run. Their standard errors come from the paired
+  series (draw t of both runs) through :func:`mcse_mean`.
 
-- every chain is split in half, so drift within a chain counts like disagreement between chains;
-- *rank normalization*: the pooled draws of each quantity are replaced by their normal scores
-  Φ⁻¹((rank − 3/8)/(S + 1/4)) (average ranks for ties), which makes R̂ and the bulk ESS meaningful for
-  heavy-tailed draws;
-- the multi-chain ESS uses ρ̂_t = 1 − (W − mean_c acov_c(t))/var⁺ (var⁺ includes the between-chain variance,
-  so chains that disagree lower the ESS) summed with Geyer's initial monotone sequence.
-
-Everything is computed with torch on the input's device, vectorized over quantities and lags (no Python loop
-over draws); results stay on that device.
+BIFs keep the paper's sign, −Cov (negative: i helps j).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import warnings
+from dataclasses import dataclass, replace
+from statistics import NormalDist
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:  # only for annotations: the estimators here need nothing from the sampler
-    from .sampling import SampleTrace
+from .chains import ChainReport, ess, mcse_mean, rhat, settling_report, summarize
+from .config import Interval, check_value
+from .influence import bif, bif_stderr
+from .influence.stderr import combination_stderr
+from .llc import LLCEstimate, estimate_llc
+from .sampling import SGLDConfig, draw_batch, init, make_generators, step
+from .sampling.coupled import CoupledTraces, sample_coupled
+from .sampling.inputs import as_params, index, prepare_batch, to_device
+from .sampling.kernel import place
+from .sampling.update import call_loss
 
-__all__ = ["ChainReport", "ess", "mcse_mean", "rhat", "settling_report", "summarize"]
+__all__ = [
+    # the chains' statistics (defined in stagewise.chains, where the estimators import them from)
+    "ChainReport", "ess", "mcse_mean", "rhat", "settling_report", "summarize",
+    # the step-size bias
+    "EPS_LAMBDA_MAX", "StepSizeCheck", "StepSizeSuggestion", "StepSizeWarning", "step_size_check",
+    "suggest_step_size", "total_stderr",
+]
 
-ESS_METHODS = ("bulk", "tail", "mean")
-RHAT_METHODS = ("rank", "split")
-
-
-def _as_chains(x: torch.Tensor) -> torch.Tensor:
-    """(chain, draw, ...) → (chain, draw, K) in float64."""
-    if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"expected an array shaped (chain, draw, ...); got {shape}")
-    if x.shape[1] < 4:
-        raise ValueError(f"x has {x.shape[1]} draws per chain: accepted arrays have at least 4 draws per chain")
-    return x.reshape(x.shape[0], x.shape[1], -1).double()
-
-
-def _split(y: torch.Tensor) -> torch.Tensor:
-    """(C, N, K) → (2C, N//2, K): first and last halves of each chain (the middle draw of an odd N is dropped)."""
-    half = y.shape[1] // 2
-    return torch.cat([y[:, :half], y[:, -half:]], dim=0)
-
-
-def _sorted_pooled(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pool chains × draws of each quantity: (C, N, K) → sorted values (S, K) and their order (S, K)."""
-    return torch.sort(y.reshape(-1, y.shape[2]), dim=0)
+#: The largest ε·λ_max a chapter should run at: below it the relative step-size bias of the calibration models'
+#: BIF and LLC stayed under ≈ 2 % (benchmarks/results/step_size_calibration.json).
+EPS_LAMBDA_MAX = 0.08
 
 
-def _z_scale(y: torch.Tensor) -> torch.Tensor:
-    """Rank-normalize each quantity over all its pooled draws: normal scores of the average ranks (Blom, c = 3/8)."""
-    c, n, k = y.shape
-    s = c * n
-    values, order = _sorted_pooled(y)
-    pos = torch.arange(s, device=y.device, dtype=torch.float64)[:, None].expand(s, k)
-    differs = values[1:] != values[:-1]
-    starts = torch.ones_like(values, dtype=torch.bool)
-    starts[1:] = differs
-    ends = torch.ones_like(values, dtype=torch.bool)
-    ends[:-1] = differs
-    first = torch.where(starts, pos, torch.zeros_like(pos)).cummax(0).values  # first position of each tie run
-    last = torch.where(ends, pos, torch.full_like(pos, s - 1)).flip(0).cummin(0).values.flip(0)
-    ranks = torch.empty_like(values).scatter_(0, order, (first + last) / 2 + 1)
-    return torch.special.ndtri((ranks - 0.375) / (s + 0.25)).reshape(c, n, k)
+class StepSizeWarning(UserWarning):
+    """The step size is large enough for the sampler's own bias to matter (see :mod:`stagewise.diagnostics`)."""
 
 
-def _median(y: torch.Tensor) -> torch.Tensor:
-    """Median of each quantity over its pooled draws (mean of the two middle values for an even count): (K,)."""
-    values, _ = _sorted_pooled(y)
-    s = values.shape[0]
-    return (values[(s - 1) // 2] + values[s // 2]) / 2
+def total_stderr(stderr, bias, bias_stderr):
+    """√(stderr² + bias² + bias_stderr²), elementwise: an estimate's Monte Carlo error, its estimated step-size
+    bias (taken as an error of that size, in either direction) and that estimate's own Monte Carlo error."""
+    return (stderr**2 + bias**2 + bias_stderr**2) ** 0.5
 
 
-def _quantile(y: torch.Tensor, prob: float) -> torch.Tensor:
-    """Linearly interpolated quantile of each quantity over its pooled draws (numpy's default): (K,)."""
-    values, _ = _sorted_pooled(y)
-    position = prob * (values.shape[0] - 1)
-    lo = math.floor(position)
-    hi = min(lo + 1, values.shape[0] - 1)
-    return values[lo] + (position - lo) * (values[hi] - values[lo])
-
-
-def _autocov(y: torch.Tensor) -> torch.Tensor:
-    """Autocovariance of each chain at every lag (divisor N), by FFT: (C, N, K) → (C, K, N).
-
-    The draws are moved to the last, contiguous axis first: FFTs along it are several times faster.
-    """
-    n = y.shape[1]
-    centred = (y - y.mean(1, keepdim=True)).transpose(1, 2).contiguous()
-    size = 1 << (2 * n - 1).bit_length()  # zero padding ≥ 2N − 1: the linear, not circular, autocovariance
-    spectrum = torch.fft.rfft(centred, n=size, dim=-1)
-    return torch.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=size, dim=-1)[..., :n] / n
-
-
-def _ess_chains(y: torch.Tensor) -> torch.Tensor:
-    """Multi-chain ESS of each quantity of a (M, n, K) array (chains as given, not split), shape (K,).
-
-    Geyer's initial positive sequence over the pairs P_k = ρ̂_2k + ρ̂_2k+1 (stopping at the first P_k ≤ 0 or at
-    lag n − 3), made monotone (P_k ← min(P_k, P_k−1)); the first dropped pair's even term is kept if positive.
-    τ̂ = −1 + 2·Σ P_k + that term, bounded below by 1/log10(M·n); ESS = M·n/τ̂. A constant quantity has ESS M·n.
-    """
-    m, n, k = y.shape
-    acov = _autocov(y).mean(0).T  # (n, K): averaged over chains
-    mean_var = acov[0] * n / (n - 1)
-    var_plus = mean_var * (n - 1) / n
-    if m > 1:
-        var_plus = var_plus + y.mean(1).var(0, unbiased=True)
-    rho = 1 - (mean_var - acov) / var_plus  # (n, K)
-    rho[0] = 1.0
-    kmax = max((n - 3) // 2, 0)  # the last pair the sequence may look at (lag n − 3)
-    pairs = rho[: 2 * kmax + 2].reshape(kmax + 1, 2, k).sum(1)  # (kmax + 1, K)
-    nonpositive = pairs <= 0
-    last_pair = torch.where(nonpositive.any(0), nonpositive.int().argmax(0),
-                            torch.full((k,), kmax, dtype=torch.long, device=y.device))
-    kept = torch.arange(kmax + 1, device=y.device)[:, None] < last_pair  # pairs 0 … last_pair − 1
-    monotone = torch.cummin(pairs, 0).values
-    even = rho.gather(0, (2 * last_pair)[None]).squeeze(0)
-    final = torch.where((pairs.gather(0, last_pair[None]).squeeze(0) >= 0) | (even > 0), even,
-                        torch.zeros_like(even))
-    tau = -1 + 2 * torch.where(kept, monotone, torch.zeros_like(monotone)).sum(0) + final
-    total = m * n
-    tau = tau.clamp(min=1 / math.log10(total))
-    result = total / tau
-    constant = (y.amax((0, 1)) - y.amin((0, 1))) < torch.finfo(torch.float64).resolution
-    result = torch.where(constant, torch.full_like(result, float(total)), result)
-    return torch.where(torch.isnan(rho).any(0) & ~constant, torch.full_like(result, math.nan), result)
-
-
-def ess(x: torch.Tensor, method: str = "bulk", *, prob: float = 0.05) -> torch.Tensor:
-    """Effective sample size of each quantity in a (chain, draw, ...) array (Vehtari et al. 2021), shape x.shape[2:].
-
-    method "bulk" (default): ESS of the rank-normalized split chains, the sampling efficiency of the bulk
-    (means, medians) that is robust to heavy tails. "tail": the smaller of the ESS of the indicators
-    x ≤ q_prob and x ≤ q_(1−prob) (default the 5% and 95% quantiles), the efficiency of interval ends.
-    "mean": ESS of the split chains on the original scale, the one that sets the Monte Carlo error of the mean
-    (:func:`mcse_mean`). All are ≈ chains × draws for independent draws and smaller for autocorrelated or
-    disagreeing chains. (Before rank normalization was added, ``ess(x)`` was the unsplit "mean" variant.)
-    """
-    if method not in ESS_METHODS:
-        raise ValueError(f"method = {method!r}: accepted values are " + ", ".join(map(repr, ESS_METHODS)))
-    if method == "tail" and not (isinstance(prob, (int, float)) and 0 < prob < 1):
-        raise ValueError(f"prob = {prob!r}: accepted values are numbers in (0, 1)")
-    y = _as_chains(x)
-    if method == "bulk":
-        out = _ess_chains(_z_scale(_split(y)))
-    elif method == "mean":
-        out = _ess_chains(_split(y))
-    else:
-        low, high = sorted((prob, 1 - prob))
-        out = torch.minimum(*[_ess_chains(_split((y <= _quantile(y, p)).double())) for p in (low, high)])
-    return out.reshape(x.shape[2:])
-
-
-def mcse_mean(x: torch.Tensor) -> torch.Tensor:
-    """Monte Carlo standard error of the mean over chains × draws of each quantity, shape x.shape[2:].
-
-    sd(pooled draws) / √ESS_mean (:func:`ess` with method "mean"; Vehtari et al. 2021, as ArviZ's
-    ``mcse(method="mean")``): the within-chain autocorrelation and the between-chain disagreement both enter,
-    and it is defined for a single chain too.
-    """
-    y = _as_chains(x)
-    sd = y.reshape(-1, y.shape[2]).std(0, unbiased=True)
-    return (sd / _ess_chains(_split(y)).sqrt()).reshape(x.shape[2:])
-
-
-def _rhat_chains(y: torch.Tensor) -> torch.Tensor:
-    """R̂ of (M, n, K) chains as given: √((n − 1)/n + B/(n·W)), B = n·Var(chain means), W = mean chain variance."""
-    n = y.shape[1]
-    between = n * y.mean(1).var(0, unbiased=True)
-    within = y.var(1, unbiased=True).mean(0)
-    return torch.sqrt((between / within + n - 1) / n)
-
-
-def rhat(x: torch.Tensor, method: str = "rank") -> torch.Tensor:
-    """R̂ of each quantity in a (chain, draw, ...) array; ≈ 1 when the chains agree. Returns shape x.shape[2:].
-
-    method "rank" (default, Vehtari et al. 2021): the larger of the split-R̂ of the rank-normalized draws (bulk)
-    and of the rank-normalized |x − median| (tails, catches chains with equal means but different spreads).
-    "split": the classic split-R̂ on the original scale (Gelman et al., BDA3 §11.4; the earlier default).
-    Both split each chain in half, so drift within one chain also raises R̂.
-    """
-    if method not in RHAT_METHODS:
-        raise ValueError(f"method = {method!r}: accepted values are " + ", ".join(map(repr, RHAT_METHODS)))
-    halves = _split(_as_chains(x))
-    if method == "split":
-        out = _rhat_chains(halves)
-    else:
-        bulk = _rhat_chains(_z_scale(halves))
-        tail = _rhat_chains(_z_scale((halves - _median(halves)).abs()))
-        out = torch.maximum(bulk, tail)
-    return out.reshape(x.shape[2:])
+# --------------------------------------------------------------------------------------------------------
+# The largest preconditioned curvature
 
 
 @dataclass(frozen=True)
-class ChainReport:
-    """Per-chain settling check of the training-loss trace after burn-in."""
+class StepSizeSuggestion:
+    """What :func:`suggest_step_size` reads off the model.
 
-    chain: int
-    first_half_mean: float
-    second_half_mean: float
-    drift_z: float
-    settled: bool
-
-
-def settling_report(trace: SampleTrace, *, z_threshold: float = 4.0) -> list[ChainReport]:
-    """Flag chains whose loss still drifts after burn-in.
-
-    For each chain, compare the mean loss of the first and second halves of the post-burn-in steps; the
-    difference is scaled by its standard error under the null hypothesis that the chain is stationary, when
-    both halves have the same law: Var(mean₂ − mean₁) ≈ 2·var/ESS, with var and ESS (of that chain alone, unsplit)
-    taken from the second half. (The first half is where a leftover transient sits; measured on it, the
-    transient would inflate its own error bar and hide itself.) |z| > ``z_threshold`` → not settled.
+    lambda_max:         the largest |eigenvalue| of G^(1/2)·(nβ·H + γI)·G^(1/2) over w* and the chains after
+                        burn-in (1/step units: ε·λ_max is dimensionless).
+    lambda_max_center:  the same at w* only (the singular directions of a degenerate minimum have H = 0 there,
+                        so its curvature at w* can be far below the curvature the chains meet).
+    step_size:          the suggested ε = threshold / lambda_max.
+    eps_lambda:         ε·λ_max at the config's step size.
+    threshold:          the largest ε·λ_max accepted (:data:`EPS_LAMBDA_MAX` by default).
+    passes:             eps_lambda ≤ threshold.
+    preconditioner:     "none" or "rmsprop" (G from the config's burn-in, frozen as the sampler would).
     """
-    loss = trace.loss_trace[:, trace.config.num_burnin :].double()
-    half = loss.shape[1] // 2
-    if half < 4:
-        raise ValueError("settling_report needs at least 8 steps after burn-in")
-    first, second = loss[:, :half], loss[:, half : 2 * half]
-    # Each chain on its own, unsplit: (chain, draw) → one "chain" of draws with the chains as quantities.
-    single = _ess_chains(second.T[None]).clamp(min=1)  # (C,)
-    error = (2 * second.var(1, unbiased=True) / single).sqrt().clamp(min=1e-300)
-    z = (second.mean(1) - first.mean(1)) / error
-    rows = torch.stack([first.mean(1), second.mean(1), z], 1).cpu().tolist()
-    return [ChainReport(c, a, b, zc, abs(zc) <= z_threshold) for c, (a, b, zc) in enumerate(rows)]
+
+    lambda_max: float
+    lambda_max_center: float
+    step_size: float
+    eps_lambda: float
+    threshold: float
+    passes: bool
+    preconditioner: str
+
+    @property
+    def message(self) -> str:
+        """One sentence for a warning or a chapter: ε·λ_max against the threshold, and the suggested ε."""
+        verdict = "passes" if self.passes else "is above"
+        return (f"ε·λ_max = {self.eps_lambda:.3g} {verdict} the threshold {self.threshold:g} (λ_max = "
+                f"{self.lambda_max:.4g} with the {self.preconditioner} preconditioner); suggested step size "
+                f"{self.step_size:.3g}")
+
+    def as_dict(self) -> dict:
+        return {"lambda_max": self.lambda_max, "lambda_max_center": self.lambda_max_center,
+                "step_size": self.step_size, "eps_lambda": self.eps_lambda, "threshold": self.threshold,
+                "passes": self.passes, "preconditioner": self.preconditioner}
 
 
-def summarize(trace: SampleTrace, *, z_threshold: float = 4.0) -> str:
-    """A short printable summary: loss per chain, R̂ and bulk/tail ESS of the recorded losses, unsettled chains."""
-    lines = [
-        f"{trace.num_chains} chains × {trace.config.num_draws} draws (burn-in {trace.config.num_burnin}, "
-        f"ε = {trace.config.step_size:g}, γ = {trace.config.localization:g}, nβ = {trace.config.nbeta:g}, "
-        f"{trace.config.preconditioner})"
-    ]
-    reports = settling_report(trace, z_threshold=z_threshold)
-    unsettled = [r.chain for r in reports if not r.settled]
-    means = sorted(r.second_half_mean for r in reports)
-    lines.append(
-        f"mean loss after burn-in across chains: min {means[0]:.4g}, median {means[len(means) // 2]:.4g}, "
-        f"max {means[-1]:.4g}"
-    )
-    if trace.losses is not None and trace.losses.shape[1] >= 4:
-        r = rhat(trace.losses).cpu()
-        bulk = ess(trace.losses, "bulk").cpu()
-        tail = ess(trace.losses, "tail").cpu()
-        total = trace.losses.shape[0] * trace.losses.shape[1]
-        lines.append(
-            f"recorded losses: rank-normalized split R-hat max {float(r.max()):.3f} (median {float(r.median()):.3f}); "
-            f"bulk ESS min {float(bulk.min()):.0f} (median {float(bulk.median()):.0f}), tail ESS min "
-            f"{float(tail.min()):.0f} (median {float(tail.median()):.0f}) of {total}"
-        )
-    if unsettled:
-        lines.append(f"WARNING: chain(s) {unsettled} did not settle (loss drift |z| > {z_threshold:g})")
-    else:
-        lines.append("all chains settled (no loss drift after burn-in)")
-    return "\n".join(lines)
+def _hvp_power(loss_fn, single: bool, points: dict, precond: dict | None, batch, nbeta: float, gamma: float,
+               iterations: int, tolerance: float, seed: int) -> torch.Tensor:
+    """Largest |eigenvalue| of G^(1/2)·(nβ·H(w) + γI)·G^(1/2) at each of the P points (P, *shape): (P,)."""
+
+    def mean_loss(p):
+        return call_loss(loss_fn, single, p, batch).mean()
+
+    def hvp(p, v):
+        return torch.func.jvp(torch.func.grad(mean_loss), (p,), (v,))[1]
+
+    batched = torch.func.vmap(hvp)
+    root = None if precond is None else {k: g.sqrt() for k, g in precond.items()}
+    generator = torch.Generator(device=next(iter(points.values())).device).manual_seed(seed)
+    v = {k: torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device) for k, p in points.items()}
+
+    def norm(x):
+        return torch.sqrt(sum(t.reshape(t.shape[0], -1).pow(2).sum(1) for t in x.values()))
+
+    def scale(x, s):
+        return {k: t / s.reshape(-1, *[1] * (t.dim() - 1)) for k, t in x.items()}
+
+    v = scale(v, norm(v))
+    value = torch.zeros(next(iter(points.values())).shape[0], dtype=torch.float64)
+    for _ in range(iterations):
+        u = v if root is None else {k: root[k] * t for k, t in v.items()}
+        hu = batched(points, u)
+        out = {k: nbeta * hu[k] + gamma * u[k] for k in u}
+        out = out if root is None else {k: root[k] * t for k, t in out.items()}
+        # The Rayleigh quotient vᵀ·B·v (‖v‖ = 1): its error falls like (λ₂/λ₁)^(2k), twice as fast as ‖B·v‖'s.
+        new_value = sum((v[k] * out[k]).reshape(v[k].shape[0], -1).sum(1) for k in v).abs().double().cpu()
+        v = scale(out, norm(out).clamp_min(torch.finfo(out[next(iter(out))].dtype).tiny))
+        done = bool(((new_value - value).abs() <= tolerance * new_value).all())
+        value = new_value
+        if done:
+            break
+    return value
+
+
+def suggest_step_size(
+    loss_fn,
+    params,
+    data=None,
+    config: SGLDConfig | None = None,
+    *,
+    threshold: float = EPS_LAMBDA_MAX,
+    burnin_steps: int | None = None,
+    hessian_samples: int = 4096,
+    iterations: int = 300,
+    tolerance: float = 1e-7,
+    warn: bool = True,
+) -> StepSizeSuggestion:
+    """The step size at which ε·λ_max = ``threshold``, with λ_max the drift's largest curvature (module docstring).
+
+    loss_fn, params, data, config: as for :func:`stagewise.sampling.sample` (config gives nβ, γ, the
+    preconditioner and its settings, the chains, the seed and the step size being checked). The chains run
+    ``burnin_steps`` steps (default the config's burn-in, at least 100) from w* with the config's sampler, which for
+    RMSProp adapts and freezes G exactly as a run would; λ_max is then taken at w* and at every chain's position
+    with its own G (power iteration, stopped after ``iterations`` Hessian–vector products or when the estimate
+    changes by less than ``tolerance``, relative). The Hessian is that of the mean loss on the data (on
+    ``hessian_samples`` of them, drawn once with the seed, when there are more). ``warn``: issue a
+    :class:`StepSizeWarning` when the step does not pass.
+    """
+    config = SGLDConfig() if config is None else config
+    check_value("threshold", threshold, Interval(gt=0))
+    burnin = max(config.num_burnin, 100) if burnin_steps is None else burnin_steps
+    check_value("burnin_steps", burnin, Interval(ge=1, integer=True))
+    rmsprop = config.preconditioner == "rmsprop"
+    run_config = replace(config, num_burnin=burnin, num_draws=1,
+                         rmsprop_adapt="burnin" if rmsprop else config.rmsprop_adapt)
+    state = init(params, run_config)
+    first = next(iter(state.params.values()))
+    device, dtype = first.device, first.dtype
+    n, batch = None, None
+    if data is not None:
+        data, n = prepare_batch(data, "data")
+        data = to_device(data, device, dtype if config.dtype is not None else None)
+    full_batch = n is None or config.batch_size is None or config.batch_size >= n
+    generators = make_generators(config.seed, config.num_chains, device)
+    for _ in range(burnin):
+        batch = data if full_batch else draw_batch(data, config.batch_size, generators)
+        state = step(state, batch, generators, loss_fn, run_config, batch_per_chain=not full_batch)
+    precond = state.precond if rmsprop else None
+    hessian_batch = data
+    if n is not None and n > hessian_samples:
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))[:hessian_samples]
+        hessian_batch = index(data, pick.to(device))
+    centers, single = as_params(params)
+    center = place({k: v.unsqueeze(0).expand(config.num_chains, *v.shape) for k, v in centers.items()}, run_config)
+    points = {k: torch.cat([center[k], state.params[k]]) for k in center}
+    g = None if precond is None else {k: torch.cat([v, v]) for k, v in precond.items()}
+    values = _hvp_power(loss_fn, single, points, g, hessian_batch, config.nbeta, config.localization, iterations,
+                        tolerance, config.seed)
+    at_center = float(values[:config.num_chains].max())
+    lam = float(values.max())
+    eps_lambda = config.step_size * lam
+    out = StepSizeSuggestion(lam, at_center, threshold / lam, eps_lambda, float(threshold), eps_lambda <= threshold,
+                             config.preconditioner)
+    if warn and not out.passes:
+        warnings.warn(StepSizeWarning(f"step size {config.step_size:g}: " + out.message), stacklevel=2)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Richardson–Romberg: the estimates at ε and ε/2, their extrapolation and the bias
+
+
+@dataclass
+class StepSizeCheck:
+    """The estimates at ε and ε/2 from coupled chains, their extrapolation to ε → 0 and the step-size bias.
+
+    LLC (dimensionless):
+    llc, llc_half:            :class:`~stagewise.llc.LLCEstimate` at ε and at ε/2.
+    extrapolated_llc:         2·λ̂(ε/2) − λ̂(ε), bias O(ε²); extrapolated_llc_stderr its Monte Carlo error.
+    llc_bias:                 estimated bias of ``llc.estimate``: 2·(λ̂(ε) − λ̂(ε/2)) (positive: too high);
+                              llc_bias_stderr its Monte Carlo error.
+    llc_total_stderr:         :func:`total_stderr` of ``llc.estimate``: its Monte Carlo s.e., |llc_bias| and
+                              llc_bias_stderr in quadrature (the O(ε²) remainder is not included).
+
+    BIF (I, I) over the observables, −Cov (None without observables), in their loss units squared:
+    bif, bif_half, bif_stderr:  the BIF at ε and at ε/2, and the Monte Carlo s.e. of ``bif``.
+    extrapolated_bif:         2·BIF(ε/2) − BIF(ε); extrapolated_bif_stderr its Monte Carlo error.
+    bif_bias:                 estimated bias of ``bif``: 2·(BIF(ε) − BIF(ε/2)); bif_bias_stderr its error.
+    bif_total_stderr:         :func:`total_stderr` of ``bif``, entrywise.
+
+    relative_bias:            {"llc": |llc_bias|/|extrapolated_llc|, "bif": ‖bif_bias‖/‖extrapolated_bif‖}
+                              (Frobenius norms).
+    z_threshold:              the |bias|/s.e. beyond which a bias counts as measured: Bonferroni over the LLC and
+                              the I(I + 1)/2 distinct BIF entries at family-wise level ``alpha``.
+    biased:                   True when a bias is measured (|bias| > z_threshold·s.e. for the LLC or some BIF
+                              entry) *and* its relative size exceeds ``tolerance`` for that quantity: the estimate
+                              moves with the step size beyond its Monte Carlo error.
+    tolerance:                that relative size (0: any measured bias counts).
+    suggestion:               :func:`suggest_step_size`'s reading of the same config, or None.
+    traces:                   the coupled traces (for diagnostics).
+    """
+
+    step_size: float
+    llc: LLCEstimate
+    llc_half: LLCEstimate
+    extrapolated_llc: float
+    extrapolated_llc_stderr: float
+    llc_bias: float
+    llc_bias_stderr: float
+    llc_total_stderr: float
+    bif: torch.Tensor | None
+    bif_half: torch.Tensor | None
+    bif_stderr: torch.Tensor | None
+    extrapolated_bif: torch.Tensor | None
+    extrapolated_bif_stderr: torch.Tensor | None
+    bif_bias: torch.Tensor | None
+    bif_bias_stderr: torch.Tensor | None
+    bif_total_stderr: torch.Tensor | None
+    relative_bias: dict
+    z_threshold: float
+    biased: bool
+    tolerance: float
+    suggestion: StepSizeSuggestion | None
+    traces: CoupledTraces | None = None
+
+    @property
+    def message(self) -> str:
+        """One sentence: whether the estimates move with the step size, by how much, and what to do."""
+        parts = [f"LLC {self.llc.estimate:.4g} at ε = {self.step_size:g}, bias {self.llc_bias:+.3g} ± "
+                 f"{self.llc_bias_stderr:.2g}, extrapolated {self.extrapolated_llc:.4g} ± "
+                 f"{self.extrapolated_llc_stderr:.2g}"]
+        if self.bif is not None:
+            parts.append(f"BIF bias {self.relative_bias['bif']:.1%} of its size")
+        text = "; ".join(parts)
+        if self.biased:
+            hint = f" (suggested step size {self.suggestion.step_size:.3g})" if self.suggestion is not None else ""
+            return (f"the estimates move with the step size: {text}. Use the extrapolated values or their total "
+                    f"standard errors, or lower the step size{hint}")
+        return f"no step-size bias beyond the Monte Carlo error and the tolerance {self.tolerance:g}: {text}"
+
+    def compare(self, exact_bif: torch.Tensor) -> dict[str, float]:
+        """Against a known BIF (I, I): relative Frobenius errors of the BIF at ε, at ε/2 and extrapolated, and the
+        share of entries that ±2 standard errors hold: Monte Carlo only and total for the BIF at ε, Monte Carlo
+        for the extrapolated one."""
+        if self.bif is None:
+            raise ValueError("this check recorded no observables: there is no BIF to compare")
+        exact = torch.as_tensor(exact_bif, dtype=self.bif.dtype)
+
+        def error(estimate):
+            return float((estimate - exact).norm() / exact.norm())
+
+        def held(estimate, stderr):
+            return float(((estimate - exact).abs() <= 2 * stderr).double().mean())
+
+        return {"rel_error": error(self.bif), "rel_error_half": error(self.bif_half),
+                "rel_error_extrapolated": error(self.extrapolated_bif),
+                "coverage_mc": held(self.bif, self.bif_stderr), "coverage_total": held(self.bif, self.bif_total_stderr),
+                "coverage_extrapolated": held(self.extrapolated_bif, self.extrapolated_bif_stderr)}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain numbers for a metrics file (matrices as their relative bias and largest entries)."""
+        out = {"step_size": self.step_size, "biased": self.biased, "z_threshold": self.z_threshold,
+               "llc": self.llc.estimate, "llc_stderr": self.llc.stderr, "llc_half": self.llc_half.estimate,
+               "extrapolated_llc": self.extrapolated_llc, "extrapolated_llc_stderr": self.extrapolated_llc_stderr,
+               "llc_bias": self.llc_bias, "llc_bias_stderr": self.llc_bias_stderr,
+               "llc_total_stderr": self.llc_total_stderr, "relative_bias": dict(self.relative_bias)}
+        if self.suggestion is not None:
+            out["suggestion"] = self.suggestion.as_dict()
+        return out
+
+
+def _llc_series(trace) -> torch.Tensor:
+    """nβ·(L(t) − L_n(w*)) after burn-in, (chain, step), float64."""
+    config = trace.config
+    return config.nbeta * (trace.loss_trace[:, config.num_burnin:].double() - trace.init_loss)
+
+
+def step_size_check(
+    loss_fn,
+    params,
+    data=None,
+    observables=None,
+    config: SGLDConfig | None = None,
+    *,
+    observable_fn=None,
+    alpha: float = 0.05,
+    tolerance: float = 0.02,
+    suggest: bool = True,
+    keep_traces: bool = True,
+    warn: bool = True,
+) -> StepSizeCheck:
+    """Estimate the LLC and the BIF at ε and ε/2 with coupled chains, extrapolate, and measure the bias.
+
+    loss_fn, params, data, observables, config: as for :func:`stagewise.sampling.sample` (ε =
+    ``config.step_size``; the ε/2 chains run twice the steps over the same time, so this costs about three
+    sampler runs of ``config``). The BIF is that of the observables' per-sample losses, (I, I); without
+    observables only the LLC is checked. ``alpha``, ``tolerance``: see :class:`StepSizeCheck` (``biased``).
+    ``suggest``: also run :func:`suggest_step_size` (without its warning). ``warn``: issue a
+    :class:`StepSizeWarning` when ``biased``.
+    """
+    config = SGLDConfig() if config is None else config
+    check_value("alpha", alpha, Interval(gt=0, lt=1))
+    check_value("tolerance", tolerance, Interval(ge=0))
+    traces = sample_coupled(loss_fn, params, data, observables, config, observable_fn=observable_fn)
+    coarse, fine = traces.coarse, traces.fine
+    if coarse.loss_trace.shape[1] - config.num_burnin < 4:
+        raise ValueError(f"num_draws × thin = {config.num_draws * config.thin}: the check needs at least 4 steps "
+                         "after burn-in")
+    llc, llc_half = estimate_llc(coarse), estimate_llc(fine)
+    s_coarse, s_fine = _llc_series(coarse), _llc_series(fine)
+    pair_mean = (s_fine[:, 0::2] + s_fine[:, 1::2]) / 2  # the ε/2 chain over each ε step
+    extrapolated = (2 * pair_mean - s_coarse)[:, :, None]
+    bias_series = (2 * (s_coarse - pair_mean))[:, :, None]
+    extrapolated_llc = float(extrapolated.mean())
+    llc_bias = float(bias_series.mean())
+    extrapolated_llc_stderr, llc_bias_stderr = float(mcse_mean(extrapolated)), float(mcse_mean(bias_series))
+    llc_total = float(total_stderr(torch.tensor(llc.stderr), torch.tensor(llc_bias), torch.tensor(llc_bias_stderr)))
+    relative = {"llc": abs(llc_bias) / abs(extrapolated_llc) if extrapolated_llc != 0 else math.inf}
+
+    recorded = coarse.losses is not None
+    if recorded and coarse.losses.dim() != 3:
+        raise ValueError(f"the observables' losses are {tuple(coarse.losses.shape[2:])} per draw: step_size_check "
+                         "takes one loss per sample, (chain, draw, sample)")
+    count = coarse.losses.shape[2] if recorded else 0
+    tests = 1 + count * (count + 1) // 2
+    z = NormalDist().inv_cdf(1 - alpha / (2 * tests))
+    biased = abs(llc_bias) > z * llc_bias_stderr and relative["llc"] > tolerance
+    fields: dict[str, Any] = dict.fromkeys(("bif", "bif_half", "bif_stderr", "extrapolated_bif",
+                                            "extrapolated_bif_stderr", "bif_bias", "bif_bias_stderr",
+                                            "bif_total_stderr"))
+    if recorded:
+        a, b = coarse.losses.double(), fine.losses.double()
+        fields["bif"], fields["bif_half"] = bif(a), bif(b)
+        fields["bif_stderr"] = bif_stderr(a)
+        fields["extrapolated_bif"] = 2 * fields["bif_half"] - fields["bif"]
+        fields["extrapolated_bif_stderr"] = combination_stderr([(2.0, b, b), (-1.0, a, a)])
+        fields["bif_bias"] = fields["bif"] - fields["extrapolated_bif"]
+        fields["bif_bias_stderr"] = combination_stderr([(2.0, a, a), (-2.0, b, b)])
+        fields["bif_total_stderr"] = total_stderr(fields["bif_stderr"], fields["bif_bias"], fields["bif_bias_stderr"])
+        size = float(fields["extrapolated_bif"].norm())
+        relative["bif"] = float(fields["bif_bias"].norm()) / size if size > 0 else math.inf
+        upper = torch.triu(torch.ones(count, count, dtype=torch.bool))
+        zscores = (fields["bif_bias"].abs() / fields["bif_bias_stderr"].clamp_min(1e-300))[upper]
+        biased = biased or (bool((zscores > z).any()) and relative["bif"] > tolerance)
+    suggestion = suggest_step_size(loss_fn, params, data, config, warn=False) if suggest else None
+    out = StepSizeCheck(config.step_size, llc, llc_half, extrapolated_llc, extrapolated_llc_stderr, llc_bias,
+                        llc_bias_stderr, llc_total, **fields, relative_bias=relative, z_threshold=z, biased=biased,
+                        tolerance=float(tolerance), suggestion=suggestion, traces=traces if keep_traces else None)
+    if warn and biased:
+        warnings.warn(StepSizeWarning(out.message), stacklevel=2)
+    return out

@@ -13,11 +13,13 @@ Known answers (Watanabe; Aoyagi & Watanabe 2005):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from .diagnostics import ess as effective_sample_size
-from .diagnostics import rhat
+from .config import is_int
+from .chains import ess as effective_sample_size
+from .chains import rhat
 
 if TYPE_CHECKING:  # only for annotations
     from .sampling import SampleTrace
@@ -37,6 +39,9 @@ class LLCEstimate:
     per_chain: λ̂_c for each chain.
     ess:       that effective sample size of the loss trace (of chains × steps after burn-in).
     rhat:      rank-normalized split-R̂ of the loss trace (≈ 1 when chains agree; > 1.01 is a warning).
+    not_minimum: True when λ̂ is negative beyond twice its standard error (λ̂ + 2·stderr < 0; with no standard
+               error, λ̂ < 0): the chains found lower loss than L_n(w*), so w* is not a local minimum (an early
+               training checkpoint, a saddle, a slope) and λ̂ is no learning coefficient there.
     """
 
     estimate: float
@@ -44,14 +49,23 @@ class LLCEstimate:
     per_chain: tuple[float, ...]
     ess: float = math.nan
     rhat: float = math.nan
+    not_minimum: bool = False
 
     def as_dict(self) -> dict:
         return {"estimate": self.estimate, "stderr": self.stderr, "per_chain": list(self.per_chain),
-                "ess": self.ess, "rhat": self.rhat}
+                "ess": self.ess, "rhat": self.rhat, "not_minimum": self.not_minimum}
 
 
-def estimate_llc(trace: SampleTrace) -> LLCEstimate:
+class NotAMinimumWarning(UserWarning):
+    """An LLC estimate at a checkpoint that is not a local minimum (see :attr:`LLCEstimate.not_minimum`)."""
+
+
+def estimate_llc(trace: SampleTrace, *, checkpoint: str | int | None = None, warn: bool = True) -> LLCEstimate:
     """λ̂ = nβ·(E[L_n] − L_n(w*)) from a :class:`SampleTrace`, using every step after burn-in.
+
+    A checkpoint that is not a local minimum (λ̂ negative beyond twice its standard error: L_n(w*) is clearly
+    above the mean loss of the draws) is flagged in :attr:`LLCEstimate.not_minimum` and, with ``warn``, by a
+    :class:`NotAMinimumWarning` naming ``checkpoint`` (a training step or a label).
 
     The standard error is the ESS-based Monte Carlo error (see :class:`LLCEstimate`). Why ESS and not batch
     means: the loss trace of a singular model mixes on time scales that differ by orders of magnitude between
@@ -63,6 +77,10 @@ def estimate_llc(trace: SampleTrace) -> LLCEstimate:
     bar from them can be trusted, and R̂ > 1.01 is the warning sign (with ε = 1e-4, γ = 1, nβ = 1e4 and 4 chains
     × 4,000 steps, R̂ ≈ 1.06 and either s.e. covered only 83%): run longer chains or raise ε·γ.
     """
+    if not (hasattr(trace, "loss_trace") and hasattr(trace, "config") and hasattr(trace, "init_loss")):
+        raise TypeError(f"trace must be the SampleTrace that stagewise.sampling.sample returns (it carries the loss "
+                        f"trace, L_n(w*) and nβ); got {type(trace).__name__}. From a saved run, load it with "
+                        "stagewise.attribute.load_traces")
     config = trace.config
     after_burnin = trace.loss_trace[:, config.num_burnin :]
     if after_burnin.shape[1] == 0:
@@ -75,7 +93,16 @@ def estimate_llc(trace: SampleTrace) -> LLCEstimate:
         ess, r = float(ess), float(rhat(series))
     else:
         stderr = ess = r = math.nan
-    return LLCEstimate(float(per_chain.mean()), stderr, tuple(per_chain.cpu().tolist()), ess, r)
+    estimate = float(per_chain.mean())
+    not_minimum = estimate + 2 * (0.0 if math.isnan(stderr) else stderr) < 0
+    if warn and not_minimum:
+        where = "the checkpoint" if checkpoint is None else (f"checkpoint step {checkpoint}"
+                                                              if isinstance(checkpoint, int) else str(checkpoint))
+        warnings.warn(NotAMinimumWarning(
+            f"LLC estimate {estimate:.4g} ± {stderr:.2g} at {where} is negative beyond its standard error: the "
+            f"chains found lower loss than at w* (L_n(w*) = {trace.init_loss:.4g}), so w* is not a local minimum "
+            "and the estimate is no learning coefficient there"), stacklevel=2)
+    return LLCEstimate(estimate, stderr, tuple(per_chain.cpu().tolist()), ess, r, not_minimum)
 
 
 def normal_crossing_llc(exponents: Sequence[int]) -> float:
@@ -103,8 +130,9 @@ def rrr_llc(M: int, H: int, N: int, r: int = 0) -> float:
       else (M + N < H + r):   λ = M·N / 2.
     """
     for name, value, low in (("M", M, 1), ("H", H, 1), ("N", N, 1), ("r", r, 0)):
-        if not isinstance(value, int) or value < low:
+        if not is_int(value, low):
             raise ValueError(f"{name} = {value!r}: accepted values are integers ≥ {low}")
+    M, H, N, r = int(M), int(H), int(N), int(r)
     if r > min(H, M, N):
         raise ValueError(f"r = {r}: accepted values are 0 ≤ r ≤ min(M, H, N) = {min(H, M, N)}")
     if N + r <= M + H and M + r <= N + H and H + r <= M + N:

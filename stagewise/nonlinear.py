@@ -259,7 +259,8 @@ def llc_curve(run: toy.TrainingRun, data: toy.Data, config: SGLDConfig, *, activ
 
     Returns (steps (S,), one :class:`~stagewise.llc.LLCEstimate` per checkpoint). Nothing but the training loss
     is recorded. λ̂ is the LLC only where w_t is a local minimum; at a saddle (a plateau of the run) or on a slope
-    (a transition) the chains move downhill and λ̂ can be negative. The localized posterior exists only if
+    (a transition) the chains move downhill and λ̂ can be negative: such estimates are flagged
+    (``LLCEstimate.not_minimum``) and warned about with their step. The localized posterior exists only if
     ``localization`` exceeds nβ times the steepest negative curvature of L_n at w_t.
     """
     _check_activation(activation)
@@ -268,7 +269,8 @@ def llc_curve(run: toy.TrainingRun, data: toy.Data, config: SGLDConfig, *, activ
     checkpoints = _checkpoints([run], steps)[0]
     traces = sample_many(loss_fn(activation), [p for _, p in checkpoints], toy.as_batch(data), None, config,
                          progress=False)
-    return torch.tensor([s for s, _ in checkpoints]), [estimate_llc(t) for t in traces]
+    return torch.tensor([s for s, _ in checkpoints]), [estimate_llc(t, checkpoint=int(s))
+                                                       for (s, _), t in zip(checkpoints, traces)]
 
 
 def agreement_scores(values, reference, steps) -> dict:

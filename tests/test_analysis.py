@@ -1,6 +1,4 @@
-"""stagewise.analysis on known answers: crossings, correlations, MDS, Procrustes, LLC tables, labels."""
-
-import math
+"""stagewise.analysis on known answers: correlations, MDS, Procrustes, LLC tables, labels."""
 
 import numpy as np
 import pytest
@@ -9,49 +7,6 @@ import torch
 from stagewise import analysis, toy
 from stagewise.sampling import SGLDConfig
 from stagewise.slt import sum_of_squares
-
-STEPS = np.arange(0, 101, 10.0)
-
-
-# ---- crossings -------------------------------------------------------------------------------------------
-
-def test_first_crossing_interpolates_a_known_line():
-    curve = STEPS / 100  # reaches 0.55 at step 55 exactly
-    assert analysis.first_crossing(STEPS, curve, 0.55) == pytest.approx(55.0)
-    assert analysis.first_crossing(STEPS, curve, 0.0) == 0.0  # already there at the first step
-    assert math.isnan(analysis.first_crossing(STEPS, curve, 1.5))  # never reached
-
-
-def test_first_crossing_of_a_sigmoid_is_its_midpoint():
-    steps = np.linspace(0, 1000, 401)
-    curve = 1 / (1 + np.exp(-(steps - 437.0) / 30))
-    assert analysis.first_crossing(steps, curve, 0.5) == pytest.approx(437.0, abs=0.1)
-
-
-def test_sign_flip_step_of_a_known_curve():
-    # negative dip, then a zero crossing at step 45 exactly (linear between 40 and 50), then a positive peak
-    curve = np.array([0, -1, -2, -3, -1, 1, 2, 3, 2, 1, 0], dtype=float)
-    assert analysis.sign_flip_step(STEPS, curve) == pytest.approx(45.0)
-    assert analysis.sign_flip_step(STEPS, np.abs(curve)) is None  # never negative
-    assert analysis.sign_flip_step(STEPS, -np.abs(curve)) is None  # never positive
-
-
-def test_sign_flip_step_of_a_sine_is_its_root():
-    steps = np.linspace(0, 2 * np.pi, 301)
-    assert analysis.sign_flip_step(steps, -np.sin(steps)) == pytest.approx(np.pi, abs=1e-3)
-
-
-def test_zero_crossing_in_either_direction():
-    assert analysis.zero_crossing(STEPS, 0.3 - STEPS / 100) == pytest.approx(30.0)
-    assert analysis.zero_crossing(STEPS, STEPS / 100 - 0.62) == pytest.approx(62.0)
-    assert analysis.zero_crossing(STEPS, 1 + STEPS) is None
-
-
-def test_curves_are_checked():
-    with pytest.raises(ValueError, match="same length"):
-        analysis.first_crossing(STEPS, STEPS[:-1], 0.5)
-    with pytest.raises(ValueError, match="steps: must increase"):
-        analysis.zero_crossing(STEPS[::-1], STEPS)
 
 
 # ---- agreement of trajectories ---------------------------------------------------------------------------

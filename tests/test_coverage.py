@@ -277,3 +277,81 @@ def test_standard_errors_run_on_the_device_of_their_input():
                                                                     None, config))
     for field in ("estimate", "stderr", "ess", "rhat"):
         assert getattr(on_device, field) == pytest.approx(getattr(on_cpu, field), rel=1e-10)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Group errors, the trajectory path and a non-Gaussian model
+
+
+GROUPS = torch.zeros(3, 8, dtype=torch.bool)  # three groups of the 8 samples, two of them overlapping
+GROUPS[0, :3], GROUPS[1, 3:6], GROUPS[2, 5:] = True, True, True
+
+
+def exact_group_bif(exact: torch.Tensor) -> torch.Tensor:
+    """The group BIF from the sample BIF: the mean of −Cov(ℓ_a, ℓ_b) over a ∈ g, b ∈ h (bilinearity)."""
+    m = GROUPS.double() / GROUPS.sum(1, keepdim=True)
+    return m @ exact @ m.T
+
+
+@pytest.mark.slow
+def test_group_bif_stderr_covers_on_bayesian_linear_regression(regression_runs):
+    """The 400 runs of the regression above, reduced to three groups of samples: ±2 group_bif_stderr holds the
+    exact group BIF (the mean of the exact pairwise entries) in ≥ 90% of runs × entries."""
+    X, y = regression()
+    w_star = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]
+    exact = exact_group_bif(exact_euler_bif(X, y, w_star, NBETA, GAMMA, EPS)[0])
+    means = regression_runs @ (GROUPS.double() / GROUPS.sum(1, keepdim=True)).T  # (C, T, R, G)
+    estimate, stderr = run_covariances(means, means, False), vectorized_bif_stderr(means, means, False)
+    for r in range(3):  # the vectorized errors are group_bif_stderr's, run by run
+        losses = regression_runs[:, :, r]
+        torch.testing.assert_close(stderr[r], group_bif_stderr(losses, GROUPS), rtol=1e-10, atol=0)
+    covered = ((estimate - exact).abs() <= 2 * stderr).double()
+    print(f"group BIF coverage {float(covered.mean()):.3f}")
+    assert float(covered.mean()) >= 0.90, covered.mean(0)
+
+
+@pytest.mark.slow
+def test_bif_trajectory_group_errors_cover_at_every_checkpoint():
+    """bif_trajectory(groups=…) over three checkpoints of the regression (w* = 0, half-way to the fit, the fit),
+    60 independent calls of 4 chains × 500 draws: its errors (group_bif_stderr's) hold the exact group BIF of each
+    checkpoint's Euler chain in ≥ 85% of calls × checkpoints × entries (measured: see the printed share; the
+    entries of one call share its chains, so the share varies more than a binomial count of 1,620)."""
+    from stagewise.influence import bif_trajectory
+
+    X, y = regression()
+    fit = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]
+    checkpoints = [(0, torch.zeros(3, dtype=DT)), (1, fit / 2), (2, fit)]
+    exact = torch.stack([exact_group_bif(exact_euler_bif(X, y, w, NBETA, GAMMA, EPS)[0]) for _, w in checkpoints])
+    covered = []
+    for seed in range(60):
+        config = SGLDConfig(step_size=EPS, nbeta=NBETA, localization=GAMMA, num_chains=CHAINS, num_draws=500,
+                            num_burnin=100, seed=100 + seed)
+        traj = bif_trajectory(squared_error, checkpoints, (X, y), (X, y), config, groups=GROUPS,
+                              batch_checkpoints=True, progress=False)
+        covered.append(((traj.values - exact).abs() <= 2 * traj.stderr).double())
+    share = float(torch.stack(covered).mean())
+    print(f"trajectory group coverage {share:.3f}")
+    assert share >= 0.85, share
+
+
+@pytest.mark.slow
+def test_bif_stderr_covers_seed_to_seed_differences_on_a_classifier():
+    """A non-Gaussian posterior (logistic regression, 3 features, 100 training points, at its fit; nβ = 100,
+    γ = 1, ε = 0.002 with ε·λ_max ≈ 0.05): 400 runs of 4 chains × 500 draws, paired (2k, 2k + 1). Both runs
+    estimate the same BIF (of training samples 0–3 on queries 0–2), so their difference over
+    √(s.e.₁² + s.e.₂²) should be within ±2 about 95% of the time. Measured (module docstring's band applies)."""
+    from stagewise.models.bif import LogisticRegression
+
+    model = LogisticRegression(num_train=100, num_query=20, num_features=3, seed=0)
+    train, query = model.data()
+    observed = (torch.cat([train[0][:4], query[0][:3]]), torch.cat([train[1][:4], query[1][:3]]))
+    config = SGLDConfig(step_size=0.002, nbeta=100.0, localization=1.0, num_chains=RUNS * CHAINS, num_draws=500,
+                        num_burnin=200, seed=48)
+    x = runs_of(sample(model.loss, model.fit(), train, observed, config, progress=False).losses)  # (C, T, R, 7)
+    a, b = x[..., :4], x[..., 4:]
+    estimate, stderr = run_covariances(a, b, False), vectorized_bif_stderr(a, b, False)
+    difference = estimate[0::2] - estimate[1::2]
+    joint = (stderr[0::2] ** 2 + stderr[1::2] ** 2).sqrt()
+    held = float((difference.abs() <= 2 * joint).double().mean())
+    print(f"classifier seed-to-seed coverage {held:.3f}")
+    assert held >= 0.90, held

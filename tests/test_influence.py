@@ -61,6 +61,7 @@ from stagewise.influence import (
     bif_trajectory,
     classical_influence,
     group_bif,
+    group_bif_stderr,
     token_bif,
 )
 from stagewise.sampling import SamplerDivergence, SampleTrace, SGLDConfig, sample
@@ -912,12 +913,41 @@ def test_bif_trajectory_groups_path():
         losses = sample(per_token_loss, params, (X_T, Y_T), (X_T, Y_T), TRAJ_CONFIG, progress=False).losses
         assert losses.shape == (4, 30, 8, 5)
         torch.testing.assert_close(traj.values[k], group_bif(losses, groups), rtol=0, atol=0)
-        per_chain = torch.stack([group_bif(losses[c:c + 1], groups) for c in range(4)])
-        torch.testing.assert_close(traj.stderr[k], per_chain.std(0, unbiased=True) / 2, rtol=1e-12, atol=0)
-    # With one chain there is no cross-chain standard error: NaN, values still there.
+        # One home for group errors: the trajectory's are group_bif_stderr's (ESS-based), not a cross-chain spread.
+        torch.testing.assert_close(traj.stderr[k], group_bif_stderr(losses, groups), rtol=1e-6, atol=0)
+    # The ESS-based errors are defined with one chain too; with fewer than 4 draws they are NaN.
     single = SGLDConfig(**{**TRAJ_CONFIG.__dict__, "num_chains": 1})
     one = bif_trajectory(per_token_loss, checkpoints, (X_T, Y_T), (X_T, Y_T), single, groups=groups,
-                         progress=False)
-    assert torch.isnan(one.stderr).all() and torch.isfinite(one.values).all()
+                         keep_traces=True, progress=False)
+    assert torch.isfinite(one.stderr).all() and torch.isfinite(one.values).all()
+    torch.testing.assert_close(one.stderr[1], group_bif_stderr(one.traces[1].losses, groups), rtol=1e-6, atol=0)
     plain = bif_trajectory(regression_loss, checkpoints, (X_T, Y_T), (X_T, Y_T), single, progress=False)
-    assert torch.isnan(plain.stderr).all() and torch.isfinite(plain.values).all()
+    assert torch.isfinite(plain.stderr).all() and torch.isfinite(plain.values).all()
+    short = SGLDConfig(**{**TRAJ_CONFIG.__dict__, "num_draws": 3})
+    few = bif_trajectory(per_token_loss, checkpoints, (X_T, Y_T), (X_T, Y_T), short, groups=groups, progress=False)
+    assert torch.isnan(few.stderr).all() and torch.isfinite(few.values).all()
+
+
+def test_bif_trajectory_groups_honour_train_and_query():
+    """With groups, ``train`` / ``query`` pick the samples whose tokens make up the rows' and the columns' groups:
+    the same numbers as group_bif / group_bif_stderr on masks restricted to those samples, for masks and labels."""
+    checkpoints = gd_checkpoints(steps=(40,))
+    g = torch.Generator().manual_seed(22)
+    masks = torch.rand(3, 8, 5, generator=g) < 0.5
+    labels = torch.randint(-1, 3, (8, 5), generator=g)
+    labels[0, 0], labels[1, 0] = 2, 0  # every label present among the train samples
+    train, query = [0, 1, 2, 4], [3, 5, 6, 7]
+    keep_train = torch.zeros(8, dtype=torch.bool)
+    keep_train[train] = True
+    for groups in (masks, labels):
+        traj = bif_trajectory(per_token_loss, checkpoints, (X_T, Y_T), (X_T, Y_T), TRAJ_CONFIG, groups=groups,
+                              train=train, query=query, keep_traces=True, progress=False)
+        losses = traj.traces[0].losses
+        as_masks = groups if groups.dtype == torch.bool else torch.stack([groups == k for k in range(3)])
+        rows = as_masks & keep_train[None, :, None]
+        cols = as_masks & ~keep_train[None, :, None]
+        torch.testing.assert_close(traj.values[0], group_bif(losses, rows, losses, cols), rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(traj.stderr[0], group_bif_stderr(losses, rows, losses, cols), rtol=1e-6, atol=0)
+        everything = bif_trajectory(per_token_loss, checkpoints, (X_T, Y_T), (X_T, Y_T), TRAJ_CONFIG,
+                                    groups=groups, progress=False)
+        assert not torch.allclose(everything.values[0], traj.values[0])  # train/query are no longer ignored

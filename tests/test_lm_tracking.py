@@ -16,20 +16,10 @@ from stagewise.lm import AttentionOnlyConfig, CorpusConfig, TrainConfig, make_co
 from stagewise.lm.tracking import (
     InductionTrajectory,
     class_influence,
-    crossing_step,
     lm_loss_fn,
     track_induction,
 )
 from stagewise.sampling import SGLDConfig, sample
-
-
-def test_crossing_step_interpolates_the_half_way_point_of_a_rise():
-    steps = np.arange(0, 1001, 50)
-    values = 0.05 + 0.6 / (1 + np.exp(-(steps - 600) / 40))  # logistic rise centred at 600
-    assert crossing_step(steps, values) == pytest.approx(600, abs=3)
-    assert crossing_step(steps, np.full(len(steps), 0.2)) is None  # no rise
-    with pytest.raises(ValueError, match="same length"):
-        crossing_step([0, 1], [0.1])
 
 
 def test_formation_step_needs_the_threshold():

@@ -10,7 +10,8 @@ from stagewise.pipeline import resolve_notebook
 from stagewise.pipeline.book import toc_files
 from stagewise.pipeline.params import parse_parameters_cell
 from stagewise.pipeline.rerun import PAGE as RERUN_PAGE
-from stagewise.pipeline.runner import load_notebook, default_value
+from stagewise.pipeline.params import default_value
+from stagewise.pipeline.runner import load_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 TOC = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
@@ -68,12 +69,15 @@ def test_a_chapters_device_has_the_samplers_rule_checked_before_a_kernel_starts(
     """One rule for every chapter's device (the form of the name); whether the machine has it is the kernel's
     check_device, so a run sent to a GPU cluster from a laptop is not refused on the laptop."""
     from stagewise.pipeline.params import ParameterError
-    from stagewise.pipeline.runner import check_run_parameters, notebook_rules
-    from stagewise.sampling import DEVICE_NAME
+    from stagewise.pipeline.precheck import first_cells
+    from stagewise.pipeline.runner import check_run_parameters
 
     path = resolve_notebook(Path(entry).name, ROOT / "notebooks")
     nb = load_notebook(path)
-    assert notebook_rules(nb)["device"] == DEVICE_NAME
+    call = next(n for n in ast.walk(ast.parse(first_cells(nb)[1]))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "validate_parameters")
+    rule = next(k.value for k in call.keywords if k.arg == "device")
+    assert isinstance(rule, ast.Name) and rule.id == "DEVICE_NAME"  # the sampler's one rule, not a copy
     assert check_run_parameters(nb, path, {"device": "cuda:1"}) == {"device": "cuda:1"}
     with pytest.raises(ParameterError, match=r"device.*'gpu'.*'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"):
         check_run_parameters(nb, path, {"device": "gpu"})

@@ -151,7 +151,7 @@ def test_a_scalar_loss_with_data_is_rejected_before_the_first_step():
     with pytest.raises(ValueError, match=r"loss_fn must return per-sample losses, shape \(12, \.\.\.\) for the 12 "
                                          r"samples of the data; got shape \(\)"):
         sample(mean_loss, torch.zeros(3, dtype=DT), (X, y), config=CFG, progress=False)
-    assert len(calls) == 1  # one evaluation at w*, no step
+    assert len(calls) == 2  # the first pass on one sample, one evaluation at w*, no step
     # With mini-batches the check is on the first batch-sized piece of the data.
     with pytest.raises(ValueError, match=r"shape \(5, \.\.\.\) for the 5 samples of the data; got shape \(\)"):
         sample(mean_loss, torch.zeros(3, dtype=DT), (X, y), config=SGLDConfig(batch_size=5, num_draws=2),

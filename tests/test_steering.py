@@ -1,4 +1,4 @@
-"""stagewise.steering: window rules, equal-extra-weight schedules, the toy onset theory, the steered LM loop."""
+"""stagewise.steering: the induction window, equal-extra-weight schedules, the toy onset theory, the steered LM loop."""
 
 import math
 
@@ -9,18 +9,15 @@ from scipy import stats
 
 from stagewise import toy
 from stagewise.config import ConfigError
+from stagewise.curves import Window, rise_window
 from stagewise.steering import (
     SteeringConfig,
-    Window,
     before_window,
-    crossing_step,
     induction_window,
     mode_onsets,
     mode_weights,
     paired_difference,
-    peak_window,
     predicted_onsets,
-    rise_window,
     steer,
     target_items,
     train_steered,
@@ -30,27 +27,6 @@ from stagewise.steering import (
 # ---------------------------------------------------------------------------------------------- window rules
 
 
-def test_peak_window_is_the_full_width_at_half_maximum_of_a_bump():
-    steps = np.arange(0, 2001, 5)
-    centre, sigma = 800.0, 60.0
-    bump = 0.2 + 3.0 * np.exp(-0.5 * ((steps - centre) / sigma) ** 2)
-    window = peak_window(steps, bump)
-    half_width = sigma * math.sqrt(2 * math.log(2))  # 70.6
-    assert abs(window.start - (centre - half_width)) <= 1.5
-    assert abs(window.end - (centre + half_width)) <= 1.5
-    wider = peak_window(steps, bump, fraction=0.25)  # a lower level gives a wider window
-    assert wider.start < window.start and wider.end > window.end
-
-
-def test_rise_window_of_a_logistic_is_centre_plus_minus_width_ln9():
-    steps = np.arange(0, 4001, 10)
-    centre, width = 2500.0, 120.0
-    curve = 0.05 + 0.6 / (1 + np.exp(-(steps - centre) / width))
-    window = rise_window(steps, curve)
-    assert abs(window.start - (centre - width * math.log(9))) <= 2
-    assert abs(window.end - (centre + width * math.log(9))) <= 2
-
-
 def test_induction_window_is_the_union_of_the_two_rise_windows():
     steps = np.arange(0, 3001, 20)
     score = 0.1 + 0.5 / (1 + np.exp(-(steps - 1500) / 50))
@@ -58,18 +34,6 @@ def test_induction_window_is_the_union_of_the_two_rise_windows():
     window = induction_window(steps, score, steps[::3], variance)
     assert window.start == rise_window(steps[::3], variance).start < rise_window(steps, score).start
     assert window.end == max(rise_window(steps, score).end, rise_window(steps[::3], variance).end)
-
-
-def test_window_rules_refuse_flat_curves_and_bad_levels():
-    steps = np.arange(10)
-    with pytest.raises(ValueError, match="never rises"):
-        rise_window(steps, np.ones(10))
-    with pytest.raises(ValueError, match="no peak"):
-        peak_window(steps, np.ones(10))
-    with pytest.raises(ValueError, match="low"):
-        rise_window(steps, steps, low=0.9, high=0.1)
-    with pytest.raises(ValueError, match="increase"):
-        rise_window(steps[::-1], steps)
 
 
 # ---------------------------------------------------------------------------------- equal extra weight
@@ -235,11 +199,6 @@ def test_steered_training_refuses_bad_input(tiny_lm):
         train_steered(model_config, ids, boost, np.zeros(4, dtype=int), config, probe)
     with pytest.raises(ConfigError, match="boost"):
         train_steered(model_config, ids, torch.zeros(40, dtype=torch.bool), np.zeros(5, dtype=int), config, probe)
-
-
-def test_crossing_step_interpolates_and_says_never():
-    assert crossing_step([0, 10, 20], [0.0, 0.2, 0.6], 0.4) == pytest.approx(15.0)
-    assert math.isnan(crossing_step([0, 10, 20], [0.0, 0.2, 0.3], 0.4))
 
 
 def test_saved_checkpoints_reopen_like_a_trained_run(tiny_lm, tmp_path):

@@ -11,7 +11,7 @@ import torch
 matplotlib.use("Agg")
 
 from stagewise import steering, toy  # noqa: E402
-from stagewise.steering import Window  # noqa: E402
+from stagewise.curves import Window  # noqa: E402
 
 CONDITIONS = ("none", "inside", "before")
 

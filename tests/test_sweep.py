@@ -19,8 +19,7 @@ from stagewise.__main__ import main
 from stagewise.pipeline import ParameterError
 from stagewise.pipeline.dask_cluster import NotebookJob, cluster, execute_notebooks, resolve_workers, thread_env
 from stagewise.pipeline.runner import load_notebook
-from stagewise.pipeline.sweep import (SweepError, chapter_rules, check_grid, combinations, parse_grid, run_sweep,
-                                      sweep_table)
+from stagewise.pipeline.sweep import SweepError, check_grid, combinations, parse_grid, run_sweep, sweep_table
 
 FIXTURE = (Path(__file__).parent / "fixtures" / "fixture_chapter.md").resolve()
 
@@ -52,13 +51,21 @@ def test_grid_values_seeds_and_the_cartesian_product():
     assert len({json.dumps(c, sort_keys=True) for c in product}) == 6
 
 
-def test_the_chapters_rules_are_read_from_its_validation_cell_without_running_it():
-    rules = chapter_rules(load_notebook(FIXTURE))
-    assert set(rules) == {"profile", "seed", "nbeta", "draws", "fail"}
-    assert rules["nbeta"].accepts(1e-3) and not rules["nbeta"].accepts(0.0)
-    assert rules["draws"].accepts(2) and not rules["draws"].accepts(1)
-    chapter_1 = chapter_rules(load_notebook(Path(__file__).parents[1] / "notebooks" / "01_slt.md"))
-    assert chapter_1["num_draws"].accepts(10**6) and not chapter_1["num_draws"].accepts(10**6 + 1)  # 10**6 evaluated
+def test_the_chapters_rules_are_its_validation_cells_run_before_any_task():
+    fixture = load_notebook(FIXTURE)
+    assert check_grid(fixture, FIXTURE, {"nbeta": [1e-3], "draws": [2]}) == {"nbeta": [1e-3], "draws": [2]}
+    for bad in ({"nbeta": [0.0]}, {"draws": [1]}):
+        with pytest.raises(ParameterError, match="out of range"):
+            check_grid(fixture, FIXTURE, bad)
+    path = Path(__file__).parents[1] / "notebooks" / "01_slt.md"
+    chapter_1 = load_notebook(path)
+    assert check_grid(chapter_1, path, {"num_draws": [10**6]}) == {"num_draws": [10**6]}  # 10**6 evaluated
+    with pytest.raises(ParameterError, match="'num_draws' = 1000001 is out of range"):
+        check_grid(chapter_1, path, {"num_draws": [10**6 + 1]})
+    # a cross-parameter check in the cell's own code runs too (chapter 5: rho_min < rho_max)
+    path = Path(__file__).parents[1] / "notebooks" / "05_phases.md"
+    with pytest.raises(ParameterError, match="rho_min < rho_max"):
+        check_grid(load_notebook(path), path, {"rho_min": [0.9], "rho_max": [0.1]})
 
 
 @pytest.mark.parametrize("pairs, seeds, named", [

@@ -3,6 +3,7 @@
 import torch
 
 from stagewise import toy
+from stagewise.curves import loss_transitions
 
 # The fixtures `data` (the hierarchy) and `init` (the seeded initialization) come from tests/conftest.py.
 
@@ -11,7 +12,7 @@ def test_stage_steps_predicted_and_observed(data, init):
     run = toy.train(init, data)
     a0 = toy.effective_initial_strength(init, data)
     predicted = toy.predicted_stage_steps(data, 0.05, a0)
-    observed = toy.detect_transitions(run.loss)
+    observed = torch.as_tensor(loss_transitions(run.loss.numpy()))
     # Four stages (s = 0.484, 0.331, 0.2165, 0.125); measured ≈ 273, 379, 546, 927 vs predicted ≈ 284, 393, 568, 943.
     assert observed.numel() == 4
     torch.testing.assert_close(observed.double(), predicted, rtol=0.06, atol=0)

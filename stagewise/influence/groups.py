@@ -133,15 +133,15 @@ def group_bif(
     """Group × group BIF: the mean of −Cov(ℓ_a, ℓ_b) over all token pairs a ∈ group g, b ∈ group h.
 
     train_losses: (chain, draw, ...) per-token losses; train_groups: integer labels with the losses' trailing
-    shape (a group per token, −1 for none; ``num_groups`` G, default the largest label + 1) or bool masks
-    (G, ...) (groups may overlap). query_* likewise (None = the training ones). Returns (G, H) float64 on the
-    losses' device. By bilinearity the mean pairwise covariance equals Cov(mean_g ℓ, mean_h ℓ), so only the
-    group-mean losses are formed, a block of tokens at a time: time O(draws × tokens + draws × G × H), memory
-    O(draws × (G + H) + block), never tokens × tokens. Measured: 10⁶ query tokens in 10³ groups from 4 × 100
-    draws in ≈ 5 s and ≈ 0.2 GiB beyond the losses on one CPU thread (benchmarks/results/group_bif.json).
-    (This identity holds for covariances, not for correlations: there is no normalized variant.)
-    Groups with no member give NaN rows/columns. Sign as in :func:`bif`: negative = up-weighting group g's
-    tokens lowers group h's loss (g helps h).
+    shape (a group per token, −1 for none; ``num_groups`` G, default the largest label + 1, applies to the query
+    labels too) or bool masks (G, ...) (groups may overlap). query_* likewise (None = the training ones). Returns
+    (G, H) float64 on the losses' device. By bilinearity the mean pairwise covariance equals Cov(mean_g ℓ, mean_h
+    ℓ), so only the group-mean losses are formed, a block of tokens at a time: time O(draws × tokens + draws × G ×
+    H), memory O(draws × (G + H) + block), never tokens × tokens. Measured: 10⁶ query tokens in 10³ groups from 4 ×
+    100 draws in ≈ 5 s and ≈ 0.2 GiB beyond the losses on one CPU thread (benchmarks/results/group_bif.json). (This
+    identity holds for covariances, not for correlations: there is no normalized variant.) Groups with no member
+    give NaN rows/columns. Sign as in :func:`bif`: negative = up-weighting group g's tokens lowers group h's loss (g
+    helps h).
     """
     for name, value in (("train_losses", train_losses), ("query_losses", query_losses)):
         if value is not None and type(value).__module__ == "numpy":
@@ -153,16 +153,22 @@ def group_bif(
     a = a.reshape(-1, a.shape[-1])
     if query_losses is None:
         b = a if query_groups is None else group_means(train_losses, query_groups,
+                                                       num_groups=_query_count(query_groups, num_groups),
                                                        _name="train_losses").reshape(a.shape[0], -1)
     else:
         if query_losses.shape[:2] != train_losses.shape[:2]:
             raise ValueError(f"train and query losses must come from the same chains and draws: "
                              f"{tuple(train_losses.shape[:2])} vs {tuple(query_losses.shape[:2])}")
-        groups = train_groups if query_groups is None else query_groups
-        b = group_means(query_losses, groups, num_groups=num_groups if query_groups is None else None,
-                        _name="query_losses")
+        b = group_means(query_losses, train_groups if query_groups is None else query_groups,
+                        num_groups=_query_count(query_groups, num_groups), _name="query_losses")
         b = b.reshape(a.shape[0], -1)
     return -pooled_cov(a, b)
+
+
+def _query_count(query_groups, num_groups: int | None) -> int | None:
+    """The G for the query side: ``num_groups`` unless the query groups are masks (which carry their own count)."""
+    is_masks = isinstance(query_groups, torch.Tensor) and query_groups.dtype == torch.bool
+    return None if is_masks else num_groups
 
 
 def group_bif_stderr(
@@ -170,18 +176,22 @@ def group_bif_stderr(
     train_groups: torch.Tensor,
     query_losses: torch.Tensor | None = None,
     query_groups: torch.Tensor | None = None,
+    *,
+    num_groups: int | None = None,
 ) -> torch.Tensor:
     """Standard error of :func:`group_bif`, shape (G, H), arguments as there.
 
     The group BIF is the covariance of the group-mean losses, so its error is that of :func:`bif_stderr` (the
-    ESS-based Monte Carlo error) applied to those means. Groups with no member give NaN.
+    ESS-based Monte Carlo error, defined with one chain too) applied to those means. Groups with no member give
+    NaN.
     """
     if train_losses.dim() < 2 or train_losses.shape[1] < 4:
         raise ValueError(f"train_losses must be shaped (chain, draw, ...) with at least 4 draws; got "
                          f"{tuple(train_losses.shape)}")
-    a = group_means(train_losses, train_groups)
+    a = group_means(train_losses, train_groups, num_groups=num_groups)
+    count = _query_count(query_groups, num_groups)
     if query_losses is None:
-        b = a if query_groups is None else group_means(train_losses, query_groups)
+        b = a if query_groups is None else group_means(train_losses, query_groups, num_groups=count)
     else:
-        b = group_means(query_losses, train_groups if query_groups is None else query_groups)
+        b = group_means(query_losses, train_groups if query_groups is None else query_groups, num_groups=count)
     return products_stderr(a, b, normalized=False)

@@ -7,10 +7,10 @@ import numbers
 
 import torch
 
-from ..diagnostics import mcse_mean
+from ..chains import mcse_mean
 from .core import bif, checked_losses
 
-__all__ = ["bif_stderr", "products_stderr"]
+__all__ = ["bif_stderr", "combination_stderr", "products_stderr"]
 
 
 def bif_stderr(
@@ -25,7 +25,7 @@ def bif_stderr(
     train_losses: (chain, draw, I), query_losses: (chain, draw, J) or None, as for :func:`bif`.
 
     Default: the Monte Carlo standard error of each entry from its effective sample size (Vehtari et al. 2021;
-    :func:`stagewise.diagnostics.mcse_mean`). To first order the pooled covariance is the mean over all draws of
+    :func:`stagewise.chains.mcse_mean`). To first order the pooled covariance is the mean over all draws of
     f_ij(t) = (ℓ_i(t) − ℓ̄_i)(ℓ_j(t) − ℓ̄_j), and the correlation (delta method) that of
     g_ij = z_i·z_j − r_ij·(z_i² + z_j²)/2 with z the standardized losses; so s.e. = sd(f_ij)/√ESS(f_ij). The ESS
     is that of the split chains, with autocorrelations measured against a variance that includes the spread
@@ -78,22 +78,50 @@ def products_stderr(a: torch.Tensor, b: torch.Tensor, *, normalized: bool) -> to
     The (C, T, i, J) products are formed a block of rows at a time, so memory stays bounded for large I·J. No
     input checks: :func:`bif_stderr` and :func:`stagewise.influence.group_bif_stderr` make them.
     """
+    if not normalized:
+        return combination_stderr([(1.0, a, b)])
     c, t, num_i = a.shape
-    num_j = b.shape[2]
     s = c * t
     da = a - a.mean((0, 1))
     db = b - b.mean((0, 1))
-    if normalized:
-        da = da / da.pow(2).sum((0, 1)).div(s - 1).sqrt()
-        db = db / db.pow(2).sum((0, 1)).div(s - 1).sqrt()
-        r = torch.einsum("cti,ctj->ij", da, db) / (s - 1)
-    out = torch.empty(num_i, num_j, dtype=torch.float64, device=a.device)
+    da = da / da.pow(2).sum((0, 1)).div(s - 1).sqrt()
+    db = db / db.pow(2).sum((0, 1)).div(s - 1).sqrt()
+    r = torch.einsum("cti,ctj->ij", da, db) / (s - 1)
+    return _blocked_mcse(num_i, b.shape[2], s, a.device, lambda start, stop: _correlation_terms(da, db, r, start, stop))
+
+
+def combination_stderr(terms) -> torch.Tensor:
+    """ESS-based standard error of Σ_k w_k·Cov(a_k, b_k), (I, J), for terms (w_k, a_k, b_k) of paired draws.
+
+    Every a_k is (C, T, I) and every b_k (C, T, J) float64, recorded at the same chains and draws (e.g. two
+    coupled runs at step sizes ε and ε/2, whose Richardson–Romberg combination 2·Cov_{ε/2} − Cov_ε is such a
+    sum). Each pooled covariance is to first order the mean of the products f_k(t) = (a_k − ā_k)(b_k − b̄_k), so
+    the combination is the mean of Σ_k w_k·f_k(t) and its error is :func:`stagewise.chains.mcse_mean` of
+    that series (times the covariances' divisor correction s/(s − 1)): draws that move together in the terms
+    cancel. The sign is that of the covariances (a BIF's error is the same). No input checks.
+    """
+    terms = [(float(w), a - a.mean((0, 1)), b - b.mean((0, 1))) for w, a, b in terms]
+    _, a0, b0 = terms[0]
+    c, t, num_i = a0.shape
+    s = c * t
+
+    def block(start: int, stop: int) -> torch.Tensor:
+        return sum(w * da[:, :, start:stop, None] * db[:, :, None, :] for w, da, db in terms)
+
+    return _blocked_mcse(num_i, b0.shape[2], s, a0.device, block) * (s / (s - 1))
+
+
+def _correlation_terms(da, db, r, start, stop) -> torch.Tensor:
+    """The delta-method series of the correlations of rows start … stop − 1 (see :func:`bif_stderr`)."""
+    x, y = da[:, :, start:stop, None], db[:, :, None, :]
+    return x * y - r[start:stop] / 2 * (x * x + y * y)
+
+
+def _blocked_mcse(num_i: int, num_j: int, s: int, device, block) -> torch.Tensor:
+    """mcse_mean of the (C, T, rows, J) series ``block(start, stop)``, a block of rows at a time: (I, J)."""
+    out = torch.empty(num_i, num_j, dtype=torch.float64, device=device)
     rows = max(1, _STDERR_BLOCK // max(1, s * num_j))
     for start in range(0, num_i, rows):  # blocks of rows, never a loop over draws
         stop = min(start + rows, num_i)
-        x, y = da[:, :, start:stop, None], db[:, :, None, :]
-        block = x * y
-        if normalized:
-            block = block - r[start:stop] / 2 * (x * x + y * y)
-        out[start:stop] = mcse_mean(block)
-    return out if normalized else out * (s / (s - 1))  # the covariance's divisor s − 1
+        out[start:stop] = mcse_mean(block(start, stop))
+    return out

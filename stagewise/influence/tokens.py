@@ -11,7 +11,7 @@ __all__ = ["TOKEN_BIF_MAX_FRACTION", "token_bif"]
 TOKEN_BIF_MAX_FRACTION = 0.5  # token_bif refuses a result larger than this fraction of the free memory
 
 
-def _free_bytes(device: torch.device) -> int:
+def free_bytes(device: torch.device) -> int:
     """Memory that can still be allocated on ``device`` (CUDA: mem_get_info; CPU: MemAvailable)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
@@ -47,7 +47,7 @@ def token_bif(
     q = train_losses if query_losses is None else query_losses
     j, u = q.shape[2:]
     need = 8 * (i * t * j * u + c * d * (i * t + j * u))  # the float64 result and the centred losses
-    limit = int(TOKEN_BIF_MAX_FRACTION * _free_bytes(train_losses.device)) if max_bytes is None else max_bytes
+    limit = int(TOKEN_BIF_MAX_FRACTION * free_bytes(train_losses.device)) if max_bytes is None else max_bytes
     if need > limit:
         raise MemoryError(
             f"token_bif of {i}×{t} by {j}×{u} tokens needs ≈ {need / 2**30:.2f} GiB, more than the "

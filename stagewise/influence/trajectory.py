@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 import torch
 
 from ..sampling import SamplerDivergence, sample, sample_many
-from .core import bif, pooled_cov
-from .groups import group_means
+from .core import bif
+from .groups import group_bif, group_bif_stderr
 from .stderr import bif_stderr
 
 __all__ = ["InfluenceTrajectory", "bif_trajectory"]
@@ -22,7 +22,8 @@ class InfluenceTrajectory:
 
     steps:   training step of each checkpoint, shape (S,).
     values:  BIF (or group BIF) at each checkpoint, shape (S, I, J); sign as in :func:`bif`.
-    stderr:  standard error across chains, shape (S, I, J) (NaN with one chain).
+    stderr:  Monte Carlo standard error of each value, shape (S, I, J): :func:`bif_stderr` or
+             :func:`group_bif_stderr` (ESS-based; defined with one chain; NaN with fewer than 4 draws).
     traces:  the :class:`~stagewise.sampling.SampleTrace` of each checkpoint (for diagnostics), or None.
     """
 
@@ -72,9 +73,11 @@ def bif_trajectory(
     checkpoints: a list of (step, params) pairs (params as for :func:`stagewise.sampling.sample`).
     data, observables, config: as for :func:`~stagewise.sampling.sample` (the same config, hence the same seed,
     at every checkpoint). ``train`` / ``query`` select rows / columns among the observables (default: all).
-    ``groups``: bool (G, sample, ...) masks or integer labels (sample, ...) → group × group influence
-    (:func:`group_bif`) instead of sample × sample. Values and errors are on the traces' device (the CPU unless
-    ``trace_device=None`` is passed through to the sampler).
+    ``groups``: bool (G, sample, ...) masks or integer labels (sample, ...) over the observables → group × group
+    influence (:func:`group_bif`, errors :func:`group_bif_stderr`) instead of sample × sample; with ``train`` /
+    ``query`` the rows' groups hold only the tokens of the ``train`` samples and the columns' only those of the
+    ``query`` samples (a group with none of them gives NaN). ``normalized`` applies to sample × sample only. Values
+    and errors are on the traces' device (the CPU unless ``trace_device=None`` is passed through to the sampler).
     Sign as in :func:`bif`. Each checkpoint's sampler run is independent, so a divergence names its step.
     ``batch_checkpoints=True`` runs all checkpoints' chains in one batched pass
     (:func:`~stagewise.sampling.sample_many`): much faster for small models, K times the memory.
@@ -103,17 +106,16 @@ def bif_trajectory(
                 raise SamplerDivergence(error.chains, error.step, f"{error.reason} at checkpoint step {step}",
                                         error.trace) from error
         losses = trace.losses
-        chains = losses.shape[0]
-        if groups is not None:  # the group means once; the group BIF is −Cov of them (chains pooled or one by one)
-            means = group_means(losses, groups.to(losses.device))
-            value = -pooled_cov(means.reshape(-1, means.shape[-1]), means.reshape(-1, means.shape[-1]))
-            per_chain = torch.stack([-pooled_cov(means[c], means[c]) for c in range(chains)])
-            stderr = per_chain.std(0, unbiased=True) / math.sqrt(chains) if chains > 1 else value * math.nan
+        enough = losses.shape[1] >= 4  # the ESS-based errors need 4 draws per chain
+        if groups is not None:
+            rows, cols, count = _group_sides(groups.to(losses.device), losses.shape[2], train, query)
+            value = group_bif(losses, rows, losses, cols, num_groups=count)
+            stderr = group_bif_stderr(losses, rows, losses, cols, num_groups=count) if enough else value * math.nan
         else:
             a = losses if train is None else losses[:, :, list(train)]
             b = losses if query is None else losses[:, :, list(query)]
             value = bif(a, b, normalized=normalized)
-            stderr = bif_stderr(a, b, normalized=normalized) if chains > 1 else value * math.nan
+            stderr = bif_stderr(a, b, normalized=normalized) if enough else value * math.nan
         steps.append(int(step))
         values.append(value)
         errors.append(stderr)
@@ -121,3 +123,22 @@ def bif_trajectory(
             traces.append(trace)
     return InfluenceTrajectory(torch.tensor(steps), torch.stack(values), torch.stack(errors),
                                traces if keep_traces else None)
+
+
+def _group_sides(groups: torch.Tensor, num_samples: int, train, query):
+    """(row groups, column groups, G or None) for the group path: the groups restricted to the train and to the
+    query samples (labels of other samples set to −1, masks cleared there); G is fixed from all labels so that
+    both sides have the same groups."""
+    masks = groups.dtype == torch.bool
+    count = None if masks else int(groups.max()) + 1
+
+    def restrict(chosen):
+        if chosen is None:
+            return groups
+        keep = torch.zeros(num_samples, dtype=torch.bool, device=groups.device)
+        keep[list(chosen)] = True
+        if masks:
+            return groups & keep.reshape(1, -1, *[1] * (groups.dim() - 2))
+        return torch.where(keep.reshape(-1, *[1] * (groups.dim() - 1)), groups, torch.full_like(groups, -1))
+
+    return restrict(train), restrict(query), count

@@ -54,17 +54,14 @@ from stagewise.lm.tracking import (  # noqa: E402
     ClassInfluence,
     InductionTrajectory,
     class_influence,
-    crossing_step,
     lm_loss_fn,
     track_induction,
 )
 
 __all__ += ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
 
-__all__ += ["ClassInfluence", "InductionTrajectory", "class_influence", "crossing_step", "lm_loss_fn",
+__all__ += ["ClassInfluence", "InductionTrajectory", "class_influence", "lm_loss_fn",
             "track_induction"]
-from stagewise.lm.dynamics import peak_and_decline, sign_flip_step  # noqa: E402
 from stagewise.lm.pairing import PairingTrajectory, closer_ids, matched_closers, pairing_scores, track_pairing  # noqa: E402
 
-__all__ += ["PairingTrajectory", "closer_ids", "matched_closers", "pairing_scores", "peak_and_decline",
-            "sign_flip_step", "track_pairing"]
+__all__ += ["PairingTrajectory", "closer_ids", "matched_closers", "pairing_scores", "track_pairing"]

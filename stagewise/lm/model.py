@@ -186,6 +186,14 @@ def load_checkpoint(path: str | Path, revision: str | None = None, **kwargs) -> 
     Returns the model in eval mode. Hub names need network access; local folders never touch the network.
     """
     local = Path(path).is_dir()
+    text = str(path)
+    if not local and (isinstance(path, Path) or Path(text).exists() or text.startswith((".", "/", "~"))
+                      or text.count("/") > 1 or "\\" in text):
+        siblings = sorted(p.name for p in Path(text).parent.glob("*") if p.is_dir())[:8] \
+            if Path(text).parent.is_dir() else []
+        raise FileNotFoundError(f"no checkpoint folder {text}" + (f" (folders beside it: {', '.join(siblings)})"
+                                                                 if siblings else "")
+                                + "; a local checkpoint is a folder written by save_pretrained")
     model = AutoModelForCausalLM.from_pretrained(
         str(path), revision=None if local else revision, local_files_only=local, **kwargs
     )

@@ -18,9 +18,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from stagewise.curves import half_rise_step
 from stagewise.lm.model import per_token_loss
 from stagewise.lm.synthetic import DELIMITERS
-from stagewise.lm.tracking import crossing_step
 from stagewise.lm.train import TrainedRun
 
 # the closing characters a token may hold (those of the generated corpus and of a reader's text)
@@ -95,10 +95,10 @@ class PairingTrajectory:
 
     def pairing_step(self, margin: float = 0.2) -> int | None:
         """The step at which closer accuracy crosses half-way from its start to its maximum
-        (:func:`stagewise.lm.tracking.crossing_step`), or None if it never gets ``margin`` above chance."""
+        (:func:`stagewise.curves.half_rise_step`), or None if it never gets ``margin`` above chance."""
         if not self.accuracy.max() >= self.chance + margin:
             return None
-        step = crossing_step(self.steps, self.accuracy)
+        step = half_rise_step(self.steps, self.accuracy)
         return None if step is None else int(round(step))
 
 

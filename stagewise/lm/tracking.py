@@ -11,6 +11,7 @@ parameters, the sequences and the package's source code (:func:`stagewise.artifa
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -21,10 +22,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stagewise.artifacts import atomic_dir, cache_key, load_safetensors, read_json, write_json, write_safetensors
+from stagewise.artifacts import atomic_dir, cache_key, data_digest, load_safetensors, read_json, write_json, write_safetensors
+from stagewise.curves import half_rise_step
 from stagewise.influence import InfluenceTrajectory, bif_trajectory, token_bif
 from stagewise.lm.induction import induction_scores
-from stagewise.lm.model import per_token_loss
+from stagewise.lm.model import HubCheckpoints, per_token_loss
 from stagewise.lm.train import TrainedRun
 from stagewise.sampling import SGLDConfig, module_loss_fn
 
@@ -32,7 +34,6 @@ __all__ = [
     "ClassInfluence",
     "InductionTrajectory",
     "class_influence",
-    "crossing_step",
     "lm_loss_fn",
     "track_induction",
 ]
@@ -45,28 +46,6 @@ def _check_steps(run: TrainedRun, steps: Sequence[int] | None) -> list[int]:
         raise ValueError(f"steps: {missing or 'none'} (accepted: a non-empty subset of the saved checkpoint steps "
                          f"{run.checkpoint_steps[0]} … {run.checkpoint_steps[-1]}, see run.checkpoint_steps)")
     return chosen
-
-
-def crossing_step(steps: Sequence[float], values: Sequence[float]) -> float | None:
-    """The step at which ``values`` first reach half-way from their starting level to their maximum.
-
-    The starting level is the minimum over the first quarter of the checkpoints (values there sit on the
-    plateau); the crossing is interpolated linearly between the two checkpoints around it. None when the values
-    never rise (maximum = starting level).
-    """
-    x = np.asarray(steps, dtype=float)
-    y = np.asarray(values, dtype=float)
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"steps and values need the same length ≥ 2 (got {len(x)} and {len(y)})")
-    base = y[: max(1, len(y) // 4)].min()
-    top = y.max()
-    if not top > base:
-        return None
-    half = base + (top - base) / 2
-    k = int(np.argmax(y >= half))
-    if k == 0:
-        return float(x[0])
-    return float(x[k - 1] + (half - y[k - 1]) / (y[k] - y[k - 1]) * (x[k] - x[k - 1]))
 
 
 @dataclass
@@ -102,11 +81,11 @@ class InductionTrajectory:
         """The step at which the induction head forms, or None if no head's score ever reaches ``threshold``.
 
         Defined as the step where the best head's score crosses half-way from its plateau to its maximum
-        (:func:`crossing_step`), rounded to an integer.
+        (:func:`stagewise.curves.half_rise_step`), rounded to an integer.
         """
         if self.best.max() < threshold:
             return None
-        step = crossing_step(self.steps, self.best)
+        step = half_rise_step(self.steps, self.best)
         return None if step is None else int(round(step))
 
     def to_frame(self):
@@ -256,10 +235,28 @@ class ClassInfluence:
             return values / (diagonal[:, :, None] * diagonal[:, None, :])
 
 
-def _influence_key(run: TrainedRun, steps, train_ids, query_ids, classes, class_names, config: SGLDConfig) -> str:
-    # run.path.name is run-<key> for a trained run (its parameters, data and code), the hub name for HubCheckpoints
-    return cache_key({"run": run.path.name, "steps": [int(s) for s in steps], "sgld": asdict(config),
+def _influence_key(digests: Sequence[str], steps, train_ids, query_ids, classes, class_names,
+                   config: SGLDConfig) -> str:
+    # keyed by the weights themselves (their hashes), never by a folder's name: changed checkpoints recompute
+    return cache_key({"weights": list(digests), "steps": [int(s) for s in steps], "sgld": asdict(config),
                       "class_names": list(class_names)}, train_ids, query_ids, classes)
+
+
+def _weights_digest(model) -> str:
+    state = model.state_dict()
+    names = sorted(state)
+    return data_digest(json.dumps(names), *[state[k] for k in names])
+
+
+def _check_run(run) -> None:
+    if isinstance(run, (str, Path)):
+        raise TypeError(f"run = {str(run)!r}: a folder is not a run object. For save_pretrained checkpoints "
+                        "(Trainer's checkpoint-N folders) use stagewise.attribute.influence(folders, data, queries, "
+                        "token_classes=...), or pass an object with checkpoint_steps and load(step) (TrainedRun, "
+                        "HubCheckpoints)")
+    if not (hasattr(run, "checkpoint_steps") and callable(getattr(run, "load", None))):
+        raise TypeError(f"run: {type(run).__name__} has no checkpoint_steps and load(step); accepted: a TrainedRun "
+                        "(stagewise.lm.train), HubCheckpoints, or an object with both")
 
 
 _TENSORS, _RECORD = "tensors.safetensors", "result.json"
@@ -300,6 +297,7 @@ def class_influence(
     checkpoints_per_pass: int = 8,
     cache: bool = True,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> ClassInfluence:
     """Class × class BIF at each checkpoint of ``run`` from localized SGLD on ``train_ids``.
 
@@ -310,8 +308,11 @@ def class_influence(
     config:      the sampler settings, the same at every checkpoint (nβ, γ, ε, chains, draws, batch size, seed).
     steps:       checkpoints to sample around (default: all saved).
     checkpoints_per_pass: checkpoints whose chains run together in one batched pass (memory × this number).
-    cache:       reuse a result saved in the run's folder under the same parameters (and save new ones there).
+    cache:       reuse a result saved under the same weights (their hashes), data and parameters, and save new
+                 ones: in ``cache_dir`` when given, else in the run's own cache folder for the package's runs
+                 (TrainedRun, HubCheckpoints); another run object's folders are never written to (no cache then).
     """
+    _check_run(run)
     chosen = _check_steps(run, steps)
     if query_ids.dim() != 2 or train_ids.dim() != 2:
         raise ValueError(f"train_ids {tuple(train_ids.shape)} and query_ids {tuple(query_ids.shape)}: "
@@ -321,7 +322,14 @@ def class_influence(
                          f"{', '.join(map(str, query_ids.shape))}), one mask per class name over the query tokens)")
     if not (isinstance(checkpoints_per_pass, int) and checkpoints_per_pass >= 1):
         raise ValueError(f"checkpoints_per_pass = {checkpoints_per_pass!r} (accepted: an integer ≥ 1)")
-    path = run.path / f"influence-{_influence_key(run, chosen, train_ids, query_ids, classes, class_names, config)}"
+
+    home = Path(cache_dir) if cache_dir is not None else (run.path if isinstance(run, (TrainedRun, HubCheckpoints))
+                                                          else None)
+    cache = cache and home is not None
+    path = None
+    if cache:  # every chosen checkpoint is opened once to hash its weights
+        digests = [_weights_digest(run.load(step)) for step in chosen]
+        path = home / f"influence-{_influence_key(digests, chosen, train_ids, query_ids, classes, class_names, config)}"
     cached = _load_influence(path, query_ids) if cache else None
     if cached is not None:
         return cached

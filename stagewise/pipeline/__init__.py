@@ -4,14 +4,12 @@ Used by the chapters (``validate_parameters``, ``write_metrics``) and by ``pytho
 Nothing of the science lives here, and the science never imports it.
 """
 
-from .cache import cache_dir
 from .metrics import versions, write_metrics
 from .params import (File, Folder, Interval, OneOf, Optional, Parameter, ParameterError, Parameters, Pattern, Satisfies,
                      Span, parse_value, validate_parameters)
 from .runner import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
 
 __all__ = [
-    "cache_dir",
     "File",
     "Folder",
     "Interval",

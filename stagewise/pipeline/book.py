@@ -48,7 +48,7 @@ from .dask_cluster import ClusterError, NotebookJob, execute_notebooks, resolve_
 from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
 from .profiles import profile_values
-from .runner import cached_seconds, check_run_parameters, dependencies, load_notebook, resolve_notebook
+from .runner import cached_seconds, check_many, dependencies, load_notebook, resolve_notebook
 
 __all__ = ["BookError", "BookResult", "build_book", "toc_files"]
 
@@ -270,11 +270,6 @@ def _jupyter_book() -> list[str]:
     return [str(script)] if script.exists() else ["jupyter-book"]
 
 
-def _profile_parameters(source: Path, profile: str) -> dict:
-    """The values of ``profile``'s parameter file for ``source`` (empty for ``full``), checked like a run's."""
-    return check_run_parameters(load_notebook(source), source, profile_values(source, profile))
-
-
 def _check_expectations(chapters, stage: Path, expected: Path, profile: str, log) -> None:
     """Each chapter's metrics.json against its bounds (expectations.py): quick fails the build, full reports."""
     try:
@@ -317,10 +312,12 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
         if entry == RERUN_PAGE or any((book_dir / entry).with_suffix(s).is_file()
                                       or (book_dir / f"{entry}{s}").is_file() for s in PAGE_SUFFIXES):
             continue  # an authored or generated page
-        source = resolve_notebook(Path(entry).name, notebooks_dir)
-        chapters.append((entry, source))
+        chapters.append((entry, resolve_notebook(Path(entry).name, notebooks_dir)))
+    # every chapter's profile values, checked by its own first cells in one checking process
+    checked = check_many([(load_notebook(source), source, profile_values(source, profile))
+                          for _, source in chapters])
+    for (entry, source), parameters in zip(chapters, checked):
         output, cwd = stage / f"{entry}.ipynb", stage / entry
-        parameters = _profile_parameters(source, profile)
         seconds = cached_seconds(source, output, parameters)
         if seconds is not None:
             result.cached.append((source.stem, seconds))

@@ -36,10 +36,10 @@ __all__ = [
     "ParameterError",
     "Parameters",
     "check_parameters",
+    "default_value",
     "parse_parameters_cell",
     "parse_value",
     "validate_parameters",
-    "validation_rules",
 ]
 
 #: Types a parameter may hold: what papermill can inject as a Python literal.
@@ -62,17 +62,42 @@ class ParameterError(ConfigError):
 # ------------------------------------------------------------------------------------- type checks
 
 
+def _annotation(node: ast.expr) -> Any:
+    """The runtime type of an annotation's syntax tree: a plain type's name, ``None``, ``Any``, ``X | Y``,
+    ``Optional[X]``, ``Union[...]`` and ``list[...]``-style generics (checked as their container)."""
+    if isinstance(node, ast.Constant) and node.value is None:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a quoted annotation
+        return _resolve_type(node.value)
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+    if name is not None:
+        if name in _TYPE_NAMES:
+            return _TYPE_NAMES[name]
+        if name in ("None", "NoneType"):
+            return None
+        return Any
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return typing.Union[_annotation(node.left), _annotation(node.right)]
+    if isinstance(node, ast.Subscript):
+        base = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", None)
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base == "Optional":
+            return typing.Optional[_annotation(items[0])]
+        if base == "Union":
+            return typing.Union[tuple(_annotation(item) for item in items)]
+        return _TYPE_NAMES.get(str(base).lower(), Any)  # list[int], Dict[str, float]: the container
+    return Any
+
+
 def _resolve_type(annotation: Any) -> Any:
-    """The runtime type of an annotation (a type, or its source text as in ``"float"``)."""
+    """The runtime type of an annotation (a type, or its source text as in ``"float"``), read without running it."""
     if isinstance(annotation, str):
         text = annotation.strip()
-        if text in _TYPE_NAMES:
-            return _TYPE_NAMES[text]
-        if text in ("None", "Any", ""):
-            return None if text == "None" else Any
+        if text in ("Any", ""):
+            return Any
         try:
-            return eval(text, {"typing": typing, **_TYPE_NAMES, "Any": Any, "Optional": typing.Optional})  # noqa: S307
-        except Exception:  # an annotation we cannot evaluate: accept any plain value
+            return _annotation(ast.parse(text, mode="eval").body)
+        except SyntaxError:  # an annotation we cannot read: accept any plain value
             return Any
     return annotation
 
@@ -260,25 +285,6 @@ def parse_parameters_cell(source: str) -> list[Parameter]:
     return parameters
 
 
-def validation_rules(source: str, values: Mapping[str, Any]) -> dict[str, Rule]:
-    """The rules a validation cell passes to ``validate_parameters(globals(), name=Rule, ...)``, evaluated.
-
-    Only the cell's imports and the rule expressions run (with the parameter ``values`` in scope, so a rule
-    may depend on another parameter), so the runner can check ranges before a kernel starts, with the very
-    rules and messages the notebook itself uses. Empty when the cell does not call ``validate_parameters``.
-    """
-    tree = ast.parse(source)
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "id", getattr(node.func, "attr", None)) == "validate_parameters"]
-    if not calls:
-        return {}
-    scope: dict[str, Any] = {**values}
-    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
-    exec(compile(ast.Module(body=imports, type_ignores=[]), "<validation cell>", "exec"), scope)  # noqa: S102
-    return {keyword.arg: eval(compile(ast.Expression(keyword.value), "<rule>", "eval"), scope)  # noqa: S307
-            for keyword in calls[0].keywords if keyword.arg is not None}
-
-
 def parse_value(text: str) -> Any:
     """A ``-p name value`` value, read as papermill's command line does, and a list as Python writes one.
 
@@ -297,3 +303,11 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def default_value(parameter: Parameter) -> Any:
+    """A parameter's default as a Python value (its source text when not a literal)."""
+    try:
+        return ast.literal_eval(parameter.default)
+    except ValueError:
+        return parameter.default

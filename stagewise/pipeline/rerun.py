@@ -13,7 +13,8 @@ from typing import Any, Iterable
 
 from .params import Parameter
 from .profiles import available_profiles, profile_values
-from .runner import default_value, load_notebook, parameter_table
+from .params import default_value
+from .runner import load_notebook, parameter_table
 
 __all__ = ["PAGE", "chapter_title", "example_parameters", "rerun_page", "write_rerun_page"]
 

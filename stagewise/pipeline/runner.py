@@ -24,7 +24,7 @@ from typing import Any
 
 from stagewise.artifacts import cache_key as artifact_key
 from stagewise.artifacts import read_json, source_hash, to_json, write_json
-from .params import Parameter, ParameterError, check_parameters, parse_parameters_cell, validation_rules
+from .params import Parameter, ParameterError, default_value, parse_parameters_cell
 from .profiles import DEFAULT_PROFILE, PROFILES_DIR, resolve_values
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "RunInterrupted",
     "cache_key",
     "cached_seconds",
+    "check_many",
     "check_run_parameters",
     "execute",
     "declared_parameters",
@@ -40,7 +41,6 @@ __all__ = [
     "execute_cached",
     "load_notebook",
     "new_run_dir",
-    "notebook_rules",
     "package_hash",
     "parameter_table",
     "resolve_notebook",
@@ -140,37 +140,31 @@ def declared_parameters(nb, path: Path) -> list[Parameter]:
 
 
 def check_run_parameters(nb, path: Path, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` checked against the notebook before a kernel starts, converted.
+    """``values`` (what papermill will inject: a profile's merged with ``-p``) checked before a kernel starts by
+    the notebook's own parameters and validation cells (:mod:`stagewise.pipeline.precheck`), converted (``300``
+    -> ``300.0`` for a float). Raises :class:`ParameterError` with the notebook's own messages."""
+    return check_many([(nb, path, values)])[0]
 
-    Names and types come from the parameters cell; ranges from the rules of the chapter's validation cell
-    (the code cell right after it, :func:`validation_rules`), so a bad value fails here with the message the
-    notebook would give. Cross-parameter checks the cell makes in code still run in the kernel, before compute.
-    """
-    table = declared_parameters(nb, path)
-    declared = {p.name: p.type for p in table}
-    converted, problems = check_parameters(declared, values)
+
+def check_many(jobs: list[tuple[Any, Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """:func:`check_run_parameters` of every ``(notebook node, path, values)``, in one checking process; raises
+    :class:`ParameterError` listing the problems of them all (each once, prefixed with its notebook when the
+    jobs are of several notebooks)."""
+    from .precheck import check_values
+
+    for nb, path, _ in jobs:
+        declared_parameters(nb, path)  # the parameters cell's form, with the path in the message
+    results = check_values([(nb, values) for nb, _, values in jobs])
+    several = len({str(path) for _, path, _ in jobs}) > 1
+    problems: list[str] = []
+    for (_, path, _), result in zip(jobs, results):
+        for problem in result.problems:
+            problem = f"{Path(path).stem}: {problem}" if several else problem
+            if problem not in problems:
+                problems.append(problem)
     if problems:
         raise ParameterError(problems)
-    rules = notebook_rules(nb, {p.name: default_value(p) for p in table} | converted)
-    _, problems = check_parameters(declared, converted, rules)
-    if problems:
-        raise ParameterError(problems)
-    return converted
-
-
-def notebook_rules(nb, values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The rules of the notebook's validation cell by parameter name (:func:`validation_rules`), evaluated with
-    ``values`` (default: the parameters cell's defaults) in scope."""
-    if values is None:
-        values = {p.name: default_value(p) for p in parse_parameters_cell(_parameters_cell(nb, Path("?")).source)}
-    return validation_rules(_validation_source(nb), values)
-
-
-def _validation_source(nb) -> str:
-    """The source of the code cell right after the parameters cell ("" when there is none)."""
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    following = (b.source for a, b in zip(code, code[1:]) if "parameters" in a.get("metadata", {}).get("tags", []))
-    return next(following, "")
+    return [{k: result.values[k] for k in values} for (_, _, values), result in zip(jobs, results)]
 
 
 def package_hash() -> str:
@@ -286,14 +280,6 @@ def new_run_dir(parent: str | Path, now: datetime | None = None, prefix: str = "
         except FileExistsError:
             continue
     raise RuntimeError(f"no free run folder under {parent}")
-
-
-def default_value(parameter: Parameter) -> Any:
-    """A parameter's default as a Python value (its source text when not a literal)."""
-    try:
-        return ast.literal_eval(parameter.default)
-    except ValueError:
-        return parameter.default
 
 
 def absolute_paths(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ A sweep folder ``runs/<chapter>/sweep-<stamp>/`` holds:
                                error, folder and every scalar metric (flat_scalars' dotted keys)
     <metric>_vs_<param>.png    with --plot metric:param
 
-Every value is checked against the notebook before any task starts: names and types by the runner's check,
-ranges by the rules of the chapter's ``validate_parameters(...)`` call (read from its source, never run). A run
+Every combination is checked before any task starts, as its run will check it: the profile's values and the
+combination, by the notebook's own parameters and validation cells (:mod:`stagewise.pipeline.precheck`). A run
 whose notebook fails is a row with status "failed" and the error; the others go on. A run whose worker dies is
 started again by Dask on a live worker (the dead attempt's folder stays, status "running"); ``resume`` runs only
 the combinations without a finished (ok or failed) run. Nothing is overwritten: a resumed sweep that finds
@@ -38,9 +38,9 @@ from .dask_cluster import check_workers, cluster, worker_name
 from .profiles import profile_values
 from .runner import absolute_paths, load_notebook, new_run_dir, resolve_notebook
 from .runs import plot_runs, run_table, runs_under
-from .sweep_grid import SweepError, chapter_rules, check_grid, combination_key, combinations, parse_grid
+from .sweep_grid import SweepError, check_grid, combination_key, combinations, parse_grid
 
-__all__ = ["SweepError", "SweepInterrupted", "SweepResult", "chapter_rules", "check_grid", "combinations",
+__all__ = ["SweepError", "SweepInterrupted", "SweepResult", "check_grid", "combinations",
            "parse_grid", "run_sweep", "sweep_table"]
 
 SWEEP_FILE, TASKS_FILE = "sweep.json", "tasks.jsonl"
@@ -248,21 +248,21 @@ def run_sweep(notebook: str | Path | None = None, grid: dict[str, list] | None =
             raise SweepError(f"--resume {resume}: not a sweep folder (no readable {SWEEP_FILE})")
         path = Path(spec["notebook"])
         nb = load_notebook(path)
-        recorded = check_grid(nb, path, spec["grid"])  # the notebook may have changed since
+        profile = spec.get("profile", "full")
+        base = profile_values(path, profile)
+        recorded = check_grid(nb, path, spec["grid"], base=base)  # the notebook may have changed since
         if grid or seeds is not None:
-            asked = check_grid(nb, path, grid or {}, seeds)
+            asked = check_grid(nb, path, grid or {}, seeds, base=base)
             if combination_key(asked) != combination_key(recorded):
                 raise SweepError(f"--resume {resume}: these values differ from the sweep's "
                                  f"({combination_key(recorded)}); drop -p and --seeds to resume it as it was")
         grid = recorded
-        profile = spec.get("profile", "full")
     else:
         if notebook is None:
             raise SweepError("name a notebook to sweep (or --resume a sweep folder)")
         path = resolve_notebook(notebook, notebooks_dir).resolve()
         nb = load_notebook(path)
-        grid = check_grid(nb, path, grid or {}, seeds)
-        profile_values(path, profile)  # an unknown profile fails here, before any task
+        grid = check_grid(nb, path, grid or {}, seeds, base=profile_values(path, profile))  # a bad profile too
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise SweepError(f"retries = {retries!r}: expected an integer >= 0")
     if client is None:

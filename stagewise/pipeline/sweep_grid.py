@@ -11,19 +11,16 @@ from typing import Any
 
 from stagewise.artifacts import to_json
 from .params import ParameterError, parse_value
-from .runner import check_run_parameters, declared_parameters
-from .runner import notebook_rules as chapter_rules
+from .runner import declared_parameters
 from .runs import RunsError
 
-__all__ = ["SweepError", "chapter_rules", "check_grid", "combination_key", "combinations", "parse_grid"]
+__all__ = ["SweepError", "check_grid", "combination_key", "combinations", "parse_grid"]
 
 MAX_COMBINATIONS = 10_000
 
 
 class SweepError(RunsError):
     """A sweep that cannot be started or resumed as asked (names what and why); no task was started."""
-
-
 
 
 
@@ -40,10 +37,15 @@ def parse_grid(pairs: Iterable[Sequence[str]]) -> dict[str, list]:
     return grid
 
 
-def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None) -> dict[str, list]:
-    """Every value of ``grid`` checked against the notebook (names, types, the chapter's ranges) and converted
-    (``100`` -> ``100.0`` for a float). ``seeds`` adds ``seed`` = 0 .. seeds-1. Raises :class:`ParameterError`
-    listing every bad value, before anything runs."""
+def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None,
+               base: dict[str, Any] | None = None) -> dict[str, list]:
+    """Every combination of ``grid`` checked as its run will check it: ``base`` (the profile's values) merged
+    with the combination, by the notebook's own parameters and validation cells (names, types, ranges and the
+    cell's cross-parameter checks; :mod:`stagewise.pipeline.precheck`), all in one checking process. Returns
+    the grid with its values converted (``100`` -> ``100.0`` for a float). ``seeds`` adds ``seed`` = 0 ..
+    seeds-1. Raises :class:`ParameterError` listing every bad value, before anything runs."""
+    from .precheck import check_values
+
     declared = {p.name for p in declared_parameters(nb, path)}
     grid = dict(grid)
     if seeds is not None:
@@ -56,27 +58,29 @@ def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None) 
         grid["seed"] = list(range(seeds))
     if not grid:
         raise ParameterError("nothing to sweep: give at least one -p NAME v1,v2,... (or --seeds)")
+    count = 1
+    for values in grid.values():
+        count *= len(values)
+    if count > MAX_COMBINATIONS:
+        raise ParameterError(f"{count} combinations: at most {MAX_COMBINATIONS} in one sweep")
+    product = combinations(grid)
+    results = check_values([(nb, {**(base or {}), **combination}) for combination in product])
     problems: list[str] = []
-    checked: dict[str, list] = {}
+    for result in results:
+        problems += [p for p in result.problems if p not in problems]
+    if problems:
+        raise ParameterError(problems)
+    checked: dict[str, list] = {name: [] for name in grid}
     for name, values in grid.items():
-        checked[name] = []
         for value in values:
-            try:
-                new = check_run_parameters(nb, path, {name: value})[name]  # names, types, the chapter's ranges
-            except ParameterError as error:
-                problems += [p for p in error.problems if p not in problems]
-                continue
+            index = next(i for i, c in enumerate(product) if c[name] is value)
+            new = results[index].values[name]
             if any(type(v) is type(new) and v == new for v in checked[name]):
                 problems.append(f"parameter {name!r} lists the value {new!r} twice")
             else:
                 checked[name].append(new)
     if problems:
         raise ParameterError(problems)
-    count = 1
-    for values in checked.values():
-        count *= len(values)
-    if count > MAX_COMBINATIONS:
-        raise ParameterError(f"{count} combinations: at most {MAX_COMBINATIONS} in one sweep")
     return checked
 
 

@@ -11,7 +11,8 @@ with the updates of the paper's §2 (ε = ``step_size``, γ = ``localization``, 
 
 where g is the gradient of the mean mini-batch loss and ξ ~ N(0, I). By default (``rmsprop_adapt="burnin"``)
 V is averaged during burn-in only and G is then frozen: with a fixed G the update is a preconditioned Langevin
-step whose stationary law is the posterior (up to the Euler scheme's O(ε) bias). ``rmsprop_adapt="always"``
+step whose stationary law is the posterior up to an O(ε) step-size bias (the Euler scheme's, with effective step
+ε·G; :func:`stagewise.diagnostics.step_size_check` measures it). ``rmsprop_adapt="always"``
 keeps adapting G at every step, as devinterp does; without the correction term a state-dependent G needs, that
 chain samples a biased law (see :class:`SGLDConfig`).
 
@@ -23,7 +24,8 @@ per-sample losses on a fixed set of *observables* are recorded, giving the (chai
 that the influence and LLC estimators consume. A non-finite loss or parameter stops the run with :class:`SamplerDivergence`, which
 names the chains and the step; nothing is dropped silently.
 
-Two levels of use: :func:`sample` / :func:`sample_many` run whole chains and return a :class:`SampleTrace`;
+Two levels of use: :func:`sample` / :func:`sample_many` run whole chains and return a :class:`SampleTrace`
+(:func:`sample_coupled` runs chains at ε and ε/2 on the same noise, for the step-size check);
 :func:`init` and :func:`step` (BlackJAX-style, in :mod:`stagewise.sampling.kernel`) advance a
 :class:`SamplerState` one step at a time, for custom loops::
 
@@ -60,6 +62,7 @@ from .kernel import (
     step,
 )
 from .runner import SampleTrace, SamplerDivergence, sample, sample_many
+from .coupled import CoupledTraces, half_step_config, sample_coupled
 from .settings import BATCHING, DTYPES, PRECONDITIONERS, RMSPROP_ADAPT, SGLDConfig
 
 __all__ = [
@@ -68,6 +71,7 @@ __all__ = [
     "Batch",
     "ChainState",
     "ConfigError",
+    "CoupledTraces",
     "LossFn",
     "PRECONDITIONERS",
     "Params",
@@ -84,6 +88,7 @@ __all__ = [
     "draw_batch",
     "draw_noise",
     "gradients",
+    "half_step_config",
     "init",
     "init_many",
     "make_generators",
@@ -94,6 +99,7 @@ __all__ = [
     "resolve_device",
     "rmsprop_preconditioner",
     "sample",
+    "sample_coupled",
     "sample_many",
     "sgld_step",
     "step",

@@ -7,6 +7,7 @@ before any compute, so a chapter asked for ``device="cuda"`` on a CPU-only build
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -50,7 +51,11 @@ def device_problem(spec: object) -> str | None:
 
 def check_device(spec: str) -> str:
     """``spec`` unchanged when this machine has that device, else a ConfigError naming it and what is accepted
-    (for a chapter's validation cell: a GPU that is missing stops the chapter before any compute)."""
+    (for a chapter's validation cell: a GPU that is missing stops the chapter before any compute). Where the
+    pipeline checks a run's parameters before its kernel starts (``STAGEWISE_PRECHECK`` set), the machine is not
+    checked: a run meant for a GPU machine or cluster is prepared on a laptop, and its kernel checks its own."""
+    if os.environ.get("STAGEWISE_PRECHECK"):
+        return spec
     problem = device_problem(spec)
     if problem is not None:
         raise ConfigError(f"device = {spec!r} (accepted: {problem})")

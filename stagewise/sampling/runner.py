@@ -5,9 +5,11 @@ steps of :mod:`stagewise.sampling.kernel`, and what they return (:class:`SampleT
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any, Sequence
 
 import torch
+from torch.func import vmap
 from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
 from ..config import is_int
@@ -333,20 +335,28 @@ def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLD
     centers = place(centers, config)  # the run's device and dtype; data and observables follow, once
     first = next(iter(centers.values()))
     device, dtype = first.device, first.dtype
-    cast = dtype if config.dtype is not None else None
+    # floating-point data follow the run's dtype (config.dtype, else the checkpoint's), as SGLDConfig documents
     n = None
     if data is not None:
         data, n = prepare_batch(data, "data")
-        data = to_device(data, device, cast)
+        data = to_device(data, device, dtype)
     if observables is not None:
         observables, count = prepare_batch(observables, "observables")
-        observables = to_device(observables, device, cast)
+        observables = to_device(observables, device, dtype)
+    if n is not None and config.batch_size is not None and config.batch_size > n:
+        raise ValueError(f"batch_size = {config.batch_size} is larger than the data ({n} samples); accepted: "
+                         f"1 … {n}, or None for full-batch gradients (SGLDConfig(batch_size=...))")
     full_batch = n is None or config.batch_size is None or config.batch_size >= n
     recording = observables is not None or observable_fn is not None
     record_fn = observable_fn or loss_fn
     num_centers = first.shape[0]
     loop = chain_loop(config, device)
     chunk = None if observable_chunk is None else int(observable_chunk)
+    first_center = {k: v[:1] for k, v in centers.items()}  # one forward pass on one sample, before any step
+    first_pass(loss_fn, single, first_center, data, "data", "loss_fn", loop)
+    if recording and observables is not None:
+        first_pass(record_fn, single, first_center, observables, "observables",
+                   "observable_fn" if observable_fn is not None else "loss_fn", loop)
 
     with torch.no_grad():
         init_losses = [_full_data_loss(loss_fn, single, {k: v[j] for k, v in centers.items()}, data, n,
@@ -388,6 +398,50 @@ def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLD
                 bar.set_postfix(loss=f"{float(state.loss.mean()):.4g}")
     bar.close()
     return recorder.traces(config.num_steps)
+
+
+def _describe(batch: Batch) -> str:
+    if batch is None:
+        return "None"
+    if isinstance(batch, torch.Tensor):
+        return f"a {str(batch.dtype).replace('torch.', '')} tensor of shape {tuple(batch.shape)}"
+    if isinstance(batch, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in batch.items()) + "}"
+    if isinstance(batch, (tuple, list)):
+        return "(" + ", ".join(_describe(v) for v in batch) + ")"
+    return type(batch).__name__
+
+
+def first_pass(fn: LossFn, single: bool, center: Params, batch: Batch, name: str, fn_name: str,
+               loop: bool) -> None:
+    """``fn`` on the first sample of ``batch`` at the checkpoint, as the chains will call it (vmapped over one
+    chain unless ``loop``), before any step: an error there is re-raised naming what was passed and the fix."""
+    one = None if batch is None else index(batch, torch.arange(1, device=leaves(batch)[0].device))
+    try:
+        with torch.no_grad():
+            if loop:
+                call_loss(fn, single, {k: v[0] for k, v in center.items()}, one)
+            else:
+                vmap(partial(call_loss, fn, single), in_dims=(0, None))(center, one)
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        text = str(error)
+        params = _describe(center["w"][0] if single else {k: v[0] for k, v in center.items()})
+        hints = []
+        if "random" in text.lower():
+            hints.append("the loss draws random numbers (dropout or another random layer: the model is in "
+                         "training mode); call model.eval() before building the loss (module_loss_fn, "
+                         "lm_loss_fn), or pass SGLDConfig(batching='loop')")
+        if leaves(one) and any(leaf.dtype == torch.bool for leaf in leaves(one)):
+            hints.append(f"{name} holds bool tensors: convert them to the checkpoint's dtype "
+                         "(x.to(torch.float32)) or to integer ids")
+        if "dtype" in text or "Double" in text or "Float" in text or "Half" in text:
+            hints.append(f"cast {name} to the checkpoint's dtype, or set SGLDConfig(dtype=...) for both")
+        if "shape" in text or "size" in text or "mat1" in text:
+            hints.append(f"the shape of each sample of {name} must be what the model takes (and the checkpoint's "
+                         "parameters those of the model)")
+        raise ValueError(f"{fn_name} failed on the first sample of {name} ({_describe(one)}) at the checkpoint "
+                         f"({params}): {type(error).__name__}: {text}"
+                         + (". Fix: " + "; ".join(hints) if hints else "")) from error
 
 
 def _dims_for(per_sample_losses: torch.Tensor) -> tuple[str, ...]:

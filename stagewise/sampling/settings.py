@@ -32,8 +32,10 @@ class SGLDConfig:
     rmsprop_adapt:  when the RMSProp preconditioner G = 1/(√V + eps) follows the gradients:
                     "burnin" (default): V is averaged during the burn-in steps only; G is then frozen, per chain
                     and coordinate, for every step that can become a draw. With G fixed the update is a valid
-                    preconditioned Langevin step, so the chains sample the posterior (up to the O(ε) bias of
-                    any Euler scheme), as Stan's mass matrix adapted in warm-up and then held fixed. A frozen G
+                    preconditioned Langevin step, so the chains sample the posterior up to an O(ε) step-size
+                    bias (that of any Euler scheme, with the effective step ε·G: RMSProp enlarges it where
+                    gradients are small; :func:`stagewise.diagnostics.step_size_check` measures it), as Stan's
+                    mass matrix adapted in warm-up and then held fixed. A frozen G
                     no longer shrinks where gradients grow: chains that leave a flat burn-in region for a steep
                     one take the burn-in's large steps there and can diverge (chapter 1's normal crossing
                     started at its flat point does); burn in where the draws will be, or lower step_size.

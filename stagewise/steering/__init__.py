@@ -3,8 +3,9 @@
 Chapter 7 of the book (Lee et al. 2025, arXiv:2510.12071: up-weighting induction-pattern data inside the window
 in which the induction circuit forms speeds its formation more than the same up-weighting before that window).
 
-- :mod:`.schedule`: the window rules (:func:`peak_window`, :func:`rise_window`, :func:`induction_window`), the
-  equal-extra-weight schedules (:func:`window_schedule`, :func:`before_window`) and :func:`paired_difference`.
+- :mod:`.schedule`: the induction window (:func:`induction_window`, from the window rules of
+  :mod:`stagewise.curves`), the equal-extra-weight schedules (:func:`window_schedule`, :func:`before_window`) and
+  :func:`paired_difference`.
 - :mod:`.dln`:      the toy model: Saxe's mode dynamics predict each mode's onset under a weight schedule
                     (:func:`predicted_onsets`); :func:`steer` trains the conditions and seeds as one batch.
 - :mod:`.lm`:       the language model: :func:`train_steered` adds induction-pattern sequences to the batches
@@ -20,20 +21,20 @@ from .dln import (CONDITIONS, ToySteering, influence_window, mode_onsets, mode_w
                   target_items)
 from .experiment import train_conditions
 from .figures import CONDITION_COLORS, CONDITION_LABELS, conditions_figure, show, toy_shifts_figure, window_figure
-from .lm import SteeredRun, SteeringConfig, crossing_step, train_steered
+from .lm import SteeredRun, SteeringConfig, train_steered
 from .report import (condition_means, crossing_summary, difference_table, effect_table, exact_mode_errors,
                      mode_labels, shift_table, stage_of_mode, verdict)
-from .schedule import (Window, before_window, condition_schedules, induction_window, paired_difference, peak_window,
-                       rise_window, spread_steps, window_schedule)
+from .schedule import (before_window, condition_schedules, induction_window, paired_difference, spread_steps,
+                       window_schedule)
 
 __all__ = [
     "CONDITIONS", "ToySteering", "influence_window", "mode_onsets", "mode_weights", "predicted_onsets", "steer",
     "target_items",
     "train_conditions",
     "CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "show", "toy_shifts_figure", "window_figure",
-    "SteeredRun", "SteeringConfig", "crossing_step", "train_steered",
+    "SteeredRun", "SteeringConfig", "train_steered",
     "condition_means", "crossing_summary", "difference_table", "effect_table", "exact_mode_errors", "mode_labels",
     "shift_table", "stage_of_mode", "verdict",
-    "Window", "before_window", "condition_schedules", "induction_window", "paired_difference", "peak_window",
-    "rise_window", "spread_steps", "window_schedule",
+    "before_window", "condition_schedules", "induction_window", "paired_difference", "spread_steps",
+    "window_schedule",
 ]

@@ -29,7 +29,8 @@ import torch
 from stagewise import toy
 from stagewise.analysis import readable_modes
 
-from .schedule import Window, before_window, peak_window, window_schedule
+from ..curves import Window, first_crossing, peak_window
+from .schedule import before_window, window_schedule
 
 __all__ = ["CONDITIONS", "ToySteering", "influence_window", "mode_onsets", "mode_weights", "predicted_onsets",
            "steer", "target_items"]
@@ -88,21 +89,12 @@ def predicted_onsets(onsets, weights, extra) -> np.ndarray:
 def mode_onsets(run: toy.TrainingRun, basis: toy.ModeBasis) -> np.ndarray:
     """Half-rise step of every mode in every run: first step where u_kᵀ·W·v_k ≥ s_k/(2c), shape ([R,] r).
 
-    Interpolated linearly between checkpoints (train with a checkpoint every step for whole-step resolution).
+    :func:`stagewise.curves.first_crossing`, interpolated linearly between checkpoints (train with a checkpoint
+    every step for whole-step resolution); NaN for a mode that never gets there.
     """
     w = toy.end_to_end(run.checkpoints)  # (S, [R,] out, in)
     strength = torch.diagonal(basis.u.T @ w @ basis.v, dim1=-2, dim2=-1).numpy()  # (S, [R,] r)
-    half = (basis.s / basis.c).numpy() / 2
-    steps = run.steps.numpy().astype(float)
-    above = strength >= half
-    first = above.argmax(axis=0)  # (…, r): first checkpoint at or above half
-    lower = np.clip(first - 1, 0, None)
-    take = lambda k: np.take_along_axis(strength, k[None], axis=0)[0]  # noqa: E731
-    g0, g1 = take(lower), take(first)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(g1 > g0, (half - g0) / (g1 - g0), 0.0)
-    out = np.where(first > 0, steps[lower] + frac * (steps[first] - steps[lower]), steps[0])
-    return np.where(above.any(axis=0), out, np.nan)
+    return first_crossing(run.steps.numpy().astype(float), strength, (basis.s / basis.c).numpy() / 2)
 
 
 def influence_window(data: toy.HierarchicalData, items, lr: float, a0, num_steps: int,

@@ -33,9 +33,10 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from stagewise.artifacts import atomic_dir, cache_key, read_json, write_json
 from stagewise.config import ConfigError, Interval, check_fields
+from stagewise.curves import first_crossing
 from stagewise.lm import induction_scores, load_checkpoint, per_token_loss
 
-__all__ = ["SteeredRun", "SteeringConfig", "crossing_step", "train_steered"]
+__all__ = ["SteeredRun", "SteeringConfig", "train_steered"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,9 @@ class SteeredRun:
         return self.prefix_matching.reshape(len(self.steps), -1).max(axis=1)
 
     def crossing(self, threshold: float) -> float:
-        """The step at which :attr:`best` first reaches ``threshold`` (interpolated; NaN: never)."""
-        return crossing_step(self.steps, self.best, threshold)
+        """The step at which :attr:`best` first reaches ``threshold`` (:func:`stagewise.curves.first_crossing`;
+        NaN: never)."""
+        return first_crossing(self.steps, self.best, threshold)
 
     def to_json(self) -> dict:
         return {"steps": self.steps.tolist(), "prefix_matching": self.prefix_matching.tolist(),
@@ -128,23 +130,6 @@ class SteeredRun:
                                                      "first_copy_loss", "train_loss", "extra", "boost_seen")}
         return cls(**arrays, seconds=record.get("seconds"), cached=cached, path=path,
                    checkpoint_steps=list(record.get("checkpoint_steps", [])))
-
-
-def crossing_step(steps, values, threshold: float) -> float:
-    """First step at which ``values`` (K,) reach ``threshold``, linearly interpolated; NaN when they never do.
-
-    A curve that starts at or above the threshold gives ``steps[0]``.
-    """
-    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-    if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
-        raise ValueError(f"steps and values: 1-d arrays of the same length ≥ 2 (got {x.shape} and {y.shape})")
-    above = np.flatnonzero(y >= threshold)
-    if len(above) == 0:
-        return float("nan")
-    k = int(above[0])
-    if k == 0:
-        return float(x[0])
-    return float(x[k - 1] + (threshold - y[k - 1]) / (y[k] - y[k - 1]) * (x[k] - x[k - 1]))
 
 
 def _check_inputs(train_ids: torch.Tensor, boost: torch.Tensor, extra: np.ndarray, config: SteeringConfig,

@@ -1,14 +1,11 @@
 """When to up-weight, and how much: the window rules, the equal-extra-weight schedules and the effect statistics.
 
-Two window rules, each a function of a curve over training steps, with no hand-set step:
-
-- :func:`peak_window`: the contiguous steps around a curve's maximum where it stays at or above ``fraction`` of
-  the way from its floor to its peak (the full width at half maximum for ``fraction`` = ½). The toy model's rule:
-  the curve is the size of an item's influence on the other items, which peaks at the transitions.
-- :func:`rise_window`: the steps over which a rising curve goes from ``low`` to ``high`` of the way from its
-  plateau to its maximum (10 % → 90 % by default). :func:`induction_window` applies it to the induction score and
-  to the induction tokens' self-influence −BIF(induction → induction) and takes the union of the two windows: the
-  window opens at the first of the two onsets and closes when both curves have risen.
+The windows are read off curves over training steps by the rules of :mod:`stagewise.curves`, with no hand-set
+step: the toy model's is :func:`~stagewise.curves.peak_window` of the size of an item's influence on the other
+items, which peaks at the transitions; the language model's is :func:`induction_window`, which applies
+:func:`~stagewise.curves.rise_window` to the induction score and to the induction tokens' self-influence
+−BIF(induction → induction) and takes the union of the two windows: the window opens at the first of the two
+onsets and closes when both curves have risen.
 
 Schedules give the extra weight of every update step, ``extra[t]`` for the update from step t to t + 1:
 :func:`window_schedule` spreads a total evenly over a window (integers that sum to exactly the total, or
@@ -23,95 +20,18 @@ between two conditions: mean, standard error, Student-t and bootstrap confidence
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Window", "before_window", "condition_schedules", "induction_window", "paired_difference", "peak_window",
-           "rise_window", "spread_steps", "window_schedule"]
+from ..curves import Window, rise_window
 
-
-@dataclass(frozen=True)
-class Window:
-    """Steps [start, end) of training (start < end, both ≥ 0), in optimizer steps."""
-
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.start, int) and isinstance(self.end, int) and 0 <= self.start < self.end):
-            raise ValueError(f"window ({self.start!r}, {self.end!r}) (accepted: integers 0 ≤ start < end)")
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-    def as_dict(self) -> dict:
-        return {"start": self.start, "end": self.end}
-
-
-def _curve(steps, values) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-    if x.ndim != 1 or x.shape != y.shape or len(x) < 3:
-        raise ValueError(f"steps and values: 1-d arrays of the same length ≥ 3 (got {x.shape} and {y.shape})")
-    if np.any(np.diff(x) <= 0) or not np.isfinite(y).all():
-        raise ValueError("steps must increase strictly and values must be finite")
-    return x, y
-
-
-def _crossing(x: np.ndarray, y: np.ndarray, k: int, level: float) -> float:
-    """Where the segment from point k to k + 1 reaches ``level`` (linear interpolation)."""
-    if y[k + 1] == y[k]:
-        return float(x[k])
-    return float(x[k] + (level - y[k]) / (y[k + 1] - y[k]) * (x[k + 1] - x[k]))
-
-
-def peak_window(steps, values, fraction: float = 0.5) -> Window:
-    """The window around the maximum of ``values`` (K,) where they are ≥ floor + fraction·(peak − floor).
-
-    The floor is the smaller of the curve's minima before and after its peak (for a bump on a flat baseline: the
-    baseline). Edges are interpolated linearly between checkpoints, then widened to whole steps.
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction = {fraction!r} (accepted: a number in (0, 1))")
-    x, y = _curve(steps, values)
-    k = int(np.argmax(y))
-    floor = min(y[: k + 1].min(), y[k:].min())
-    if not y[k] > floor:
-        raise ValueError("values: the curve is flat, it has no peak")
-    level = floor + fraction * (y[k] - floor)
-    below_left = np.flatnonzero(y[:k] < level)
-    start = _crossing(x, y, int(below_left[-1]), level) if len(below_left) else x[0]
-    below_right = np.flatnonzero(y[k:] < level)
-    end = _crossing(x, y, k + int(below_right[0]) - 1, level) if len(below_right) else x[-1]
-    return Window(int(math.floor(start)), max(int(math.ceil(end)), int(math.floor(start)) + 1))
-
-
-def rise_window(steps, values, low: float = 0.1, high: float = 0.9) -> Window:
-    """The steps over which ``values`` (K,) first rise from ``low`` to ``high`` of the way from plateau to maximum.
-
-    The plateau is the minimum of the curve before its maximum. Both crossings are the first after the plateau's
-    lowest point, interpolated linearly between checkpoints.
-    """
-    if not 0 < low < high < 1:
-        raise ValueError(f"low = {low!r}, high = {high!r} (accepted: 0 < low < high < 1)")
-    x, y = _curve(steps, values)
-    top = int(np.argmax(y))
-    bottom = int(np.argmin(y[: top + 1]))
-    if not y[top] > y[bottom]:
-        raise ValueError("values: the curve never rises")
-    edges = []
-    for fraction in (low, high):
-        level = y[bottom] + fraction * (y[top] - y[bottom])
-        k = bottom + int(np.argmax(y[bottom:] >= level))  # first point at or above the level
-        edges.append(float(x[k]) if k == bottom else _crossing(x, y, k - 1, level))
-    start = int(math.floor(edges[0]))
-    return Window(start, max(int(math.ceil(edges[1])), start + 1))
+__all__ = ["before_window", "condition_schedules", "induction_window", "paired_difference", "spread_steps",
+           "window_schedule"]
 
 
 def induction_window(score_steps, score, influence_steps, influence, low: float = 0.1,
                      high: float = 0.9) -> Window:
-    """The window in which the induction circuit forms: the union of two :func:`rise_window` s.
+    """The window in which the induction circuit forms: the union of two :func:`~stagewise.curves.rise_window` s.
 
     score: the best head's prefix-matching score at ``score_steps``; influence: the induction tokens'
     self-influence magnitude −BIF(induction → induction) (their loss' posterior variance) at ``influence_steps``.

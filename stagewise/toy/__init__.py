@@ -9,7 +9,8 @@ Lee et al. 2025 (arXiv:2510.12071), the hierarchical toy model; chapters 3 and 4
                     different per-item weights β are a leading batch dimension.
 - :mod:`.ablation`: leave-one-out, time-window ablations and finite-difference influence of the actual training,
                     each one batched run.
-- :mod:`.theory`:   Saxe's mode dynamics: mode strengths, predicted stage steps; observed stages from the loss.
+- :mod:`.theory`:   Saxe's mode dynamics: mode strengths, predicted stage steps (observed ones are read from
+                    the loss by :func:`stagewise.curves.loss_transitions`).
 - :mod:`.influence`: analytic influence from the mode dynamics, and the BIF over the checkpoints of a run.
 
 Influence is in one sign convention throughout, the BIF's (see the book's notation page, book/notation.md):
@@ -27,8 +28,8 @@ from .data import (GROUPS, ITEMS, NODES, Data, HierarchicalData, HierarchyConfig
 from .dln import (BetaSchedule, DLNConfig, TrainConfig, TrainingRun, end_to_end, init_params, layer_names,
                   per_item_losses, train, train_runs)
 from .influence import PLAIN_SGLD, analytic_influence, bif_loss_fn, toy_bif_trajectory
-from .theory import (ModeBasis, detect_transitions, effective_initial_strength, mode_basis, mode_strength,
-                     mode_strength_derivatives, predicted_stage_steps)
+from .theory import (ModeBasis, effective_initial_strength, mode_basis, mode_strength, mode_strength_derivatives,
+                     predicted_stage_steps)
 
 __all__ = [
     # data
@@ -66,7 +67,6 @@ __all__ = [
     "mode_strength",
     "mode_strength_derivatives",
     "predicted_stage_steps",
-    "detect_transitions",
     # influence
     "analytic_influence",
     "bif_loss_fn",

@@ -110,30 +110,3 @@ def predicted_stage_steps(data: Data, lr: float, a0: torch.Tensor | float) -> to
     first = [b[0] for b in basis.blocks]
     s = basis.s[first]
     return torch.log(s / (basis.c * a0[first]) - 1.0) / (2.0 * lr * s)
-
-
-def detect_transitions(
-    loss: torch.Tensor,
-    *,
-    log_scale: bool = False,
-    smooth: int = 5,
-    min_prominence: float = 0.02,
-) -> torch.Tensor:
-    """Steps where the loss falls fastest: peaks of −dL/dt (of −d ln L/dt with ``log_scale``), shape (K,).
-
-    loss: the loss at every step, (T+1,). The rate is smoothed by a centred moving average of ``smooth``
-    steps; a peak counts when its prominence exceeds ``min_prominence`` × the largest rate. (The log scale
-    weighs late stages more but also picks up the final exponential approach as a spurious peak.)
-    """
-    from scipy.signal import find_peaks
-
-    values = loss.double()
-    if log_scale:
-        values = torch.log(values.clamp_min(torch.finfo(torch.float64).tiny))
-    rate = -(values[1:] - values[:-1])
-    if smooth > 1:
-        kernel = torch.ones(1, 1, smooth, dtype=torch.float64) / smooth
-        rate = torch.nn.functional.conv1d(rate.view(1, 1, -1), kernel, padding=smooth // 2).flatten()[: rate.numel()]
-    peaks, _ = find_peaks(rate.numpy(), prominence=min_prominence * float(rate.max()))
-    # The rate between steps t and t + 1 is reported at t.
-    return torch.as_tensor(peaks, dtype=torch.long)

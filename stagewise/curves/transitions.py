@@ -1,29 +1,5 @@
-"""Transitions found from a run's recorded measurements alone: the loss, the LLC over training, the BIF.
-
-Three rules, each for the kind of curve it suits, all on a checkpoint grid that may be irregular (steps in
-training steps, increasing):
-
-- **fastest change** (:func:`rate_transitions`): a transition is where a curve changes fastest. The curve is
-  smoothed by a Gaussian kernel of ``smooth`` steps (a weighted mean over the grid, so edges and uneven grids
-  need no padding), differentiated by central differences, and each peak of the rate in the chosen direction
-  whose prominence is at least ``min_prominence`` × the largest rate is a transition, placed at the vertex of
-  the parabola through the peak and its two neighbours (sub-grid). For a loss falling in sigmoid steps this is
-  the steepest point of each drop (:func:`stagewise.toy.detect_transitions` is this rule on the per-step loss).
-- **change points** (:func:`change_points`): for a noisy curve that moves between levels (an LLC staircase),
-  the piecewise-constant fit minimising Σ_k ((x_k − m_seg(k))/σ_k)² + penalty × (number of changes), solved
-  exactly by dynamic programming (optimal partitioning, O(K²)). σ_k are the given standard errors, or one
-  noise level estimated robustly from the curve (the median absolute first difference / (0.6745·√2), which a
-  few jumps do not move). The default penalty is 3·ln K, above BIC's 2·ln K (a mean and a location per change),
-  so that pure noise gives no change point in most runs (tested). A change is placed halfway between the last
-  checkpoint of one segment and the first of the next.
-- **influence peaks** (:func:`peak_transitions` of :func:`influence_activity`): the between-phase term of the
-  law of total covariance peaks where two phases are equally likely (chapter 5), so the size of the influence
-  matrix, the root mean square of its off-diagonal entries, peaks at a transition. Same peak rule as above,
-  applied to the curve itself.
-
-:func:`match_transitions` pairs detected transitions with known ones (one to one, within a tolerance, as many
-as possible with the smallest total error) and gives the errors in steps; :func:`detection_summary` condenses
-them. :func:`detect_signals` applies chapter 8's settings of all three rules to one run's records.
+"""Transitions read from curves over checkpoints (chapter 8): fastest change, influence peaks, change points,
+and how detections match known transitions. See :mod:`stagewise.curves` for the rules in words.
 """
 
 from __future__ import annotations
@@ -33,23 +9,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .points import finite_curve
+
 __all__ = ["DIRECTIONS", "LOSS_RULE", "change_points", "detect_signals", "detection_summary", "influence_activity",
-           "match_transitions", "peak_transitions", "rate_transitions", "robust_noise", "smooth_curve"]
+           "loss_transitions", "match_transitions", "peak_transitions", "rate_transitions", "robust_noise",
+           "smooth_curve"]
+
 
 #: Which way a curve must move at a transition: "down" (a falling loss), "up" (a rising LLC) or "both".
 DIRECTIONS = ("down", "up", "both")
 
-
-def _grid(steps, values, name: str = "values") -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-    if x.ndim != 1 or y.shape != x.shape or len(x) < 3:
-        raise ValueError(f"steps and {name}: two 1-d arrays of the same length ≥ 3 (got shapes {x.shape} and "
-                         f"{y.shape})")
-    if not np.all(np.isfinite(x)) or np.any(np.diff(x) <= 0):
-        raise ValueError("steps: finite and strictly increasing")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{name}: every value finite (got {int((~np.isfinite(y)).sum())} NaN or infinite)")
-    return x, y
+#: The loss rule on a per-step loss: smoothed over 5 steps, peaks of −dL/dt with ≥ 2 % of the largest rate.
+LOSS_RULE = {"smooth": 5.0, "min_prominence": 0.02}
 
 
 def _positive(name: str, value, *, allow_zero: bool = False) -> float:
@@ -72,7 +43,7 @@ def smooth_curve(steps, values, smooth: float) -> np.ndarray:
 
     ``smooth``: the kernel's standard deviation s, in steps (0: no smoothing).
     """
-    x, y = _grid(steps, values)
+    x, y = finite_curve(steps, values)
     s = _positive("smooth", smooth, allow_zero=True)
     if s == 0:
         return y.copy()
@@ -118,7 +89,7 @@ def rate_transitions(steps, values, *, smooth: float = 0.0, direction: str = "do
     dy/dt) or "both" (of |dy/dt|); ``min_prominence``: a peak's prominence as a fraction of the largest rate,
     in [0, 1). Located to sub-grid precision (parabola through the peak and its neighbours).
     """
-    x, y = _grid(steps, values)
+    x, y = finite_curve(steps, values)
     if direction not in DIRECTIONS:
         raise ValueError(f"direction = {direction!r}: accepted values are {', '.join(map(repr, DIRECTIONS))}")
     prominence = _fraction("min_prominence", min_prominence)
@@ -127,9 +98,16 @@ def rate_transitions(steps, values, *, smooth: float = 0.0, direction: str = "do
     return _peaks(x, rate, prominence)
 
 
+def loss_transitions(loss) -> np.ndarray:
+    """Steps where a per-step loss (T + 1,) (steps 0 … T) falls fastest: :func:`rate_transitions` with
+    :data:`LOSS_RULE`, (M,) ascending, located to sub-step precision."""
+    loss = np.asarray(loss, dtype=float)
+    return rate_transitions(np.arange(len(loss)), loss, **LOSS_RULE)
+
+
 def peak_transitions(steps, values, *, smooth: float = 0.0, min_prominence: float = 0.1) -> np.ndarray:
     """Steps of the prominent peaks of ``values`` (K,) itself, after smoothing (see :func:`rate_transitions`)."""
-    x, y = _grid(steps, values)
+    x, y = finite_curve(steps, values)
     prominence = _fraction("min_prominence", min_prominence)
     return _peaks(x, smooth_curve(x, y, smooth), prominence)
 
@@ -159,7 +137,7 @@ def change_points(steps, values, *, noise=None, penalty: float | None = None, mi
     ``penalty``: cost of a change, default 3·ln K; ``min_size``: fewest checkpoints in a segment (≥ 1). Each
     change is reported halfway between the last step of a segment and the first of the next.
     """
-    x, y = _grid(steps, values)
+    x, y = finite_curve(steps, values)
     k = len(x)
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or not 1 <= min_size <= k:
         raise ValueError(f"min_size = {min_size!r}: accepted values are integers in 1 … {k}")
@@ -232,10 +210,6 @@ def match_transitions(detected: Sequence[float], known: Sequence[float], toleran
     return errors
 
 
-# ------------------------------------------------------------------------------------ chapter 8's rules
-
-#: The loss rule on a per-step loss: smoothed over 5 steps, peaks of −dL/dt with ≥ 2 % of the largest rate.
-LOSS_RULE = {"smooth": 5.0, "min_prominence": 0.02}
 
 
 def detect_signals(loss, *, bif=None, llc=None, digits: int = 1) -> dict[str, list[float]]:
@@ -249,7 +223,7 @@ def detect_signals(loss, *, bif=None, llc=None, digits: int = 1) -> dict[str, li
     come in this order: loss, bif, llc, llc_change_points (each only when its record is given).
     """
     loss = np.asarray(loss, dtype=float)
-    found = {"loss": rate_transitions(np.arange(len(loss)), loss, **LOSS_RULE)}
+    found = {"loss": loss_transitions(loss)}
     if bif is not None:
         steps, values = bif
         found["bif"] = peak_transitions(steps, influence_activity(values))
