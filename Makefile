@@ -2,6 +2,7 @@
 #             STUDENT=1 builds the student book without solutions (build/full-student/_build/html)
 # make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html),
 #             then every page of that book in headless Chromium with the network blocked (tests/test_browser.py)
+# make check  the fast unit tests only (no slow, kernel or book tests): about 1.5 min on 2 cores
 # make run    NB=01 PROFILE=quick PARAMS="-p nbeta 300": one chapter, new parameters, new runs/ folder
 #             (PROFILE: start from notebooks/profiles/<PROFILE>/<chapter>.yaml; default: the book's values)
 # make sweep  NB=01 PARAMS="-p nbeta 100,300 --seeds 3": every combination, one run each, as Dask tasks
@@ -26,7 +27,7 @@ PIP_INSTALL = $(1)/bin/python -m pip install --quiet --no-deps \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --retries 1 --timeout 15) \
 	"$(TORCH_PIN)" && $(1)/bin/python -m pip install --quiet
 
-.PHONY: venv book test run clean browser-deps lab
+.PHONY: venv book test check run clean browser-deps lab
 
 venv: $(INSTALLED)
 
@@ -47,6 +48,12 @@ test: $(INSTALLED) browser-deps
 	$(PY) -m pytest -m "not book"
 	$(PY) -m stagewise book --profile quick
 	STAGEWISE_BOOK_BUILT=1 $(PY) -m pytest -rs -m book
+
+# The fast tests while you work (about 1.5 min on 2 cores): everything but the statistical and end-to-end tests
+# (marker slow), the ones that start a Jupyter kernel (kernel) and the checks of a built book (book).
+# make test runs them all.
+check: $(INSTALLED)
+	$(PY) -m pytest -q -m "not slow and not kernel and not book"
 
 # Headless Chromium for tests/test_browser.py: Debian's chromium (apt-get, as root) and the npm package
 # playwright-core (pinned; cached in .cache/npm/browser) that drives it. Best effort: where either cannot

@@ -6,7 +6,7 @@ import torch
 
 from stagewise import analysis, toy
 from stagewise.sampling import SGLDConfig
-from stagewise.slt import sum_of_squares
+from stagewise.models.slt import sum_of_squares
 
 
 # ---- agreement of trajectories ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ tokenizer saved here, laid out as the cache lays out a download, loaded with HF_
 
 import json
 
+import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -30,6 +31,7 @@ def fake_hub(root, steps):
         (repo / "refs" / f"step{step}").write_text(commit)
 
 
+@pytest.mark.kernel
 def test_chapter_6_runs_on_hub_checkpoints_offline(tmp_path, monkeypatch):
     fake_hub(tmp_path / "hub", [0, 1000, 2000])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

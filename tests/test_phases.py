@@ -1,5 +1,5 @@
 """Known-answer tests of the phase decomposition (law of total covariance) and the two models with phases
-(stagewise/models/phases.py; the old path stagewise.phases is checked in test_toy_layout.py)."""
+(stagewise/models/phases.py)."""
 
 import numpy as np
 import pytest

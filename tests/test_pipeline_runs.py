@@ -28,6 +28,7 @@ def test_flat_scalars_joins_nested_keys_and_drops_the_record():
     assert flat_scalars(metrics) == {"llc.a.rel_error": 0.1, "n": 3, "ok": True}
 
 
+@pytest.mark.kernel
 def test_runs_list_shows_every_run_with_its_status(class_runs, capsys):
     runs_dir, done = class_runs
     records = find_runs(runs_dir, "fixture_chapter")
@@ -38,6 +39,7 @@ def test_runs_list_shows_every_run_with_its_status(class_runs, capsys):
     assert len(out) == 1 and "failed" in out[0] and "fail=True" in out[0]
 
 
+@pytest.mark.kernel
 def test_collect_makes_one_table_and_figure(class_runs, tmp_path, capsys):
     runs_dir, done = class_runs
     code = main(["collect", str(runs_dir / "fixture_chapter"), "--plot", "draws:nbeta", "--out", str(tmp_path)])
@@ -57,6 +59,7 @@ def test_collect_makes_one_table_and_figure(class_runs, tmp_path, capsys):
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.kernel
 def test_runs_clean_removes_only_named_run_folders(class_runs, tmp_path, capsys):
     runs_dir, done = class_runs
     (failed,) = [r.folder for r in find_runs(runs_dir, status="failed")]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stagewise.examples import LinearRegression
+from stagewise.models.bif import LinearRegression
 from stagewise.sampling import SGLDConfig, sample
 
 Z = 5.0

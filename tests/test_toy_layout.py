@@ -22,15 +22,14 @@ USERS = sorted(
 )
 USERS = [p for p in USERS if p.resolve() != Path(__file__).resolve()]
 # Old module path → where the code lives now.
-MOVED = {"stagewise.slt": "stagewise.models.slt", "stagewise.examples": "stagewise.models.bif",
-         "stagewise.phases": "stagewise.models.phases"}
-SCIENCE = sorted([*(PACKAGE / "toy").glob("*.py"), *(PACKAGE / "models").glob("*.py"),
-                  *(PACKAGE / f"{old.split('.')[1]}.py" for old in MOVED)])
+#: Paths the known-answer models once had: no shim module keeps them alive.
+GONE = ("stagewise.slt", "stagewise.examples", "stagewise.phases")
+SCIENCE = sorted([*(PACKAGE / "toy").glob("*.py"), *(PACKAGE / "models").glob("*.py")])
 TOY_SUBMODULES = ("data", "dln", "ablation", "theory", "influence")
 
 # `toy.NAME` (not part of a path such as stagewise/toy.py) and `from stagewise.<moved or new module> import …`.
 TOY_ATTRIBUTE = re.compile(r"(?<![/\w])toy\.(?!py\b)([A-Za-z_]\w*)")
-FROM_IMPORT = re.compile(r"from (stagewise\.(?:toy|models|slt|examples|phases)(?:\.\w+)*) import (\([^)]*\)|[^\n]*)")
+FROM_IMPORT = re.compile(r"from (stagewise\.(?:toy|models)(?:\.\w+)*) import (\([^)]*\)|[^\n]*)")
 
 
 def _names(clause: str) -> list[str]:
@@ -50,10 +49,10 @@ def used_names() -> tuple[set[str], dict[str, set[str]]]:
 
 def test_every_name_the_chapters_use_resolves():
     toy_names, imported = used_names()
-    # Not vacuous: chapters 3 and 4 use these, chapters 1, 2 and 5 import from the old paths.
+    # Not vacuous: chapters 3 and 4 use these, chapters 1, 2 and 5 import the known-answer models.
     assert {"hierarchical_dataset", "train", "leave_one_out", "window_ablation", "toy_bif_trajectory",
             "analytic_influence", "PLAIN_SGLD", "ITEMS"} <= toy_names
-    assert {"stagewise.slt", "stagewise.examples", "stagewise.phases"} <= set(imported)
+    assert {"stagewise.models.slt", "stagewise.models.bif", "stagewise.models.phases"} <= set(imported)
     missing = sorted(name for name in toy_names if not hasattr(toy, name))
     assert not missing, f"stagewise.toy lacks {missing}"
     for module, names in imported.items():
@@ -75,16 +74,10 @@ def test_toy_reexports_every_public_definition_of_its_modules():
     assert toy.PLAIN_SGLD is importlib.import_module("stagewise.toy.influence").PLAIN_SGLD
 
 
-@pytest.mark.parametrize("old, new", sorted(MOVED.items()))
-def test_old_module_paths_are_thin_reexports(old, new):
-    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
-    assert new in old_module.__doc__  # says where the code lives
-    assert list(old_module.__all__) == list(new_module.__all__)
-    for name in new_module.__all__:
-        assert getattr(old_module, name) is getattr(new_module, name), f"{old}.{name}"
-    # Thin: nothing defined there.
-    tree = ast.parse(Path(old_module.__file__).read_text(encoding="utf-8"))
-    assert all(isinstance(node, (ast.ImportFrom, ast.Expr)) for node in tree.body)
+@pytest.mark.parametrize("old", GONE)
+def test_old_module_paths_are_gone(old):
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
 
 
 def _module_name(path: Path) -> str:
@@ -113,7 +106,7 @@ def imports_of(path: Path) -> list[tuple[str, str]]:
 
 
 def test_science_imports_neither_the_pipeline_nor_lm_nor_private_names():
-    assert len(SCIENCE) >= 12
+    assert len(SCIENCE) >= 11
     for path in SCIENCE:
         for module, name in imports_of(path):
             assert not module.startswith(("stagewise.pipeline", "stagewise.lm")), f"{path.name} imports {module}"
@@ -147,7 +140,7 @@ def test_no_import_cycles_inside_toy_and_models():
 
 def test_importing_the_science_loads_no_pipeline_module():
     # The static check above, confirmed on what a fresh interpreter actually loads (transitive imports included).
-    code = ("import sys, stagewise.toy, stagewise.models, stagewise.slt, stagewise.examples, stagewise.phases; "
+    code = ("import sys, stagewise.toy, stagewise.models.slt, stagewise.models.bif, stagewise.models.phases; "
             "print(sorted(m for m in sys.modules if m.startswith(('stagewise.pipeline', 'stagewise.lm'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr

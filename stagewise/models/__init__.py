@@ -8,8 +8,6 @@ known, to check the sampler and the estimators against.
 - :mod:`.phases`:     chapter 5: the law-of-total-covariance split of the BIF into within- and between-phase terms,
                       and two models with two phases.
 - :mod:`.quadrature`: trapezoid axes and 2-D grids shared by the exact answers.
-
-The old paths ``stagewise.slt``, ``stagewise.examples`` and ``stagewise.phases`` re-export these modules.
 """
 
 from . import bif, phases, quadrature, slt
