@@ -12,7 +12,7 @@ from stagewise.config import ConfigError
 from stagewise.curves import Window, rise_window
 from stagewise.steering import (
     SteeringConfig,
-    before_window,
+    equal_windows,
     induction_window,
     mode_onsets,
     mode_weights,
@@ -39,10 +39,13 @@ def test_induction_window_is_the_union_of_the_two_rise_windows():
 # ---------------------------------------------------------------------------------- equal extra weight
 
 
-@pytest.mark.parametrize("window", [Window(300, 420), Window(50, 170)])  # the second "before" is clipped at 0
-def test_inside_and_before_schedules_carry_the_same_total(window):
-    before = before_window(window)
-    assert before.end == window.start and before.start == max(0, window.start - window.length)
+@pytest.mark.parametrize("window", [Window(300, 420), Window(50, 170)])  # the second is cut to 50 steps
+def test_inside_and_before_schedules_carry_the_same_total_at_the_same_rate(window):
+    inside, before = equal_windows(window)
+    length = min(window.length, window.start)
+    assert inside == Window(window.start, window.start + length)
+    assert before == Window(window.start - length, window.start) and before.length == inside.length
+    window = inside
     for integer, total in ((True, 250), (False, 37.5)):
         inside_s = window_schedule(1000, window, total, integer=integer)
         before_s = window_schedule(1000, before, total, integer=integer)
@@ -51,13 +54,17 @@ def test_inside_and_before_schedules_carry_the_same_total(window):
         assert np.flatnonzero(before_s).max() < window.start
         if integer:  # as even as whole sequences allow
             assert inside_s[window.start:window.end].max() - inside_s[window.start:window.end].min() <= 1
+        else:  # the same dose rate in both windows
+            assert inside_s[window.start] == pytest.approx(before_s[before.start])
 
 
 def test_schedules_refuse_bad_input():
     with pytest.raises(ValueError, match="start < end"):
         Window(5, 5)
     with pytest.raises(ValueError, match="no 'before'"):
-        before_window(Window(0, 10))
+        equal_windows(Window(0, 10))
+    with pytest.raises(ValueError, match="no 'before'"):
+        equal_windows(Window(1, 10), earliest=1)
     with pytest.raises(ValueError, match="total"):
         window_schedule(100, Window(0, 10), 2.5)
     with pytest.raises(ValueError, match="inside"):

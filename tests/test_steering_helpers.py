@@ -128,7 +128,7 @@ def test_effect_table_rounds_the_intervals():
 
 def test_condition_schedules_carry_equal_extra_data():
     window = Window(120, 170)
-    schedules = steering.condition_schedules(300, window, steering.before_window(window, earliest=1), 400)
+    schedules = steering.condition_schedules(300, *steering.equal_windows(window, earliest=1), 400)
     assert list(schedules) == list(steering.CONDITIONS)
     assert schedules["none"].sum() == 0 and schedules["none"].dtype == np.int64
     assert schedules["inside"].sum() == schedules["before"].sum() == 400

@@ -4,7 +4,7 @@ Chapter 7 of the book (Lee et al. 2025, arXiv:2510.12071: up-weighting induction
 in which the induction circuit forms speeds its formation more than the same up-weighting before that window).
 
 - :mod:`.schedule`: the induction window (:func:`induction_window`, from the window rules of
-  :mod:`stagewise.curves`), the equal-extra-weight schedules (:func:`window_schedule`, :func:`before_window`) and
+  :mod:`stagewise.curves`), the equal-extra-weight schedules (:func:`window_schedule`, :func:`equal_windows`) and
   :func:`paired_difference`.
 - :mod:`.dln`:      the toy model: Saxe's mode dynamics predict each mode's onset under a weight schedule
                     (:func:`predicted_onsets`); :func:`steer` trains the conditions and seeds as one batch.
@@ -24,7 +24,7 @@ from .figures import CONDITION_COLORS, CONDITION_LABELS, conditions_figure, show
 from .lm import SteeredRun, SteeringConfig, train_steered
 from .report import (condition_means, crossing_summary, difference_table, effect_table, exact_mode_errors,
                      mode_labels, shift_table, stage_of_mode, verdict)
-from .schedule import (before_window, condition_schedules, induction_window, paired_difference, spread_steps,
+from .schedule import (condition_schedules, equal_windows, induction_window, paired_difference, spread_steps,
                        window_schedule)
 
 __all__ = [
@@ -35,6 +35,6 @@ __all__ = [
     "SteeredRun", "SteeringConfig", "train_steered",
     "condition_means", "crossing_summary", "difference_table", "effect_table", "exact_mode_errors", "mode_labels",
     "shift_table", "stage_of_mode", "verdict",
-    "before_window", "condition_schedules", "induction_window", "paired_difference", "spread_steps",
+    "condition_schedules", "equal_windows", "induction_window", "paired_difference", "spread_steps",
     "window_schedule",
 ]

@@ -30,7 +30,7 @@ from stagewise import toy
 from stagewise.analysis import readable_modes
 
 from ..curves import Window, first_crossing, peak_window
-from .schedule import before_window, window_schedule
+from .schedule import equal_windows, window_schedule
 
 __all__ = ["CONDITIONS", "ToySteering", "influence_window", "mode_onsets", "mode_weights", "predicted_onsets",
            "steer", "target_items"]
@@ -139,7 +139,8 @@ def steer(data: toy.HierarchicalData, items, window: Window, extra_weight: float
           num_steps: int = 1600, hidden_width: int = 16, init_scale: float = 1e-3) -> ToySteering:
     """Train the three conditions for every seed as one batch and read the onsets of every mode.
 
-    items: the up-weighted items. window: the "inside" window; "before" is :func:`before_window` of it.
+    items: the up-weighted items. window: the "inside" window; "before" is the window of the same length
+    before it (:func:`equal_windows`, which shortens both when "before" would start before step 0).
     extra_weight: ε, the extra weight per item and step inside ``window`` (β = 1 + ε); "before" gets the same
     total ε·window.length per item. seeds: initialization seeds (each seed's three runs share their init).
     """
@@ -148,8 +149,9 @@ def steer(data: toy.HierarchicalData, items, window: Window, extra_weight: float
         raise ValueError(f"extra_weight = {extra_weight!r} (accepted: a finite number > 0)")
     if not seeds:
         raise ValueError("seeds: give at least one seed")
-    windows = {"none": None, "inside": window, "before": before_window(window)}
-    total = extra_weight * window.length
+    inside, before = equal_windows(window)
+    windows = {"none": None, "inside": inside, "before": before}
+    total = extra_weight * inside.length
     extra = {c: np.zeros(num_steps) if w is None else window_schedule(num_steps, w, total, integer=False)
              for c, w in windows.items()}
     basis, weights = mode_weights(data, items)

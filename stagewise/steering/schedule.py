@@ -9,8 +9,9 @@ onsets and closes when both curves have risen.
 
 Schedules give the extra weight of every update step, ``extra[t]`` for the update from step t to t + 1:
 :func:`window_schedule` spreads a total evenly over a window (integers that sum to exactly the total, or
-floats); :func:`before_window` is the window of the same length that ends where a window begins (shorter when
-training has not been running that long; the schedule then puts the same total in fewer steps).
+floats); :func:`equal_windows` gives a window and the window of the same length that ends where it begins, both cut to
+the steps available before it when training has not been running that long, so that "inside" and "before" carry
+the same extra data at the same rate.
 
 :func:`condition_schedules` gives the three conditions' schedules at once; :func:`spread_steps` picks evenly
 spaced checkpoints (where chapter 7 samples the BIF). :func:`paired_difference` summarizes per-seed differences
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..curves import Window, rise_window
 
-__all__ = ["before_window", "condition_schedules", "induction_window", "paired_difference", "spread_steps",
+__all__ = ["condition_schedules", "equal_windows", "induction_window", "paired_difference", "spread_steps",
            "window_schedule"]
 
 
@@ -42,13 +43,16 @@ def induction_window(score_steps, score, influence_steps, influence, low: float 
     return Window(min(a.start, b.start), max(a.end, b.end))
 
 
-def before_window(window: Window, earliest: int = 0) -> Window:
-    """The window of the same length that ends where ``window`` starts, clipped to start at ``earliest`` or later."""
-    start = max(earliest, window.start - window.length)
-    if start >= window.start:
+def equal_windows(window: Window, earliest: int = 0) -> tuple[Window, Window]:
+    """("inside", "before"): ``window`` and the window of the same length that ends where it starts, both cut to
+    the length L = min(window.length, window.start − earliest) when "before" would otherwise start before
+    ``earliest``. Equal lengths carry the same extra data at the same rate, so the two conditions differ only in
+    when it arrives."""
+    length = min(window.length, window.start - earliest)
+    if length < 1:
         raise ValueError(f"window {window.as_dict()} starts at or before earliest = {earliest}: there is no "
                          "'before' to up-weight in")
-    return Window(start, window.start)
+    return Window(window.start, window.start + length), Window(window.start - length, window.start)
 
 
 def window_schedule(steps: int, window: Window, total: float, integer: bool = True) -> np.ndarray:
