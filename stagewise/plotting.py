@@ -147,6 +147,48 @@ def format_number(value, digits: int = 3) -> str:
     return _scientific(value, digits)
 
 
+def prose_number(value, digits: int = 3, *, percent: bool = False, signed: bool = False) -> str:
+    """``value`` as the book's prose writes it: the one rule for numbers a reader sees in a sentence.
+
+    Integers, and floats that are whole numbers of 1,000 or more (steps, counts), as integers with thousands
+    separators (3,976; a step never prints as 3976.0); other numbers with ``digits`` significant digits as
+    :func:`format_number` writes them (0.0123, 4.5, 1.23×10⁻⁵). ``percent=True`` writes a fraction as a
+    percentage with ``digits`` significant digits (0.0634 → "6.34%", 0.5 → "50%"). ``signed=True`` puts "+"
+    before a positive number; a negative number always gets a true minus sign (−230), never a hyphen.
+    """
+    if value is None or isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"prose_number: value = {value!r} is not a real number; format text yourself")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if percent:
+        text = format_number(100 * float(value), digits)
+        text = (text if "×" in text else _trim(text)) + "%"
+    elif isinstance(value, numbers.Integral) or (math.isfinite(value) and float(value).is_integer()
+                                                  and abs(value) >= 1000):
+        text = f"{int(value):,}"
+    else:
+        text = format_number(value, digits)
+    text = text.replace("-", "−")  # exponents use the superscript minus already
+    if signed and value > 0:
+        text = "+" + text
+    return text
+
+
+def _trim(text: str) -> str:
+    """4.00 → 4, 2.50 → 2.5: a percentage keeps only the digits that carry information."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def glue_text(name: str, value, digits: int = 3, **options) -> str:
+    """Format ``value`` with :func:`prose_number` and glue it under ``name`` for the prose
+    (``{glue:text}`name` ``); returns the text, so a code cell can print it too."""
+    from myst_nb import glue  # only inside a notebook build
+
+    text = prose_number(value, digits, **options)
+    glue(name, text, display=False)
+    return text
+
+
 def _plain_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 

@@ -164,3 +164,32 @@ def test_heatmap_rejects_repeated_cells_missing_columns_and_marks_off_the_grid()
     with pytest.raises(ValueError, match="not on the grid"):
         plotting.heatmap(table, "x", "y", "v", ax, marked=(3.0, 1.0))
     plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("value", "options", "text"),
+    [
+        (3976, {}, "3,976"),
+        (3976.0, {}, "3,976"),  # a step computed as a float is still a step
+        (np.int64(12000), {}, "12,000"),
+        (16.0, {}, "16"),
+        (4.0, {}, "4"),
+        (412.463384, {}, "412"),
+        (0.0634, {"percent": True}, "6.34%"),
+        (0.5, {"percent": True}, "50%"),
+        (-230, {}, "−230"),
+        (-0.37, {"digits": 2}, "−0.37"),
+        (1.5e-5, {}, "1.50×10⁻⁵"),
+        (-1.5e-5, {}, "−1.50×10⁻⁵"),
+        (0.54, {"signed": True, "digits": 2}, "+0.54"),
+        (-0.54, {"signed": True, "digits": 2}, "−0.54"),
+    ],
+)
+def test_prose_number_one_rule(value, options, text):
+    assert plotting.prose_number(value, **options) == text
+
+
+@pytest.mark.parametrize("value", [None, True, "3", [1]])
+def test_prose_number_rejects_what_is_not_a_number(value):
+    with pytest.raises(TypeError, match="not a real number"):
+        plotting.prose_number(value)
