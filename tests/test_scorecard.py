@@ -1,0 +1,98 @@
+"""The scorecard's rules on metrics with known verdicts (stagewise/scorecard.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from stagewise import scorecard as sc
+
+# Metrics shaped like a full build's, with values chosen so that every rule's verdict is known.
+BUILD = {
+    "02_bif": {"classical_if_damping_slope": -0.9996,
+               "degenerate_bif_max": {"10": 2.78, "3": 4.74, "1": 8.33, "0.3": 10.89, "0.1": 11.23}},
+    "04_loo": {"sign_flip_step": {"bif": 332.4, "loo": 382.4, "analytic": 369.2},
+               "bif_dog_sparrow_phases": {"early_min_z": -3.6, "stage_max_z": 15.8},
+               "bif_loo_corr_median": 0.648, "sign_agreement": 0.721, "analytic_loo_corr_median": 0.746},
+    "05_phases": {"between_peak_pi_u": 0.502, "sign_flip": {"flips": True}},
+    "08_beyond": {"known_transitions": [283.6, 393.4, 567.9, 950.0],
+                  "transition_detection_error_steps": {"bif": {"per_stage": [55.0, 57.7, None, None], "matched": 2,
+                                                               "max_abs": 57.7}}},
+    "06_token_influence": {"induction_step": 4161, "induction_influence_score_corr": 0.88,
+                           "induction_influence_decline": -0.75, "induction_influence_decline_stderr": 0.19,
+                           "min_detectable_decline": 0.54, "induction_influence_peak_step": 10500,
+                           "delimiter_flip_step": None, "delimiter_bif_harming_checkpoints": 0,
+                           "sampled_steps": list(range(11))},
+    "07_steering": {"lm_intervention_effect": 339.5, "lm_intervention_ci": [-892.0, 1571.0],
+                    "lm_inside_minus_before": {"stderr": 286.2, "n": 3},
+                    "lm_selection_effects": {"bif": {"effect": -300.0, "ci": [-500.0, -100.0]},
+                                             "class": {"effect": -50.0, "ci": [-400.0, 300.0]},
+                                             "random": {"effect": 10.0, "ci": [-200.0, 220.0]}}},
+}
+
+
+def verdicts(metrics) -> dict[str, str]:
+    return {row.claim: row.verdict for row in sc.scorecard(metrics)}
+
+
+def test_every_claim_has_a_row_with_a_verdict_from_the_build():
+    rows = sc.scorecard(BUILD)
+    assert [row.claim for row in rows] == [claim for claim, _, _ in sc.CLAIMS]
+    got = [row.verdict.split(" (")[0] for row in rows]
+    assert got == ["reproduced", "reproduced", "partly reproduced", "reproduced", "partly reproduced", "reproduced",
+                   "not reproduced", "not reproduced", "not reproduced", "reproduced", "not tested"]
+    # the numbers come from the metrics, formatted by the prose rule
+    assert "10,500" in rows[6].measured and "+75%" in rows[6].measured and "54%" in rows[6].measured
+    assert "+340 steps" in rows[8].measured and "−892 … 1,571" in rows[8].measured
+
+
+def test_a_negative_verdict_names_the_power_of_the_run():
+    rows = {row.claim: row for row in sc.scorecard(BUILD)}
+    window = rows["Up-weighting data inside a developmental window steers formation more than before it"]
+    assert window.verdict == f"not reproduced (power to see a difference of {round(sc.Z_DETECT * 286.2)} steps)"
+
+
+@pytest.mark.parametrize(
+    ("decline", "stderr", "detectable", "expected"),
+    [
+        (0.45, 0.1, 0.28, "reproduced"),  # beyond 2 s.e.
+        (0.05, 0.1, 0.28, "not reproduced (power to see a decline of 28%)"),
+        (0.05, 0.2, 0.57, "inconclusive (the run could only see declines of 57% or more)"),
+        (-0.75, 0.19, 0.54, ("not reproduced (still rising at the end of training, beyond 2 s.e.; a decline of 54% "
+                            "would have been seen)")),
+    ],
+)
+def test_decline_verdict_follows_the_declared_rule(decline, stderr, detectable, expected):
+    metrics = copy.deepcopy(BUILD)
+    metrics["06_token_influence"].update(induction_influence_decline=decline,
+                                         induction_influence_decline_stderr=stderr,
+                                         min_detectable_decline=detectable)
+    assert verdicts(metrics)["… and later peaks and declines"] == expected
+
+
+@pytest.mark.parametrize(("ci", "expected"), [([-900.0, -100.0], "reproduced"),
+                                              ([100.0, 900.0], "opposite"),
+                                              ([-100.0, 900.0], "not reproduced")])
+def test_intervention_verdict_by_where_the_interval_lies(ci, expected):
+    metrics = copy.deepcopy(BUILD)
+    metrics["07_steering"]["lm_intervention_ci"] = ci
+    claim = "Up-weighting data inside a developmental window steers formation more than before it"
+    assert verdicts(metrics)[claim].startswith(expected)
+
+
+def test_a_chapter_missing_from_the_build_is_not_measured_and_a_malformed_one_is_an_error():
+    metrics = {k: v for k, v in BUILD.items() if k != "07_steering"}
+    rows = [row for row in sc.scorecard(metrics) if row.where == "07_steering"]
+    assert rows and all(row.verdict == "not measured" for row in rows)
+    broken = copy.deepcopy(BUILD)
+    broken["04_loo"]["bif_loo_corr_median"] = "high"
+    with pytest.raises(ValueError, match="04_loo"):
+        sc.scorecard(broken)
+
+
+def test_markdown_table_links_the_chapters_and_escapes_pipes():
+    text = sc.markdown([sc.Row("a | b", "04_loo", "m", "reproduced")])
+    lines = text.strip().split("\n")
+    assert lines[0].startswith("| The paper's claim |") and len(lines) == 3
+    assert "a \\| b" in lines[2] and "{doc}`chapters/04_loo`" in lines[2] and "**reproduced**" in lines[2]
