@@ -39,6 +39,7 @@ __all__ = [
     "data_digest",
     "load_npz",
     "load_safetensors",
+    "load_study",
     "read_json",
     "source_files",
     "source_hash",
@@ -344,3 +345,40 @@ def cache_dir(*parts: str) -> Path:
     else:
         base = REPO / ".cache" if in_checkout else Path.home() / ".cache" / "stagewise"
     return base.joinpath(*parts)
+
+
+# ------------------------------------------------------------------------------------------------------ studies
+
+#: The tidy results of a study and its record, in its folder (stagewise.pipeline.studies writes them).
+STUDY_FILES = ("results.csv", "study.json")
+
+
+def load_study(name: str, profile: str | None = None, *, root: str | os.PathLike = REPO):
+    """The results of study ``name`` of ``notebooks/studies.yaml``: (a pandas DataFrame with one row per run, its
+    study.json record: command, commit, machine, dates, grid, seeds).
+
+    During a book build, the build's own studies folder (``$STAGEWISE_STUDIES``) is read first. Otherwise an
+    in-book study is read from ``build/<profile>/studies/NAME`` (``profile``: by default the study's own) and any
+    other from the committed ``studies/NAME``, both under the repository ``root``. A study without results
+    raises :class:`FileNotFoundError` naming the command that makes them.
+    """
+    import pandas as pd
+    import yaml
+
+    root = Path(root)
+    building = os.environ.get("STAGEWISE_STUDIES")
+    folder = Path(building) / name if building else None
+    if folder is None or not all((folder / f).is_file() for f in STUDY_FILES):
+        declared = root / "notebooks" / "studies.yaml"
+        studies = (yaml.safe_load(declared.read_text(encoding="utf-8")) if declared.is_file() else None) or {}
+        if name not in studies:
+            raise KeyError(f"no study {name!r} in {declared} (studies: {', '.join(studies) or 'none'})")
+        own = studies[name].get("profile", "full")
+        profile = profile or own
+        folder = root / "build" / profile / "studies" / name if studies[name].get("in_book") else root / "studies" / name
+        if not all((folder / f).is_file() for f in STUDY_FILES):
+            flags = (f" PROFILE={profile}", f" --profile {profile}") if profile != own else ("", "")
+            raise FileNotFoundError(f"study {name!r} has no results in {folder}/: run `make study NAME={name}"
+                                    f"{flags[0]}` (python -m stagewise study {name}{flags[1]})")
+    results, record = (folder / f for f in STUDY_FILES)
+    return pd.read_csv(results), json.loads(record.read_text())
