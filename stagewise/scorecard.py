@@ -20,6 +20,7 @@ A row whose chapter is not in the build says "not measured in this build". The l
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,10 @@ class _Missing(KeyError):
     pass
 
 
-def _get(metrics: Metrics, chapter: str, key: str) -> Any:
-    """``metrics[chapter]`` at the dotted ``key``; _Missing when the chapter or the key is not there."""
+def _get(metrics: Metrics, chapter: str, key: str, *, allow_none: bool = False) -> Any:
+    """``metrics[chapter]`` at the dotted ``key``; _Missing when the chapter or the key is not there, or the
+    value is null or NaN (the run did not reach it: the quick profile's model may never form an induction head)
+    unless ``allow_none``."""
     value: Any = metrics.get(chapter)
     if value is None:
         raise _Missing(chapter)
@@ -57,6 +60,10 @@ def _get(metrics: Metrics, chapter: str, key: str) -> Any:
         if not isinstance(value, Mapping) or part not in value:
             raise _Missing(f"{chapter}:{key}")
         value = value[part]
+    if (value is None or (isinstance(value, float) and math.isnan(value))) and not allow_none:
+        raise _Missing(f"{chapter}:{key} is null")
+    if isinstance(value, list) and any(isinstance(v, float) and math.isnan(v) for v in value):
+        raise _Missing(f"{chapter}:{key} holds NaN")
     return value
 
 
@@ -150,6 +157,7 @@ def _induction_rise(m: Metrics) -> tuple[str, str]:
 
 def _induction_decline(m: Metrics) -> tuple[str, str]:
     c = "06_token_influence"
+    _get(m, c, "induction_step")  # no head formed (a short run): nothing to decline from
     decline = _get(m, c, "induction_influence_decline")
     stderr = _get(m, c, "induction_influence_decline_stderr")
     detectable = _get(m, c, "min_detectable_decline")
@@ -169,7 +177,7 @@ def _induction_decline(m: Metrics) -> tuple[str, str]:
 
 def _delimiters(m: Metrics) -> tuple[str, str]:
     c = "06_token_influence"
-    flip = _get(m, c, "delimiter_flip_step")
+    flip = _get(m, c, "delimiter_flip_step", allow_none=True)
     harming = _get(m, c, "delimiter_bif_harming_checkpoints")
     checkpoints = len(_get(m, c, "sampled_steps"))
     measured = (f"left and right delimiters harm each other at {harming} of {checkpoints} checkpoints"
@@ -221,7 +229,6 @@ def _selection(m: Metrics) -> tuple[str, str]:
 
 
 def _pythia(m: Metrics) -> tuple[str, str]:
-    _get(m, "06_token_influence", "induction_step")
     return (("the book trains a small transformer on a generated corpus in place of Pythia (no model hub is "
             "reachable where the book is built); the Pythia loading path is tested on a locally saved model"),
             "not tested")

@@ -96,3 +96,13 @@ def test_markdown_table_links_the_chapters_and_escapes_pipes():
     lines = text.strip().split("\n")
     assert lines[0].startswith("| The paper's claim |") and len(lines) == 3
     assert "a \\| b" in lines[2] and "{doc}`chapters/04_loo`" in lines[2] and "**reproduced**" in lines[2]
+
+
+def test_a_null_measurement_is_not_measured_but_a_null_flip_step_means_no_flip():
+    metrics = copy.deepcopy(BUILD)
+    metrics["06_token_influence"]["induction_step"] = None  # the quick profile's model never forms the head
+    got = verdicts(metrics)
+    assert got["Influence on induction tokens rises as induction heads form"] == "not measured"
+    assert got["Left and right delimiters first help, then harm each other"].startswith("not reproduced")
+    assert got["… and later peaks and declines"] == "not measured"
+    assert got["All of the above in Pythia language models"] == "not tested"

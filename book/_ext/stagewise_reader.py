@@ -3,6 +3,9 @@
 * **Downloads**: every chapter page ends with links to its results — the chapter's ``metrics.json`` (every key
   number with the parameters, seed and versions) and the CSV tables it wrote (the executed notebook is the
   page's own download button) — copied next to the page into ``_build/html/chapters/<stem>/`` so they download from the page itself, offline.
+* **The scorecard**: the landing page's table of the paper's claims against this build
+  (:mod:`stagewise.scorecard`), written as ``scorecard.md`` from the chapters' ``metrics.json`` before Sphinx
+  reads the pages, so the front page cannot disagree with the chapters it summarizes.
 * **Search snippets offline**: Sphinx's search page shows a snippet of each hit by fetching the hit's page;
   a book opened from disk (``file://``) cannot fetch, so hits came without snippets. The build writes the
   text of every page, its sections kept, into ``_static/search_texts.js``, and the search page answers those
@@ -128,7 +131,16 @@ def _search_page_script(app, pagename, templatename, context, doctree) -> None:
         app.add_js_file(TEXTS, priority=100)  # before searchtools.js (priority 500) shows any hit
 
 
+def _scorecard(app) -> None:
+    from stagewise import scorecard
+
+    chapters = Path(app.srcdir) / "chapters"
+    rows = scorecard.from_build(chapters) if chapters.is_dir() else scorecard.scorecard({})
+    (Path(app.srcdir) / "scorecard.md").write_text(scorecard.markdown(rows), encoding="utf-8")
+
+
 def setup(app):
+    app.connect("builder-inited", _scorecard)
     app.connect("html-page-context", _downloads, priority=700)
     app.connect("html-page-context", _search_page_script, priority=50)
     app.connect("build-finished", _copy_downloads)
