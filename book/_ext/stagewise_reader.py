@@ -4,7 +4,7 @@
   number with the parameters, seed and versions) and the CSV tables it wrote (the executed notebook is the
   page's own download button) — copied next to the page into ``_build/html/chapters/<stem>/`` so they download from the page itself, offline.
 * **The scorecard**: the landing page's table of the paper's claims against this build
-  (:mod:`stagewise.scorecard`), written as ``scorecard.md`` from the chapters' ``metrics.json`` before Sphinx
+  (:mod:`stagewise.scorecard`), written as ``_scorecard.inc`` from the chapters' ``metrics.json`` before Sphinx
   reads the pages, so the front page cannot disagree with the chapters it summarizes.
 * **Search snippets offline**: Sphinx's search page shows a snippet of each hit by fetching the hit's page;
   a book opened from disk (``file://``) cannot fetch, so hits came without snippets. The build writes the
@@ -136,7 +136,7 @@ def _scorecard(app) -> None:
 
     chapters = Path(app.srcdir) / "chapters"
     rows = scorecard.from_build(chapters) if chapters.is_dir() else scorecard.scorecard({})
-    (Path(app.srcdir) / "scorecard.md").write_text(scorecard.markdown(rows), encoding="utf-8")
+    (Path(app.srcdir) / "_scorecard.inc").write_text(scorecard.markdown(rows), encoding="utf-8")
 
 
 def setup(app):
