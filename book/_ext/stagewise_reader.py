@@ -6,6 +6,9 @@
 * **The scorecard**: the landing page's table of the paper's claims against this build
   (:mod:`stagewise.scorecard`), written as ``_scorecard.inc`` from the chapters' ``metrics.json`` before Sphinx
   reads the pages, so the front page cannot disagree with the chapters it summarizes.
+* **Instructor notes**: the course page's table of what a class running the quick profile should see, one
+  row per quick-profile bound of ``notebooks/expected.yaml`` (which ``make test`` enforces) with the values
+  measured when the bound was set, written as ``_course_bounds.inc``.
 * **Search snippets offline**: Sphinx's search page shows a snippet of each hit by fetching the hit's page;
   a book opened from disk (``file://``) cannot fetch, so hits came without snippets. The build writes the
   text of every page, its sections kept, into ``_static/search_texts.js``, and the search page answers those
@@ -139,8 +142,42 @@ def _scorecard(app) -> None:
     (Path(app.srcdir) / "_scorecard.inc").write_text(scorecard.markdown(rows), encoding="utf-8")
 
 
+def _bound_text(bound: dict) -> str:
+    if "equals" in bound:
+        return f"= {bound['equals']}"
+    low, high = bound.get("min"), bound.get("max")
+    if low is not None and high is not None:
+        return f"{low} … {high}"
+    return f"≥ {low}" if low is not None else f"≤ {high}"
+
+
+def _course_bounds(app) -> None:
+    import yaml
+
+    import stagewise
+
+    expected = Path(stagewise.__file__).resolve().parents[1] / "notebooks" / "expected.yaml"
+    lines = []
+    if expected.is_file():
+        data = yaml.safe_load(expected.read_text(encoding="utf-8")) or {}
+        lines = ["| Chapter | Key of metrics.json | Quick bound | Measured when the bound was set |", "|---|---|---|---|"]
+        for chapter, profiles in data.items():
+            first = True
+            for key, bound in ((profiles or {}).get("quick") or {}).items():
+                if not isinstance(bound, dict):
+                    continue
+                name = f"{{doc}}`Chapter {int(chapter[:2])} <chapters/{chapter}>`" if first else ""
+                first = False
+                cells = [name, f"`{key}`", _bound_text(bound), bound.get("note", "")]
+                lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    else:
+        lines = [f"(`notebooks/expected.yaml` is not next to this installation of stagewise: {expected})"]
+    (Path(app.srcdir) / "_course_bounds.inc").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def setup(app):
     app.connect("builder-inited", _scorecard)
+    app.connect("builder-inited", _course_bounds)
     app.connect("html-page-context", _downloads, priority=700)
     app.connect("html-page-context", _search_page_script, priority=50)
     app.connect("build-finished", _copy_downloads)
