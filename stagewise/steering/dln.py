@@ -32,8 +32,8 @@ from stagewise.analysis import readable_modes
 from ..curves import Window, first_crossing, peak_window
 from .schedule import equal_windows, window_schedule
 
-__all__ = ["CONDITIONS", "ToySteering", "influence_window", "mode_onsets", "mode_weights", "predicted_onsets",
-           "steer", "target_items"]
+__all__ = ["CONDITIONS", "ToyPools", "ToySteering", "influence_window", "item_bif", "mode_onsets", "mode_weights",
+           "predicted_onsets", "steer", "steer_pools", "target_items"]
 
 CONDITIONS = ("none", "inside", "before")
 
@@ -155,23 +155,138 @@ def steer(data: toy.HierarchicalData, items, window: Window, extra_weight: float
     extra = {c: np.zeros(num_steps) if w is None else window_schedule(num_steps, w, total, integer=False)
              for c, w in windows.items()}
     basis, weights = mode_weights(data, items)
+    masks = np.zeros((len(CONDITIONS), len(seeds), data.num_items))
+    masks[:, :, list(items)] = 1.0
+    onsets, loss = _train_onsets(data, masks, np.stack([extra[c] for c in CONDITIONS]), seeds, basis, lr=lr,
+                                 num_steps=num_steps, hidden_width=hidden_width, init_scale=init_scale)
+    shift = onsets[0][None] - onsets
+    predicted = np.stack([onsets[0] - predicted_onsets(onsets[0], weights.numpy(), extra[c]) for c in CONDITIONS])
+    return ToySteering(CONDITIONS, windows, onsets, shift, predicted, weights.numpy(), basis, extra, loss, items,
+                       seeds)
+
+
+def _train_onsets(data: toy.HierarchicalData, masks: np.ndarray, rates: np.ndarray, seeds, basis: toy.ModeBasis, *,
+                  lr: float, num_steps: int, hidden_width: int, init_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train every (condition, seed) as one batch: β_i(t) = 1 + rates[c, t]·masks[c, s, i]; each seed's runs start
+    from its own initialization. Returns the onsets of every mode (condition, seed, r) and the objective
+    (condition, seed, T + 1)."""
+    conditions = masks.shape[0]
     x, y = data.batch
     widths = (x.shape[1], hidden_width, y.shape[1])
     inits = [toy.init_params(toy.DLNConfig(widths=widths, init_scale=init_scale, seed=s)) for s in seeds]
     # run index = condition * len(seeds) + seed index
-    params = {name: torch.stack([init[name] for _ in CONDITIONS for init in inits]) for name in inits[0]}
-    mask = torch.zeros(data.num_items, dtype=torch.float64)
-    mask[list(items)] = 1.0
-    rates = torch.as_tensor(np.stack([extra[c] for c in CONDITIONS]), dtype=torch.float64)  # (3, T)
+    params = {name: torch.stack([init[name] for _ in range(conditions) for init in inits]) for name in inits[0]}
+    mask = torch.as_tensor(masks.reshape(conditions * len(seeds), -1), dtype=torch.float64)  # (R, N)
+    rates = torch.as_tensor(rates, dtype=torch.float64).repeat_interleave(len(seeds), dim=0)  # (R, T)
 
     def beta(step: int) -> torch.Tensor:
-        eps = rates[:, step] if step < num_steps else torch.zeros(len(CONDITIONS), dtype=torch.float64)
-        return (1.0 + eps[:, None] * mask[None]).repeat_interleave(len(seeds), dim=0)  # (R, N)
+        eps = rates[:, step] if step < num_steps else torch.zeros(len(rates), dtype=torch.float64)
+        return 1.0 + eps[:, None] * mask
 
     run = toy.train_runs(params, data, toy.TrainConfig(lr=lr, num_steps=num_steps, checkpoint_every=1), beta)
-    onsets = mode_onsets(run, basis).reshape(len(CONDITIONS), len(seeds), -1)
-    shift = onsets[0][None] - onsets
-    predicted = np.stack([onsets[0] - predicted_onsets(onsets[0], weights.numpy(), extra[c]) for c in CONDITIONS])
-    loss = run.loss.numpy().reshape(len(CONDITIONS), len(seeds), -1)
-    return ToySteering(CONDITIONS, windows, onsets, shift, predicted, weights.numpy(), basis, extra, loss, items,
-                       seeds)
+    onsets = mode_onsets(run, basis).reshape(conditions, len(seeds), -1)
+    return onsets, run.loss.numpy().reshape(conditions, len(seeds), -1)
+
+
+def item_bif(data: toy.HierarchicalData, query, step: int, seed: int = 0, config=None, *, lr: float = 0.05,
+             hidden_width: int = 16, init_scale: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """(values, stderr), each (N,): the BIF of every item on the mean loss of the ``query`` items at ``step``.
+
+    The checkpoint is step ``step`` of chapter 3's gradient-descent run from seed ``seed``; the posterior is the
+    localized one of :data:`stagewise.toy.PLAIN_SGLD` (or ``config``). By bilinearity the BIF on the query's mean
+    loss is the mean of the item-by-item BIF over the query items; its error is the ESS-based one of that mean.
+    Negative = up-weighting the item lowers the query's loss (helps).
+    """
+    from stagewise.influence import bif, bif_stderr
+    from stagewise.sampling import sample
+
+    query = list(query)
+    if not query or not set(query) <= set(range(data.num_items)):
+        raise ValueError(f"query = {query!r} (accepted: a non-empty list of item indices 0 … {data.num_items - 1})")
+    x, y = data.batch
+    init = toy.init_params(toy.DLNConfig(widths=(x.shape[1], hidden_width, y.shape[1]), init_scale=init_scale,
+                                         seed=seed))
+    run = toy.train(init, data, toy.TrainConfig(lr=lr, num_steps=step, checkpoint_steps=(step,)))
+    params = dict(run.checkpoint_list()[0][1])
+    trace = sample(toy.bif_loss_fn, params, data.batch, data.batch, config or toy.PLAIN_SGLD, progress=False)
+    losses = trace.losses.double()
+    target = losses[:, :, query].mean(dim=-1, keepdim=True)
+    return bif(losses, target)[:, 0].numpy(), bif_stderr(losses, target)[:, 0].numpy()
+
+
+@dataclass
+class ToyPools:
+    """The toy model's selection experiment: several pools of items up-weighted inside or before a window.
+
+    names:     the pools' names (e.g. ("bif", "class", "random")); pools: name → the items of each seed.
+    mode:      the mode whose onset is the formation step; seeds: the initialization seeds.
+    windows:   {"inside": Window, "before": Window}.
+    onsets:    "none" and "<name>:<inside|before>" → (seed,) onset of ``mode`` (steps).
+    predicted: "<name>:<inside|before>" → (seed,) the onset Saxe's clock predicts from the seed's own "none".
+    weights:   name → (seed,) w of ``mode`` for the seed's pool (the share of the extra weight the mode feels).
+    """
+
+    names: tuple[str, ...]
+    pools: dict
+    mode: int
+    seeds: tuple[int, ...]
+    windows: dict
+    onsets: dict
+    predicted: dict
+    weights: dict
+
+    def effect(self, name: str, timing: str) -> np.ndarray:
+        """(seed,) onset of ``mode`` with pool ``name`` up-weighted ``timing`` minus without (< 0: earlier)."""
+        return self.onsets[f"{name}:{timing}"] - self.onsets["none"]
+
+
+def steer_pools(data: toy.HierarchicalData, pools: dict, window: Window, extra_weight: float, seeds, mode: int,
+                basis: toy.ModeBasis, *, lr: float = 0.05, num_steps: int = 1600, hidden_width: int = 16,
+                init_scale: float = 1e-3) -> ToyPools:
+    """Up-weight each pool of ``pools`` (name → items, or a list of items per seed) inside ``window`` or in the
+    window of the same length before it (:func:`equal_windows`), ε = ``extra_weight`` per item and step, and read
+    the onset of mode ``mode`` (of ``basis``) in every run; all runs train as one batch.
+
+    Every pool must hold the same number of items, so that every condition adds the same total extra weight.
+    """
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds: give at least one seed")
+    if not (np.isfinite(extra_weight) and extra_weight > 0):
+        raise ValueError(f"extra_weight = {extra_weight!r} (accepted: a finite number > 0)")
+    per_seed = {}
+    for name, pool in pools.items():
+        items = [tuple(p) for p in pool] if pool and isinstance(pool[0], (list, tuple, np.ndarray)) else None
+        per_seed[name] = items if items is not None else [tuple(pool)] * len(seeds)
+        if len(per_seed[name]) != len(seeds):
+            raise ValueError(f"pools[{name!r}]: {len(per_seed[name])} item lists for {len(seeds)} seeds")
+    sizes = {len(items) for lists in per_seed.values() for items in lists}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(f"pools: sizes {sorted(sizes)} (accepted: the same non-zero number of items in every pool, "
+                         "so that every condition adds the same extra weight)")
+    if not 0 <= mode < len(basis.s):
+        raise ValueError(f"mode = {mode!r} (accepted: 0 … {len(basis.s) - 1})")
+    inside, before = equal_windows(window)
+    total = extra_weight * inside.length
+    schedule = {t: window_schedule(num_steps, w, total, integer=False) for t, w in (("inside", inside),
+                                                                                    ("before", before))}
+    keys = ["none"] + [f"{n}:{t}" for n in per_seed for t in ("inside", "before")]
+    masks = np.zeros((len(keys), len(seeds), data.num_items))
+    rates = np.zeros((len(keys), num_steps))
+    for c, key in enumerate(keys[1:], start=1):
+        name, timing = key.split(":")
+        for s, items in enumerate(per_seed[name]):
+            masks[c, s, list(items)] = 1.0
+        rates[c] = schedule[timing]
+    onsets, _ = _train_onsets(data, masks, rates, seeds, basis, lr=lr, num_steps=num_steps,
+                              hidden_width=hidden_width, init_scale=init_scale)
+    onsets = onsets[:, :, mode]
+    v2 = basis.v[:, mode].numpy() ** 2
+    weights = {name: np.array([v2[list(items)].sum() for items in lists]) for name, lists in per_seed.items()}
+    predicted = {}
+    for c, key in enumerate(keys[1:], start=1):
+        name, timing = key.split(":")
+        predicted[key] = np.array([predicted_onsets(onsets[0, s], weights[name][s], schedule[timing])
+                                   for s in range(len(seeds))], dtype=float)
+    return ToyPools(tuple(per_seed), per_seed, mode, seeds, {"inside": inside, "before": before},
+                    {key: onsets[c] for c, key in enumerate(keys)}, predicted, weights)

@@ -3,13 +3,16 @@
 :func:`train_conditions` runs :func:`~stagewise.steering.train_steered` once per (condition, seed) from one
 base :class:`~stagewise.steering.SteeringConfig` whose seed it replaces, so that a seed's runs share their
 initialization and base batches (the paired design) and differ only in their extra sequences. Runs already
-trained (the one that found the window) are passed in and reused, not trained again.
+trained (the one that found the window) are passed in and reused, not trained again. Each condition may draw its
+extra sequences from its own pool (``pools``: the BIF's most helpful sequences, a hand-chosen class, random ones),
+fixed or drawn per seed.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,13 +26,17 @@ __all__ = ["train_conditions"]
 def train_conditions(model_config: PretrainedConfig, train_ids: torch.Tensor, boost: torch.Tensor,
                      schedules: dict[str, np.ndarray], config: SteeringConfig, seeds, probe: torch.Tensor, *,
                      cache_dir: str | Path | None = None,
-                     done: dict[tuple[str, int], SteeredRun] | None = None) -> dict[str, list[SteeredRun]]:
+                     done: dict[tuple[str, int], SteeredRun] | None = None,
+                     pools: dict[str, torch.Tensor | Callable[[int], torch.Tensor]] | None = None,
+                     ) -> dict[str, list[SteeredRun]]:
     """{condition: [run of each seed, in the order of ``seeds``]} for every schedule of ``schedules``.
 
     schedules: {condition: (config.steps,) extra sequences per step} (e.g.
     :func:`~stagewise.steering.condition_schedules`). config: the settings of every run; its ``seed`` is
     replaced by each of ``seeds``. done: {(condition, seed): run} already trained, returned as they are (their
-    settings are the caller's to keep consistent). The other arguments are :func:`train_steered`'s.
+    settings are the caller's to keep consistent). pools: {condition: the (n,) bool pool its extra sequences
+    come from, or a function of the seed that returns it}; a condition not named draws from ``boost``. The other
+    arguments are :func:`train_steered`'s.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -40,7 +47,9 @@ def train_conditions(model_config: PretrainedConfig, train_ids: torch.Tensor, bo
         for condition, extra in schedules.items():
             run = done.get((condition, seed))
             if run is None:
-                run = train_steered(model_config, train_ids, boost, extra, replace(config, seed=seed), probe,
+                pool = (pools or {}).get(condition, boost)
+                pool = pool(seed) if callable(pool) else pool
+                run = train_steered(model_config, train_ids, pool, extra, replace(config, seed=seed), probe,
                                     cache_dir=cache_dir)
             runs[condition].append(run)
     return runs

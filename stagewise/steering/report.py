@@ -13,7 +13,10 @@ Language model (crossing steps in optimizer steps, NaN: the score never crossed)
 
 - :func:`crossing_summary`: mean, standard error and per-seed values of the crossing steps of one condition.
 - :func:`effect_table`, :func:`verdict`: the paired differences (:func:`~stagewise.steering.paired_difference`)
-  as a table and as one sentence that says what their 95 % interval allows.
+  as a table and as one sentence that says what their 95 % interval allows and, for a negative result, the
+  smallest effect the design could see (:func:`~stagewise.steering.min_detectable_effect`).
+- :func:`selection_effects`: each selection's effect on the formation step against no up-weighting, inside and
+  before the window, and inside minus before, with their intervals (the ``lm_selection_effects`` record).
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import numpy as np
 import pandas as pd
 
 from stagewise import toy
+from stagewise.plotting import prose_number
+
+from .schedule import paired_difference
 
 __all__ = ["condition_means", "crossing_summary", "difference_table", "effect_table", "exact_mode_errors",
-           "mode_labels", "shift_table", "stage_of_mode", "verdict"]
+           "mode_labels", "selection_effects", "shift_table", "stage_of_mode", "verdict"]
 
 
 def mode_labels(data: toy.HierarchicalData, basis: toy.ModeBasis, tol: float = 0.05) -> list[str]:
@@ -137,20 +143,60 @@ def effect_table(rows: Mapping[str, dict]) -> pd.DataFrame:
     }).T
 
 
-def verdict(effect: dict) -> str:
+def verdict(effect: dict, detectable: float | None = None, target: float | None = None) -> str:
     """What the inside-minus-before crossing difference (a paired-difference record, steps) allows one to say.
 
     Negative means "inside" crossed earlier. The sentence says which condition wins when the 95 % Student-t
-    interval excludes zero, that neither does when it contains zero, and that there is no comparison when the
-    mean is NaN (no seed crossed the threshold in both conditions).
+    interval excludes zero ("the opposite of the paper" when "before" wins); when it contains zero, that the
+    paper's effect is not reproduced, with ``detectable``, the smallest difference the design detects with 80 %
+    power (steps), and, with ``target`` (steps, > 0), whether the interval rules out an advantage of "inside" that
+    large. No comparison when the mean is NaN (no seed crossed the threshold in both conditions).
     """
     mean, low, high = effect["mean"], effect["ci_low"], effect["ci_high"]
+    steps = lambda v: f"{prose_number(float(round(v)))} steps"  # noqa: E731
     if not np.isfinite(mean):
         return "No comparison: the induction head did not cross the threshold in these runs."
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"Inside minus before is {steps(mean)} from a single seed: no interval, so no verdict."
+    interval = f"95% interval {prose_number(float(round(low)))} … {prose_number(float(round(high)))} steps"
     if high < 0:
-        return (f"Inside beats before: up-weighting inside the window makes the head cross {-mean:.0f} steps "
-                "earlier than the same extra data before it, and the 95% interval excludes zero.")
+        return (f"Reproduced: up-weighting inside the window makes the head cross {steps(-mean)} earlier than the "
+                f"same extra data before it ({interval}, which excludes zero).")
     if low > 0:
-        return f"Before beats inside, by {mean:.0f} steps, and the 95% interval excludes zero."
-    return (f"Inside does not beat before here: the difference is {mean:.0f} steps and its 95% interval "
-            f"({low:.0f} … {high:.0f}) contains zero.")
+        return (f"The opposite of the paper: the same extra data before the window makes the head cross "
+                f"{steps(mean)} earlier than inside it ({interval}, which excludes zero).")
+    said = f"Not reproduced: inside minus before is {steps(mean)} ({interval}, which contains zero)"
+    if detectable is not None and np.isfinite(detectable):
+        said += (f"; with {effect['n']} seeds the design had 80% power to see a difference of "
+                 f"{steps(detectable)}")
+    if target is not None:
+        if low > -target:
+            said += (f", and the interval rules out an advantage of inside as large as the {steps(target)} "
+                     "the design was sized for")
+        else:
+            said += f"; an advantage of inside as large as {steps(target)} is not ruled out"
+    return said + "."
+
+
+def selection_effects(crossing: Mapping[str, np.ndarray], names=("bif", "class", "random")) -> dict:
+    """{name: {"effect", "ci", "stderr", "n", "before": {…}, "inside_minus_before": {…}}} for each selection.
+
+    crossing: {"none": (seed,), "<name>:inside": (seed,), "<name>:before": (seed,)} crossing steps of paired
+    seeds (NaN: never). "effect" and "ci" are the mean and 95 % Student-t interval of the per-seed difference
+    "<name>:inside" − "none" (steps relative to no up-weighting; negative: earlier); "before" holds the same for
+    "<name>:before", "inside_minus_before" the paired difference of the two timings. Names without runs are left
+    out.
+    """
+    def record(d: dict) -> dict:
+        return {"effect": d["mean"], "ci": [d["ci_low"], d["ci_high"]], "stderr": d["stderr"], "n": d["n"],
+                "per_seed": d["per_seed"]}
+
+    out = {}
+    for name in names:
+        inside, before = crossing.get(f"{name}:inside"), crossing.get(f"{name}:before")
+        if inside is None or before is None:
+            continue
+        out[name] = {**record(paired_difference(inside, crossing["none"])),
+                     "before": record(paired_difference(before, crossing["none"])),
+                     "inside_minus_before": record(paired_difference(inside, before))}
+    return out
