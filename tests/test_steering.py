@@ -187,6 +187,24 @@ def test_upweighting_adds_exactly_the_scheduled_pool_sequences(tiny_lm):
     assert steered.steps.tolist() == [0, 5, 10, 15, 20] and steered.prefix_matching.shape == (5, 2, 2)
 
 
+def test_a_run_that_stops_at_a_level_is_the_full_run_up_to_there(tiny_lm):
+    model_config, ids, boost, probe = tiny_lm
+    config = SteeringConfig(steps=30, batch_size=4, eval_every=2, warmup=0, lr=0.05)
+    full = train_steered(model_config, ids, boost, window_schedule(30, Window(4, 10), 12), config, probe)
+    level = float(np.quantile(full.best[1:], 0.5))  # reached somewhere in the middle of the run
+    stopped = train_steered(model_config, ids, boost, window_schedule(30, Window(4, 10), 12),
+                            SteeringConfig(**{**config.__dict__, "stop_above": level}), probe)
+    k = len(stopped.steps)
+    assert 1 < k < len(full.steps) and stopped.best[-1] >= level > stopped.best[:-1].max()
+    assert np.array_equal(stopped.steps, full.steps[:k]) and np.allclose(stopped.best, full.best[:k], atol=1e-6)
+    assert len(stopped.train_loss) == stopped.steps[-1] and np.allclose(stopped.train_loss,
+                                                                        full.train_loss[:stopped.steps[-1]])
+    for threshold in (level, 0.5 * (level + full.best[0])):
+        assert stopped.crossing(threshold) == pytest.approx(full.crossing(threshold))
+    with pytest.raises(ConfigError, match="stop_above"):
+        SteeringConfig(stop_above=1.5)
+
+
 def test_steered_runs_are_cached_by_their_schedule(tiny_lm, tmp_path):
     model_config, ids, boost, probe = tiny_lm
     config = SteeringConfig(steps=6, batch_size=4, eval_every=3, warmup=0)

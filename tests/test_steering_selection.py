@@ -87,7 +87,7 @@ def test_the_bif_picks_the_branch_that_helps_the_query_in_the_toy_model():
     assert sorted(steering.most_helpful(values, 4).tolist()) == list(animals)
 
 
-def test_sequence_bif_of_a_copy_of_the_query_is_minus_its_variance():
+def test_sequence_bif_of_a_copy_of_the_query_is_minus_its_variance(tmp_path):
     """A candidate identical to the (single, fully masked) query has the query's loss at every draw, so its BIF is
     −Var(query) = −query_variance exactly; every value is −Cov with the query, checked on the recorded draws."""
     from stagewise.lm import AttentionOnlyConfig
@@ -103,12 +103,16 @@ def test_sequence_bif_of_a_copy_of_the_query_is_minus_its_variance():
     candidates = torch.cat([ids[:6], query])  # the last candidate is the query itself (and so is the first)
     config = SGLDConfig(step_size=1e-4, nbeta=100.0, localization=100.0, num_chains=2, num_draws=20, num_burnin=5,
                         batch_size=4, seed=0)
-    result = steering.sequence_bif(model, ids, query, torch.ones_like(query, dtype=torch.bool), config,
-                                   candidates=candidates)
+    everything = torch.ones_like(query, dtype=torch.bool)
+    result = steering.sequence_bif(model, ids, query, everything, config, candidates=candidates,
+                                   cache_dir=tmp_path)
     assert result.values.shape == (7,) and result.stderr.shape == (7,) and result.draws == 40
     assert result.values[-1] == pytest.approx(-result.query_variance, rel=1e-6)
     assert result.values[0] == pytest.approx(result.values[-1], rel=1e-6)
     assert result.query_variance > 0 and np.isfinite(result.values).all()
+    again = steering.sequence_bif(model, ids, query, everything, config, candidates=candidates, cache_dir=tmp_path)
+    assert np.array_equal(again.values, result.values) and again.seconds == result.seconds  # from the cache
+    assert len(list(tmp_path.glob("sequence-bif-*.json"))) == 1
     masked = torch.zeros_like(query, dtype=torch.bool)
     with pytest.raises(ValueError, match="query_mask"):
         steering.sequence_bif(model, ids, query, masked, config)

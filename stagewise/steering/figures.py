@@ -6,6 +6,10 @@
   prefix-matching score and −BIF(induction → induction), with both windows.
 - :func:`conditions_figure`: the three conditions over seeds: induction score, second-copy loss and the step at
   which each seed's score crosses the threshold.
+- :func:`effects_figure`: each selection's effect on the formation step against no up-weighting, inside and
+  before the window, with 95 % intervals (and, for the toy model, the shifts Saxe's clock predicts).
+- :func:`power_figure`: the power of the paired comparison against the number of seeds, for the effect the
+  design is sized for, with the seeds the power calculation asks for and those that ran.
 
 Colours and legend labels of the conditions are :data:`CONDITION_COLORS` and :data:`CONDITION_LABELS`.
 """
@@ -19,8 +23,8 @@ import numpy as np
 
 from stagewise import plotting
 
-__all__ = ["CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "show", "toy_shifts_figure",
-           "window_figure"]
+__all__ = ["CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "effects_figure", "power_figure", "show",
+           "toy_shifts_figure", "window_figure"]
 
 #: One colour per condition: grey for no extra weight, the book's orange inside the window, blue before it.
 CONDITION_COLORS = {"none": "0.45", "inside": plotting.COLORS["rmsprop"], "before": plotting.COLORS["estimate"]}
@@ -80,11 +84,13 @@ def toy_shifts_figure(result, influence_curve, labels, target: str) -> plt.Figur
     return fig
 
 
-def window_figure(baseline, influence_steps, influence, window, before, threshold: float) -> plt.Figure:
+def window_figure(baseline, influence_steps, influence, window, before, threshold: float,
+                  doubled=None, budgets: tuple[str, str] = ("", "")) -> plt.Figure:
     """The run that finds the induction window (a :class:`~stagewise.steering.SteeredRun` ``baseline``).
 
     Left axis: its best prefix-matching score (0–1) at every measured step, with ``threshold`` dashed. Right axis:
-    ``influence`` (K,), −BIF(induction → induction) in nats², at ``influence_steps`` (K,). Shaded: ``window``
+    ``influence`` (K,), −BIF(induction → induction) in nats², at ``influence_steps`` (K,), and ``doubled`` (K,),
+    the same with twice the sampling budget (dashed; ``budgets`` names both in the legend). Shaded: ``window``
     ("inside") and ``before``.
     """
     fig, ax1 = plt.subplots(figsize=(7.5, 4.0), layout="constrained")
@@ -94,7 +100,10 @@ def window_figure(baseline, influence_steps, influence, window, before, threshol
     ax1.set(xlabel="training step", ylabel="prefix-matching score (attention weight, 0–1)", ylim=(0, 1))
     twin = ax1.twinx()
     twin.plot(influence_steps, influence, color=plotting.COLORS["analytic"], marker="s", ms=4,
-              label="−BIF(induction → induction)")
+              label=f"−BIF(induction → induction) {budgets[0]}".strip())
+    if doubled is not None:
+        twin.plot(influence_steps, doubled, color=plotting.COLORS["analytic"], marker="o", ms=4, ls="--",
+                  label=f"the same, {budgets[1] or 'twice the draws'}")
     twin.set_ylabel("−BIF(induction → induction)  (nats²)")
     twin.grid(False)
     for w, c in ((window, "inside"), (before, "before")):
@@ -144,4 +153,65 @@ def conditions_figure(runs: dict, crossing: dict, window, before, threshold: flo
                  ha="center")
     ax3.set_xticks(range(len(crossing)), list(crossing))
     ax3.set(ylabel=f"step at which the score crosses {threshold:g}", title="Crossing step per seed\n(◆ mean ± s.e.)")
+    return fig
+
+
+#: Colour of each timing and hatch of each selection in :func:`effects_figure`.
+SELECTION_HATCH = {"bif": "", "class": "//", "random": ".."}
+SELECTION_LABELS = {"bif": "BIF: most helpful", "class": "hand-chosen class", "random": "random"}
+
+
+def effects_figure(effects: dict, *, predicted: dict | None = None, unit: str = "steps",
+                   title: str = "") -> plt.Figure:
+    """Bars of each selection's effect on the formation step against no up-weighting, inside and before.
+
+    effects: {selection: {"effect", "ci", "before": {"effect", "ci"}, …}} (:func:`~stagewise.steering.
+    selection_effects`; negative: earlier); error bars are the 95 % intervals. predicted: {selection: {"inside":
+    value, "before": value}}, drawn as black ticks (the toy model's clock). ``unit`` labels the axis.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    names = list(effects)
+    x = np.arange(len(names))
+    for offset, timing in zip((-0.2, 0.2), ("inside", "before")):
+        for k, name in enumerate(names):
+            record = effects[name] if timing == "inside" else effects[name]["before"]
+            value, (low, high) = record["effect"], record["ci"]
+            err = None
+            if np.isfinite(low) and np.isfinite(high):
+                err = [[value - low], [high - value]]
+            ax.bar(x[k] + offset, value, width=0.36, color=CONDITION_COLORS[timing], alpha=0.85,
+                   hatch=SELECTION_HATCH.get(name, ""), edgecolor="0.2", yerr=err, capsize=4,
+                   label=CONDITION_LABELS[timing] if k == 0 else None)
+            if predicted is not None and name in predicted:
+                ax.plot(x[k] + offset, predicted[name][timing], "_", color="k", ms=22, mew=2.4,
+                        label="Saxe's clock: predicted" if (k == 0 and timing == "inside") else None)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, [SELECTION_LABELS.get(n, n) for n in names])
+    ax.set(ylabel=f"formation step − without extra data  ({unit}; < 0: earlier)",
+           title=title or "Effect of the extra data on the formation step (mean, 95% interval)")
+    ax.legend(fontsize=8.5, loc="best")
+    return fig
+
+
+def power_figure(sd: float, target: float, needed: int, ran: int | None = None, max_seeds: int | None = None,
+                 alpha: float = 0.05) -> plt.Figure:
+    """The power of the paired t-test over seeds against the number of seeds, for a true difference of
+    ``target`` (and of half and twice it) when the per-seed differences have standard deviation ``sd`` (steps):
+    the 80 % line, the ``needed`` seeds and, when given, the seeds that ``ran``."""
+    from .power import paired_power
+
+    top = max_seeds or max(2 * needed, (ran or 0) + 2, 10)
+    n = np.arange(2, top + 1)
+    fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+    for factor, style in ((2.0, ":"), (1.0, "-"), (0.5, "--")):
+        effect = factor * target
+        ax.plot(n, [paired_power(effect, sd, int(k), alpha) for k in n], ls=style, color=plotting.COLORS["estimate"],
+                lw=2 if factor == 1 else 1.4, label=f"a true difference of {effect:,.0f} steps")
+    ax.axhline(0.8, color="k", lw=0.8, ls="--", label="80% power")
+    ax.axvline(needed, color=plotting.COLORS["rmsprop"], lw=1.6, label=f"needed: {needed} seeds")
+    if ran is not None:
+        ax.axvline(ran, color="0.3", lw=1.6, ls="-.", label=f"ran: {ran} seeds")
+    ax.set(xlabel="paired seeds", ylabel="power (probability of detection)", ylim=(0, 1.02), xlim=(2, top),
+           title=f"Power of the paired comparison (s.d. per seed {sd:,.0f} steps)")
+    ax.legend(fontsize=8.5, loc="lower right")
     return fig

@@ -32,7 +32,7 @@ import torch
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from stagewise.artifacts import atomic_dir, cache_key, read_json, write_json
-from stagewise.config import ConfigError, Interval, check_fields
+from stagewise.config import ConfigError, Interval, Optional, check_fields
 from stagewise.curves import first_crossing
 from stagewise.lm import induction_scores, load_checkpoint, per_token_loss
 
@@ -50,6 +50,10 @@ class SteeringConfig:
     batch_size:   base training sequences per step, drawn with replacement (≥ 1); also the loss divisor B.
     eval_every:   steps between two induction measurements (≥ 1); step 0 and the last step are measured too.
     seed:         seed of the initialization, the base batches and the extra draws (≥ 0).
+    stop_above:   stop after the first measurement at which the best head's prefix-matching score reaches this
+                  level (None: train all ``steps``). Up to that measurement the run is the same as without it (the
+                  same draws), so its first crossing of any level ≤ ``stop_above`` is too: a study that needs only
+                  the crossing step saves the rest of the training.
     """
 
     steps: int = 2000
@@ -59,6 +63,7 @@ class SteeringConfig:
     batch_size: int = 16
     eval_every: int = 50
     seed: int = 0
+    stop_above: float | None = None
 
     def __post_init__(self) -> None:
         count, index = Interval(ge=1, integer=True), Interval(ge=0, integer=True)
@@ -66,6 +71,7 @@ class SteeringConfig:
             "steps": count, "warmup": index, "batch_size": count, "eval_every": count, "seed": index,
             "lr": Interval(gt=0),
             "weight_decay": Interval(ge=0),
+            "stop_above": Optional(Interval(gt=0, le=1)),
         })
 
     def eval_steps(self) -> list[int]:
@@ -77,11 +83,12 @@ class SteeringConfig:
 class SteeredRun:
     """What one steered run records.
 
-    steps:            (K,) measured steps (after that many optimizer steps).
+    steps:            (K,) measured steps (after that many optimizer steps; fewer than ``config.eval_steps()`` when
+                      the run stopped early, see :attr:`SteeringConfig.stop_above`).
     prefix_matching:  (K, layer, head) prefix-matching score of every head on the probe (0 … 1).
     second_copy_loss: (K,) loss on the probe's second copies (nats per token; only copying predicts them).
     first_copy_loss:  (K,) loss on the probe's first copies (nats per token).
-    train_loss:       (T,) the objective L_t of every step (nats; includes the extra sequences' weight).
+    train_loss:       (T,) the objective L_t of every step trained (nats; includes the extra sequences' weight).
     extra:            (T,) extra boost-pool sequences added at each step (the schedule that was followed).
     boost_seen:       (T,) sequences of the step's batch that belong to the boost pool, base draws included.
     seconds:          training time when it ran (None: unknown); cached: reopened from the cache.
@@ -192,6 +199,20 @@ def train_steered(
     return run
 
 
+@contextlib.contextmanager
+def _quiet_saving():
+    """No "Writing model shards" progress bar per checkpoint (a chapter saves dozens); the setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _train_loop(model_config, train_ids, boost, extra, config: SteeringConfig, probe, keep_batches: bool,
                 save_steps: list[int], work: Path | None) -> SteeredRun:
     started = time.perf_counter()
@@ -212,7 +233,8 @@ def _train_loop(model_config, train_ids, boost, extra, config: SteeringConfig, p
         model.eval()
         scores.append(induction_scores(model, sequences=probe))
         if step in save_steps:
-            model.save_pretrained(work / f"checkpoint-{step:07d}")
+            with _quiet_saving():
+                model.save_pretrained(work / f"checkpoint-{step:07d}")
         model.train()
 
     model.train()
@@ -235,12 +257,15 @@ def _train_loop(model_config, train_ids, boost, extra, config: SteeringConfig, p
         losses.append(float(loss.detach()))
         if step + 1 in measured:
             measure(step + 1)
+            if config.stop_above is not None and float(scores[-1].prefix_matching.max()) >= config.stop_above:
+                break
     return SteeredRun(
-        steps=np.array(config.eval_steps()),
+        steps=np.array(config.eval_steps()[:len(scores)]),
         prefix_matching=np.stack([s.prefix_matching.numpy() for s in scores]),
         second_copy_loss=np.array([s.second_copy_loss for s in scores]),
         first_copy_loss=np.array([s.first_copy_loss for s in scores]),
-        train_loss=np.array(losses), extra=extra, boost_seen=boost_seen,
+        train_loss=np.array(losses), extra=extra, boost_seen=boost_seen[:len(losses)],
         seconds=time.perf_counter() - started,
-        base_batches=np.stack(batches) if keep_batches else None, checkpoint_steps=save_steps,
+        base_batches=np.stack(batches) if keep_batches else None,
+        checkpoint_steps=[s for s in save_steps if s in config.eval_steps()[:len(scores)]],
     )

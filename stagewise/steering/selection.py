@@ -17,7 +17,8 @@ weight should help the induction tokens most, to first order, at that moment.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,15 +100,18 @@ class SequenceInfluence:
 
 
 def sequence_bif(model, train_ids: torch.Tensor, query_ids: torch.Tensor, query_mask: torch.Tensor, config,
-                 candidates: torch.Tensor | None = None) -> SequenceInfluence:
+                 candidates: torch.Tensor | None = None, cache_dir: str | Path | None = None) -> SequenceInfluence:
     """BIF of each candidate sequence's mean next-token loss on the mean loss of the query's masked tokens.
 
     model: a causal LM at the checkpoint (w*). train_ids: (n, seq) training sequences, which the sampler draws its
     mini-batches from. query_ids: (q, seq) query sequences; query_mask: (q, seq) bool, the tokens whose mean loss
     is the query observable (e.g. ``corpus.classes[6]`` of held-out sequences: the induction tokens; position 0
     is never predicted and is ignored). candidates: (m, seq) the sequences to score (default: ``train_ids``).
-    config: the :class:`~stagewise.sampling.SGLDConfig` of the localized posterior.
+    config: the :class:`~stagewise.sampling.SGLDConfig` of the localized posterior. cache_dir: keep the result
+    there as JSON, keyed by the weights, the sequences, the settings and the package's code (None: no cache).
     """
+    from stagewise.artifacts import cache_key, read_json, write_json
+    from stagewise.attribute import weights_digest
     from stagewise.influence import bif, bif_stderr
     from stagewise.lm import lm_loss_fn
     from stagewise.sampling import sample
@@ -119,6 +123,15 @@ def sequence_bif(model, train_ids: torch.Tensor, query_ids: torch.Tensor, query_
     if query_mask.dtype != torch.bool or query_mask.shape != query_ids.shape or not bool(query_mask[:, 1:].any()):
         raise ValueError(f"query_mask: {query_mask.dtype} {tuple(query_mask.shape)} (accepted: bool of the query's "
                          f"shape {tuple(query_ids.shape)} with at least one token after position 0)")
+    path = None
+    if cache_dir is not None:
+        key = cache_key({"sgld": asdict(config), "weights": weights_digest(model.state_dict())}, train_ids,
+                        query_ids, query_mask, candidates)
+        path = Path(cache_dir) / f"sequence-bif-{key}.json"
+        record = read_json(path)
+        if isinstance(record, dict):
+            return SequenceInfluence(np.asarray(record["values"]), np.asarray(record["stderr"]),
+                                     record["query_variance"], record["draws"], record["seconds"])
     params, loss_fn = lm_loss_fn(model)
     m = candidates.shape[0]
     ids = torch.cat([candidates, query_ids])
@@ -136,5 +149,9 @@ def sequence_bif(model, train_ids: torch.Tensor, query_ids: torch.Tensor, query_
     values = bif(train, query)[:, 0]
     errors = bif_stderr(train, query)[:, 0]
     variance = float(-bif(query, query)[0, 0])
-    return SequenceInfluence(values.numpy(), errors.numpy(), variance, int(sums.shape[0] * sums.shape[1]),
-                             time.perf_counter() - started)
+    result = SequenceInfluence(values.numpy(), errors.numpy(), variance, int(sums.shape[0] * sums.shape[1]),
+                               time.perf_counter() - started)
+    if path is not None:
+        write_json({"values": result.values.tolist(), "stderr": result.stderr.tolist(),
+                    "query_variance": variance, "draws": result.draws, "seconds": result.seconds}, path)
+    return result
