@@ -318,6 +318,7 @@ _SCRIPT = r"""
     t.appendChild(head);
     rows.forEach(function (r) {
       var tr = document.createElement("tr");
+      tr.dataset.index = r[0];
       tr.appendChild(tokenCell(r[0]));
       tr.appendChild(cell("td", data.classes[r[0]]));
       var num = cell("td", fmt(r[1]), "tv-num");

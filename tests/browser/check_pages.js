@@ -10,7 +10,12 @@
 // link (absolute) and every id on the page (for the link check done by tests/test_browser.py), the
 // download buttons, the article's figures (src, alt, caption, shown and natural width in px), the web fonts
 // that loaded, the elements that overflow the content column and the code cells that scroll sideways (longest
-// line, in characters), once with the book's fonts and once with wide system fonts in their place (wideFonts).
+// line, in characters), once with the book's fonts and once with wide system fonts in their place (wideFonts),
+// in a 1280 x 800 window (a laptop's), with a count of the visible code blocks and of those whose lines wrap
+// (codeStats); then once more as printed on A4 (print: the page laid out for print at the paper's width, with
+// the same measures and which of the sidebars, header and footer still show). Every request the page made
+// (requests). Pages with token views (stagewise.tokenview) get them exercised: a token hovered, another
+// clicked, the checkpoint changed, the arrow key pressed, and what the view showed after each (tokenViews).
 // A full-page screenshot of each page goes to `screenshots`.
 "use strict";
 const fs = require("fs");
@@ -90,13 +95,107 @@ function measureOverflows() {
       if (el.tagName === "PRE" && el.closest(".cell_input")) {
         const lines = el.textContent.split("\n");
         const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), "");
-        codeOverflows.push({ chars: longest.length, px, line: longest.slice(0, 100) });
+        codeOverflows.push({ chars: longest.length, px, line: longest.slice(0, 100),
+                             folded: el.closest("details:not([open])") !== null });
       } else {
         overflows.push(`${el.tagName.toLowerCase()}: ${text.slice(0, 60).replace(/\s+/g, " ")} (${px} px)`);
       }
     }
   }
-  return { overflows, codeOverflows };
+  // Every code block (a code cell's source or a literal block, not an output) and whether a line of it wraps: its
+  // height as laid out, against its height with lines kept whole (white-space: pre). A cell whose source is
+  // folded away (a closed <details>, "Show code cell source") is laid out all the same and counted apart
+  // (folded): the reader who opens it gets that layout.
+  const code = Array.from(article.querySelectorAll("pre")).filter((el) => el.clientWidth > 0
+    && !el.closest(".cell_output, .output") && (el.closest(".cell_input") || el.closest("div.highlight")));
+  const codeStats = { blocks: 0, cells: 0, folded: 0, wrapped: 0, wrappedFolded: 0, fontPx: [] };
+  for (const el of code) {
+    const folded = el.closest("details:not([open])") !== null;
+    if (folded) codeStats.folded += 1;
+    else codeStats.blocks += 1;
+    if (!folded && el.closest(".cell_input")) codeStats.cells += 1;
+    const laidOut = el.scrollHeight;
+    const before = el.style.whiteSpace;
+    el.style.whiteSpace = "pre";
+    const whole = el.scrollHeight;
+    el.style.whiteSpace = before;
+    if (laidOut > whole + 2) codeStats[folded ? "wrappedFolded" : "wrapped"] += 1;
+    codeStats.fontPx.push(parseFloat(getComputedStyle(el).fontSize));
+  }
+  codeStats.fontPx = code.length ? [Math.min(...codeStats.fontPx), Math.max(...codeStats.fontPx)] : [];
+  return { overflows, codeOverflows, codeStats };
+}
+
+function printedChrome() {
+  // Runs in the page laid out for print: the parts of the page that are not the article and still show.
+  const parts = [".bd-sidebar-primary", ".bd-sidebar-secondary", ".bd-header", ".bd-header-article",
+    ".bd-footer", ".bd-footer-article", ".prev-next-area", "#pst-back-to-top"];
+  return parts.filter((selector) => Array.from(document.querySelectorAll(selector)).some((el) => {
+    const box = el.getBoundingClientRect();
+    return box.width > 0 && box.height > 0 && getComputedStyle(el).visibility !== "hidden";
+  }));
+}
+
+// The token views of a page (stagewise.tokenview): what one shows, read after each action.
+function readTokenView([id, index]) {
+  const root = document.getElementById(id);
+  const tokens = Array.from(root.querySelectorAll(".tv-token"));
+  const detail = root.querySelector(".tv-detail");
+  const select = root.querySelector(".tv-checkpoint");
+  const text = (selector) => { const el = detail.querySelector(selector); return el ? el.textContent : null; };
+  return {
+    index, checkpoint: Number(select.value), label: select.options[select.selectedIndex].textContent,
+    detail: detail.innerText, classText: text(".tv-class"), self: text(".tv-self"),
+    tables: Array.from(detail.querySelectorAll(".tv-lists > div")).map((box) => ({
+      caption: box.querySelector(".tv-caption").textContent,
+      rows: Array.from(box.querySelectorAll("tr")).slice(1).map((tr) => {
+        const cells = tr.querySelectorAll("td");
+        return [Number(tr.dataset.index), cells[cells.length - 1].textContent];
+      }),
+    })),
+    visible: tokens.filter((el) => el.getBoundingClientRect().width > 0).length,
+    coloured: tokens.filter((el) => el.style.background !== "").length,
+    current: tokens.filter((el) => el.classList.contains("tv-current")).map((el) => Number(el.dataset.index)),
+    pressed: tokens.filter((el) => el.getAttribute("aria-pressed") === "true").map((el) => Number(el.dataset.index)),
+    focused: document.activeElement && root.contains(document.activeElement)
+      ? Number(document.activeElement.dataset.index) : null,
+  };
+}
+
+async function exerciseTokenViews(page) {
+  const views = [];
+  const ids = await page.$$eval(".stagewise-tokenview", (els) => els.map((el) => el.id));
+  for (const id of ids) {
+    const root = `#${id}`;
+    const count = await page.locator(`${root} .tv-token`).count();
+    const token = (i) => page.locator(`${root} .tv-token[data-index="${i}"]`);
+    const hovered = Math.floor(count / 2);
+    const clicked = count - 1;
+    const view = { id, tokens: count, hovered, clicked };
+    view.before = await page.evaluate(readTokenView, [id, null]);
+    await token(hovered).hover();
+    view.hover = await page.evaluate(readTokenView, [id, hovered]);
+    await token(clicked).click();
+    await page.mouse.move(0, 0);  // the pointer leaves: the clicked token stays chosen
+    view.click = await page.evaluate(readTokenView, [id, clicked]);
+    const options = await page.locator(`${root} .tv-checkpoint option`).count();
+    if (options > 1) {
+      await page.selectOption(`${root} .tv-checkpoint`, String(options - 1));
+      view.checkpoint = await page.evaluate(readTokenView, [id, clicked]);
+    }
+    await token(0).focus();
+    await page.keyboard.press("ArrowRight");
+    view.keyboard = await page.evaluate(readTokenView, [id, Math.min(1, count - 1)]);
+    await page.keyboard.press("Enter");
+    view.enter = await page.evaluate(readTokenView, [id, Math.min(1, count - 1)]);
+    await page.keyboard.press("Escape");
+    await token(1).blur();
+    view.after = await page.evaluate(readTokenView, [id, null]);
+    views.push(view);
+  }
+  // Each view kept its state while the others were used: several views share a page without crosstalk.
+  for (const view of views) view.final = await page.evaluate(readTokenView, [view.id, null]);
+  return views;
 }
 
 // A second rendering: the book's own fonts replaced by wide system ones (DejaVu Sans, and DejaVu Sans Mono for
@@ -130,7 +229,7 @@ async function main() {
   // A new, empty profile (--user-data-dir) for every run; Playwright passes it to Chromium itself.
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: config.chromium, headless: true, args: FLAGS.filter((f) => f !== "--headless"),
-    viewport: { width: 1280, height: 900 }, serviceWorkers: "block",
+    viewport: { width: 1280, height: 800 }, serviceWorkers: "block",
   });
   const report = { pages: [] };
   let current = null;
@@ -143,7 +242,7 @@ async function main() {
   fs.mkdirSync(config.screenshots, { recursive: true });
   for (const relative of config.pages) {
     const page = await context.newPage();
-    current = { page: relative, consoleErrors: [], pageErrors: [], failedRequests: [], blocked: [] };
+    current = { page: relative, consoleErrors: [], pageErrors: [], failedRequests: [], blocked: [], requests: [] };
     page.on("console", (msg) => {
       if (msg.type() === "error") current.consoleErrors.push(msg.text());
     });
@@ -151,6 +250,7 @@ async function main() {
     page.on("requestfailed", (req) => {
       if (req.url().startsWith(config.base)) current.failedRequests.push(`${req.url()} (${req.failure().errorText})`);
     });
+    page.on("request", (req) => current.requests.push(req.url()));
     page.on("response", (res) => {
       if (res.status() >= 400) current.failedRequests.push(`${res.url()} (HTTP ${res.status()})`);
     });
@@ -172,6 +272,7 @@ async function main() {
       await waitForImages(page);
       await page.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
       await page.evaluate(() => document.fonts.ready);
+      current.tokenViews = await exerciseTokenViews(page);
       Object.assign(current, await page.evaluate(inspectPage, config.machinePaths || []));
       Object.assign(current, await page.evaluate(measureOverflows));
       current.fonts = await page.evaluate(() => Array.from(document.fonts).filter((f) => f.status === "loaded")
@@ -182,6 +283,15 @@ async function main() {
       await page.addStyleTag({ content: WIDE_FONTS });
       await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
       current.wideFonts = await page.evaluate(measureOverflows);
+      // Printed on A4 (210 mm less Chrome's default margins of 10 mm: 718 CSS px), with the book's fonts.
+      await page.evaluate(() => document.querySelectorAll("style").forEach((el) => {
+        if (el.textContent.includes("DejaVu Sans Mono")) el.remove();
+      }));
+      await page.setViewportSize({ width: 718, height: 1000 });
+      await page.emulateMedia({ media: "print" });
+      await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+      current.print = await page.evaluate(measureOverflows);
+      current.print.shown = await page.evaluate(printedChrome);
     } catch (err) {
       current.error = String(err);
     }
