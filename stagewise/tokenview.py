@@ -90,11 +90,12 @@ def token_view(tokens: Sequence[str], classes: Sequence[str | Sequence[str]],
             raise ValueError(f"scale = {scale!r} must be a positive finite number (or None for the default)")
 
     element_id = f"stagewise-tokenview-{uuid.uuid4().hex[:12]}"
-    data = {
+    symmetric = [_symmetric(m) for m in matrices]
+    data = {  # a symmetric matrix is stored as its lower triangle (row s: entries 0 … s): half the page weight
         "tokens": tokens, "classes": [", ".join(c) for c in classes], "labels": labels, "initial": start,
-        "matrices": [[[_rounded(v) for v in row] for row in m] for m in matrices],
-        "symmetric": [_symmetric(m) for m in matrices],
-        "scale": scale, "units": units,
+        "matrices": [[[_rounded(v) for v in (row[:s + 1] if sym else row)] for s, row in enumerate(m)]
+                     for m, sym in zip(matrices, symmetric)],
+        "symmetric": symmetric, "scale": scale, "units": units,
     }
     return TokenView(_markup(element_id, title, data, tokens, classes, emphasize), element_id, title)
 
@@ -297,7 +298,9 @@ _SCRIPT = r"""
       }
     }
   }
-  function value(m, s, t) { return data.matrices[m][s][t]; }
+  function value(m, s, t) {  // BIF(s → t); a symmetric matrix comes as its lower triangle
+    return data.symmetric[m] && t > s ? data.matrices[m][t][s] : data.matrices[m][s][t];
+  }
   function cell(tag, text, cls) {
     var el = document.createElement(tag);
     el.textContent = text;

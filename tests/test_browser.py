@@ -448,8 +448,10 @@ def _close(shown: str, value: float) -> bool:
 
 def _view_state_problems(state: dict, data: dict, checkpoint: int, index: int, what: str) -> list[str]:
     """What is wrong with a token view showing token ``index`` at checkpoint ``checkpoint`` (the driver's record)."""
-    matrix = data["matrices"][checkpoint]
     t = len(data["tokens"])
+    rows = data["matrices"][checkpoint]  # a symmetric matrix is stored as its lower triangle
+    matrix = [[rows[s][j] if not data["symmetric"][checkpoint] or j <= s else rows[j][s] for j in range(t)]
+              for s in range(t)]
     problems = []
     if state["checkpoint"] != checkpoint or state["label"] != data["labels"][checkpoint]:
         problems.append(f"shows checkpoint {state['label']!r}, expected {data['labels'][checkpoint]!r}")
@@ -577,7 +579,8 @@ def test_token_view_check_catches_a_wrong_view(tmp_path):
     first, _ = _fixture_views()
     data = _view_data(first.html, first.id)
     t, i = len(data["tokens"]), 3
-    row = data["matrices"][0][i]
+    rows = data["matrices"][0]  # symmetric: the lower triangle
+    row = [rows[i][j] if j <= i else rows[j][i] for j in range(t)]
     state = {"checkpoint": 0, "label": data["labels"][0], "current": [i], "visible": t, "coloured": t - 1,
              "classText": data["classes"][i], "detail": f"Token #{i} {data['tokens'][i]} at x",
              "self": f"Own BIF(#{i} → #{i}): {_as_shown(row[i])} nats²",

@@ -55,6 +55,15 @@ def _data(view: TokenView) -> dict:
     return json.loads(payload)
 
 
+def _full(data: dict, k: int) -> np.ndarray:
+    """Checkpoint k's matrix, whole again where it was stored as a lower triangle (a symmetric one)."""
+    rows = data["matrices"][k]
+    if not data["symmetric"][k]:
+        return np.array(rows)
+    assert [len(row) for row in rows] == list(range(1, len(rows) + 1))
+    return np.array([[rows[s][t] if t <= s else rows[t][s] for t in range(len(rows))] for s in range(len(rows))])
+
+
 def test_the_html_holds_the_data():
     a, b = _matrix(0), _matrix(1)
     view = token_view(TOKENS, CLASSES, {"step 100": a, 4000: b}, title="Query 3")
@@ -62,8 +71,10 @@ def test_the_html_holds_the_data():
     assert data["tokens"] == TOKENS
     assert data["classes"][2] == "left_delimiter, induction" and data["classes"][0] == "word_start"
     assert data["labels"] == ["step 100", "4000"] and data["initial"] == 0
-    for got, want in zip(data["matrices"], (a, b)):
-        got = np.array(got)
+    assert data["symmetric"] == [True, True]
+    assert [len(row) for row in data["matrices"][0]] == list(range(1, len(TOKENS) + 1))  # a lower triangle
+    for k, want in enumerate((a, b)):
+        got = _full(data, k)
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=5e-3)  # 3 significant digits
         assert got[1, 2] == float(f"{want[1, 2]:.3g}")
@@ -101,6 +112,8 @@ def test_an_asymmetric_matrix_is_marked_so_that_on_and_from_are_shown_apart():
     m[0, 1] += 1e-3
     data = _data(token_view(TOKENS, CLASSES, {"s": m, "t": _matrix(3)}, initial="t"))
     assert data["symmetric"] == [False, True]
+    np.testing.assert_allclose(_full(data, 0), m, rtol=5e-3)  # stored whole: BIF(0 → 1) ≠ BIF(1 → 0)
+    assert data["matrices"][0][0][1] != data["matrices"][0][1][0]
     assert data["initial"] == 1
 
 
@@ -153,7 +166,7 @@ def test_torch_tensors_and_integer_steps_are_accepted():
     m = _matrix(0)
     data = _data(token_view(TOKENS, CLASSES, {np.int64(7): torch.tensor(m)}))
     assert data["labels"] == ["7"]
-    np.testing.assert_allclose(data["matrices"][0], m, rtol=5e-3)
+    np.testing.assert_allclose(_full(data, 0), m, rtol=5e-3)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
