@@ -5,7 +5,7 @@ R̂ well above 1 or a small effective sample size, mean the BIF from that run is
 
 The definitions are those of Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), "Rank-normalization,
 folding, and localization: an improved R̂ for assessing convergence of MCMC" (Bayesian Analysis 16(2)), as
-implemented by ArviZ (arviz-stats), against which tests/test_diagnostics.py checks them:
+implemented by ArviZ (arviz-stats), against which tests/sampling/test_diagnostics.py checks them:
 
 - every chain is split in half, so drift within a chain counts like disagreement between chains;
 - *rank normalization*: the pooled draws of each quantity are replaced by their normal scores

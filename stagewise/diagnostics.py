@@ -37,10 +37,9 @@ from .config import Interval, check_value
 from .influence import bif, bif_stderr
 from .influence.stderr import combination_stderr
 from .llc import LLCEstimate, estimate_llc
-from .sampling import SGLDConfig, draw_batch, init, make_generators, step
+from .sampling import SGLD, SGLDConfig
 from .sampling.coupled import CoupledTraces, sample_coupled
-from .sampling.inputs import as_params, index, prepare_batch, to_device
-from .sampling.kernel import place
+from .sampling.inputs import index, prepare_batch, to_device
 from .sampling.update import call_loss
 
 __all__ = [
@@ -176,29 +175,24 @@ def suggest_step_size(
     rmsprop = config.preconditioner == "rmsprop"
     run_config = replace(config, num_burnin=burnin, num_draws=1,
                          rmsprop_adapt="burnin" if rmsprop else config.rmsprop_adapt)
-    state = init(params, run_config)
+    kernel = SGLD(loss_fn, run_config)
+    state = kernel.init(params)
     first = next(iter(state.params.values()))
-    device, dtype = first.device, first.dtype
-    n, batch = None, None
+    n = None
     if data is not None:
         data, n = prepare_batch(data, "data")
-        data = to_device(data, device, dtype if config.dtype is not None else None)
-    full_batch = n is None or config.batch_size is None or config.batch_size >= n
-    generators = make_generators(config.seed, config.num_chains, device)
+        data = to_device(data, first.device, first.dtype)
     for _ in range(burnin):
-        batch = data if full_batch else draw_batch(data, config.batch_size, generators)
-        state = step(state, batch, generators, loss_fn, run_config, batch_per_chain=not full_batch)
+        state, _ = kernel.step(state, data)
     precond = state.precond if rmsprop else None
     hessian_batch = data
     if n is not None and n > hessian_samples:
         pick = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))[:hessian_samples]
-        hessian_batch = index(data, pick.to(device))
-    centers, single = as_params(params)
-    center = place({k: v.unsqueeze(0).expand(config.num_chains, *v.shape) for k, v in centers.items()}, run_config)
-    points = {k: torch.cat([center[k], state.params[k]]) for k in center}
+        hessian_batch = index(data, pick.to(first.device))
+    points = {k: torch.cat([state.center[k], state.params[k]]) for k in state.center}
     g = None if precond is None else {k: torch.cat([v, v]) for k, v in precond.items()}
-    values = _hvp_power(loss_fn, single, points, g, hessian_batch, config.nbeta, config.localization, iterations,
-                        tolerance, config.seed)
+    values = _hvp_power(loss_fn, state.tensor_params, points, g, hessian_batch, config.nbeta, config.localization,
+                        iterations, tolerance, config.seed)
     at_center = float(values[:config.num_chains].max())
     lam = float(values.max())
     eps_lambda = config.step_size * lam

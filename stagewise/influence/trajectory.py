@@ -77,7 +77,7 @@ def bif_trajectory(
     influence (:func:`group_bif`, errors :func:`group_bif_stderr`) instead of sample × sample; with ``train`` /
     ``query`` the rows' groups hold only the tokens of the ``train`` samples and the columns' only those of the
     ``query`` samples (a group with none of them gives NaN). ``normalized`` applies to sample × sample only. Values
-    and errors are on the traces' device (the CPU unless ``trace_device=None`` is passed through to the sampler).
+    and errors are on the traces' device (``config.trace_device``, the CPU by default).
     Sign as in :func:`bif`. Each checkpoint's sampler run is independent, so a divergence names its step.
     ``batch_checkpoints=True`` runs all checkpoints' chains in one batched pass
     (:func:`~stagewise.sampling.sample_many`): much faster for small models, K times the memory.

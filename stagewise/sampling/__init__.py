@@ -21,86 +21,47 @@ a tensor or a dict of tensors (an ``nn.Module`` becomes one through :func:`modul
 leading dimension of every parameter tensor; the loss is mapped over it with ``torch.func.vmap``, or looped
 over views of it (``SGLDConfig.batching``), and one backward pass advances all chains. At every draw the
 per-sample losses on a fixed set of *observables* are recorded, giving the (chain, draw, sample[, ...]) array
-that the influence and LLC estimators consume. A non-finite loss or parameter stops the run with :class:`SamplerDivergence`, which
-names the chains and the step; nothing is dropped silently.
+that the influence and LLC estimators consume. A non-finite loss or parameter stops the run with
+:class:`SamplerDivergence`, which names the chains and the step; nothing is dropped silently.
 
 Two levels of use: :func:`sample` / :func:`sample_many` run whole chains and return a :class:`SampleTrace`
-(:func:`sample_coupled` runs chains at ε and ε/2 on the same noise, for the step-size check);
-:func:`init` and :func:`step` (BlackJAX-style, in :mod:`stagewise.sampling.kernel`) advance a
-:class:`SamplerState` one step at a time, for custom loops::
+(:func:`sample_coupled` runs chains at ε and ε/2 on the same noise, for the step-size check); the kernel
+:class:`SGLD` (BlackJAX-style, :mod:`stagewise.sampling.kernel`) advances a :class:`SamplerState` one step at a
+time, for custom loops::
 
-    config = SGLDConfig(num_chains=4, num_burnin=100, preconditioner="rmsprop")
-    state = init(w_star, config)
-    generators = make_generators(config.seed, config.num_chains, state.params["w"].device)
+    config = SGLDConfig(num_chains=4, num_burnin=100, batch_size=32, preconditioner="rmsprop")
+    kernel = SGLD(loss_fn, config)
+    state = kernel.init(w_star)
     for _ in range(config.num_steps):
-        state = step(state, data, generators, loss_fn, config)
+        state, info = kernel.step(state, data)   # info.loss, info.nonfinite_loss, info.nonfinite_params
 
-Everything of a run lives on one device (``SGLDConfig(device=...)``: "cpu", "cuda", "cuda:N", "auto"): the
-checkpoint, data and observables are moved there once, each chain draws its noise there from its own
-generator, the losses are written into buffers there and the divergence flag is read every
-``check_every`` steps, so nothing synchronises the host inside the step loop on a GPU.
+Every setting lives in :class:`SGLDConfig`. Everything of a run lives on one device (``SGLDConfig(device=...)``:
+"cpu", "cuda", "cuda:N", "auto"), resolved once when the chains are initialised: the checkpoint, data and
+observables are moved there once, each chain draws its noise there from its own generator, the losses are written
+into buffers there and the divergence flag is read every ``check_every`` steps, so nothing synchronises the host
+inside the step loop on a GPU.
 """
 
-from ..config import ConfigError
-from .inputs import Batch, LossFn, Params, module_loss_fn
-from .device import DEVICE_NAME, DEVICE_PATTERN, available_devices, check_device, resolve_device
-from .kernel import (
-    ChainState,
-    SamplerState,
-    chain_seed,
-    draw_batch,
-    draw_noise,
-    gradients,
-    init,
-    init_many,
-    make_generators,
-    nonfinite_chains,
-    nonfinite_flags,
-    observe,
-    rmsprop_preconditioner,
-    sgld_step,
-    step,
-)
+from .coupled import CoupledTraces, sample_coupled
+from .device import DEVICE_NAME, check_device, resolve_device
+from .inputs import module_loss_fn
+from .kernel import SGLD, SamplerState, StepInfo
 from .runner import SampleTrace, SamplerDivergence, sample, sample_many
-from .coupled import CoupledTraces, half_step_config, sample_coupled
-from .settings import BATCHING, DTYPES, PRECONDITIONERS, RMSPROP_ADAPT, SGLDConfig
+from .settings import SGLDConfig
 
 __all__ = [
-    "BATCHING",
-    "DTYPES",
-    "Batch",
-    "ChainState",
-    "ConfigError",
+    "DEVICE_NAME",
+    "SGLD",
     "CoupledTraces",
-    "LossFn",
-    "PRECONDITIONERS",
-    "Params",
-    "RMSPROP_ADAPT",
     "SGLDConfig",
     "SampleTrace",
     "SamplerDivergence",
     "SamplerState",
-    "DEVICE_NAME",
-    "DEVICE_PATTERN",
-    "available_devices",
+    "StepInfo",
     "check_device",
-    "chain_seed",
-    "draw_batch",
-    "draw_noise",
-    "gradients",
-    "half_step_config",
-    "init",
-    "init_many",
-    "make_generators",
     "module_loss_fn",
-    "nonfinite_chains",
-    "nonfinite_flags",
-    "observe",
     "resolve_device",
-    "rmsprop_preconditioner",
     "sample",
     "sample_coupled",
     "sample_many",
-    "sgld_step",
-    "step",
 ]

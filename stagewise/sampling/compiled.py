@@ -14,14 +14,13 @@ or without compile up to floating-point rounding (the fused kernels add in anoth
 float32 per step, growing slowly along a chain as any rounding difference does).
 
 The localization centre w* is an *argument* of the compiled update, never a constant captured by the graph and
-never an alias of the positions: with torch 2.13 a graph first traced while the positions aliased w* was reused
-by later calls with w − w* fixed at 0 (a silently wrong update). :func:`unaliased` copies any position that
-shares storage with its centre before a call; tests compare the compiled draws with the eager ones.
+never an alias of the positions: a graph first traced while the positions aliased w* can be reused by later
+calls with w − w* fixed at 0 (a silently wrong update). :func:`unaliased` copies any position that shares storage
+with its centre before a call; tests compare the compiled draws with the eager ones.
 
-Cost: the first call in a process traces and compiles. For the benchmark's GPT-NeoX at one CPU thread that was
-2.6 s (looped step) and 1.7 s (observables) with inductor's cache warm and the compiler already imported, about
-10 s of CPU in a fresh process, and minutes with a cold cache (the cache lives in /tmp/torchinductor_<user>);
-later calls reuse the graphs, 1.14× (step) and 1.6× (observables) faster than eager there. It pays on long runs.
+The first call in a process traces and compiles (seconds; minutes with a cold inductor cache, which lives in
+/tmp/torchinductor_<user>); later calls reuse the graphs. It pays on long runs only (measured in
+benchmarks/results/cpu_levers.json).
 """
 
 from __future__ import annotations

@@ -19,9 +19,11 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..config import ConfigError
-from .inputs import Batch, LossFn, as_params, prepare_batch, to_device
-from .kernel import chain_loop, draw_batch, draw_noise, gradients, make_generators, nonfinite_flags, observe, place
-from .runner import SampleTrace, SamplerDivergence, sample
+from .device import resolve_device
+from .inputs import Batch, LossFn
+from .kernel import (SGLD, draw_batch, draw_noise, full_batch, generator_states, gradients, nonfinite_params,
+                     observe, restore)
+from .runner import SampleTrace, SamplerDivergence, prepare
 from .settings import SGLDConfig
 from .update import ChainState, rmsprop_preconditioner, sgld_step
 
@@ -58,62 +60,44 @@ def sample_coupled(
 ) -> CoupledTraces:
     """Run ``config.num_chains`` chains at ε = ``config.step_size`` and as many at ε/2, coupled (module docstring).
 
-    Arguments as for :func:`~stagewise.sampling.sample`; the run stays on the checkpoint's device (or
-    ``config.device``) and the traces are returned there. ``rmsprop_adapt="always"`` is refused: that sampler's
+    Arguments as for :func:`~stagewise.sampling.sample`, with the same kernel pieces (:class:`SGLD`'s init, random
+    streams, gradients, update, observables), always eager (``config.compile`` is not used here). The traces
+    are returned on ``config.trace_device``. ``rmsprop_adapt="always"`` is refused: that sampler's
     law is biased at every step size, so there is no ε → 0 limit to extrapolate to. A chain whose loss or
     parameters stop being finite raises :class:`~stagewise.sampling.SamplerDivergence`, naming whether it was a
     chain at ε or at ε/2.
     """
-    config = SGLDConfig() if config is None else config
-    if not isinstance(config, SGLDConfig):
-        raise TypeError(f"config must be an SGLDConfig or None; got {type(config).__name__}")
+    kernel = SGLD(loss_fn, config)
+    config = kernel.config
     if config.preconditioner == "rmsprop" and config.rmsprop_adapt != "burnin":
         raise ConfigError(f"rmsprop_adapt = {config.rmsprop_adapt!r} (accepted here: 'burnin'): a preconditioner "
                           "that keeps adapting samples a biased law at every step size, with no ε → 0 limit")
-    if not callable(loss_fn) or (observable_fn is not None and not callable(observable_fn)):
-        raise TypeError("loss_fn (and observable_fn, when given) must be callable: fn(params, batch) → losses")
-    # The sampler's own input checks, L_n(w*) and the observables at w*: one plain step of one chain.
-    probe = sample(loss_fn, params, data, observables, replace(config, num_chains=1, num_draws=1, num_burnin=0,
-                                                                 thin=1, preconditioner="none", compile=False),
-                   observable_fn=observable_fn, progress=False, trace_device=None)
-    centers, single = as_params(params)
-    centers = place({k: v.unsqueeze(0) for k, v in centers.items()}, config)
-    first = next(iter(centers.values()))
-    device, dtype = first.device, first.dtype
-    cast = dtype if config.dtype is not None else None
-    n = None
-    if data is not None:
-        data, n = prepare_batch(data, "data")
-        data = to_device(data, device, cast)
-    if observables is not None:
-        observables, _ = prepare_batch(observables, "observables")
-        observables = to_device(observables, device, cast)
-    full_batch = n is None or config.batch_size is None or config.batch_size >= n
-    recording = observables is not None or observable_fn is not None
-    record_fn = observable_fn or loss_fn
-    loop = chain_loop(config, device)
+    state = kernel.init(params)
+    inputs = prepare(kernel, state, data, observables, observable_fn)  # checked, on the device, L_n(w*)
+    data, observables, record_fn = inputs.data, inputs.observables, inputs.record_fn
+    init_loss = inputs.init_losses[0]
+    init_obs = None if inputs.init_obs is None else inputs.init_obs[0]  # (sample, ...)
+    device, dtype = state.device, next(iter(state.params.values())).dtype
+    full, loop, single = full_batch(data, config), config.batching == "loop", state.tensor_params
     fine_config = half_step_config(config)
     c = config.num_chains
-    init_loss, init_obs = probe.init_loss, probe.init_observable_losses  # (sample, ...) or None
-
-    center = {k: v.expand(c, *v.shape[1:]).clone() for k, v in centers.items()}
+    center, rng = state.center, state.rng
     coarse = ChainState({k: v.clone() for k, v in center.items()}, None, None)
     fine = ChainState({k: v.clone() for k, v in center.items()}, None, None)
-    generators = make_generators(config.seed, c, device)
     steps = config.num_steps
     coarse_trace = torch.empty(c, steps, dtype=dtype, device=device)
     fine_trace = torch.empty(c, 2 * steps, dtype=dtype, device=device)
     draw_at = {config.num_burnin + (k + 1) * config.thin - 1: k for k in range(config.num_draws)}
     draws = None
-    if recording:
+    if record_fn is not None:
         draws = torch.empty(2 * c, config.num_draws, *init_obs.shape, dtype=init_obs.dtype, device=device)
     root_half = 1 / math.sqrt(2)
 
     def grads(p, batch):
-        return gradients(loss_fn, p, batch, batch_per_chain=not full_batch, tensor_params=single, loop=loop)
+        return gradients(loss_fn, p, batch, batch_per_chain=not full, tensor_params=single, loop=loop)
 
-    def check(t: int, losses: torch.Tensor, state: dict) -> None:
-        bad_loss, bad_params = nonfinite_flags(_Flags(state, losses))
+    def check(t: int, losses: torch.Tensor, params: dict) -> None:
+        bad_loss, bad_params = ~torch.isfinite(losses), nonfinite_params(params)
         bad = bad_loss | bad_params
         if bool(bad.any()):
             which = torch.nonzero(bad).flatten().tolist()
@@ -124,13 +108,16 @@ def sample_coupled(
                                                "non-finite parameters") + " in " + ", ".join(names), trace)
 
     for t in range(steps):
-        first_batch = data if full_batch else draw_batch(data, config.batch_size, generators)
+        # Per chain, from its own random state: the first fine step's batch and noise ξ₁, then the second's.
+        generators = restore(rng, device)
+        first_batch = data if full else draw_batch(data, config.batch_size, generators)
         xi1 = draw_noise(fine.params, generators)
-        second_batch = data if full_batch else draw_batch(data, config.batch_size, generators)
+        second_batch = data if full else draw_batch(data, config.batch_size, generators)
         xi2 = draw_noise(fine.params, generators)
+        rng = generator_states(generators)
         # One pass for the coarse step and the first fine step: the same batch, 2C chains.
         both = {k: torch.cat([coarse.params[k], fine.params[k]]) for k in coarse.params}
-        batch = first_batch if full_batch else _twice(first_batch)
+        batch = first_batch if full else _twice(first_batch)
         g, losses = grads(both, batch)
         coarse_trace[:, t], fine_trace[:, 2 * t] = losses[:c], losses[c:]
         g_coarse, g_fine = {k: v[:c] for k, v in g.items()}, {k: v[c:] for k, v in g.items()}
@@ -148,27 +135,24 @@ def sample_coupled(
             check(t, torch.cat([losses[:c], losses[c:] + losses2]),
                   {k: torch.cat([coarse.params[k], fine.params[k]]) for k in coarse.params})
         k = draw_at.get(t)
-        if k is not None and recording:
+        if k is not None and draws is not None:
             both = {name: torch.cat([coarse.params[name], fine.params[name]]) for name in coarse.params}
-            draws[:, k] = observe(record_fn, both, observables, tensor_params=single, loop=loop)
+            draws[:, k] = observe(record_fn, both, observables, tensor_params=single, chunk=config.observable_chunk,
+                                  loop=loop)
 
     frozen = None
     if config.freezes_preconditioner:
         frozen = fine.precond["w"] if single else fine.precond
     draw_steps = torch.tensor(sorted(draw_at), dtype=torch.long)
+    target = device if config.trace_device is None else resolve_device(config.trace_device, device)
+    move = (lambda v: None if v is None else  # noqa: E731
+            {k: x.to(target) for k, x in v.items()} if isinstance(v, dict) else v.to(target))
     make = lambda cfg, trace, part, steps_: SampleTrace(  # noqa: E731
-        None if draws is None else draws[part], trace, steps_, init_loss, init_obs, cfg, dims=probe.dims,
-        preconditioner=frozen)
+        None if draws is None else move(draws[part]), move(trace), steps_, init_loss, move(init_obs), cfg,
+        dims=inputs.dims, preconditioner=move(frozen))
     out_coarse = make(config, coarse_trace, slice(0, c), draw_steps)
     out_fine = make(fine_config, fine_trace, slice(c, 2 * c), 2 * draw_steps + 1)
     return CoupledTraces(out_coarse, out_fine)
-
-
-class _Flags:
-    """The two fields :func:`~stagewise.sampling.nonfinite_flags` reads, for positions and losses of both chains."""
-
-    def __init__(self, params, loss):
-        self.params, self.loss = params, loss
 
 
 def _twice(batch: Batch) -> Batch:

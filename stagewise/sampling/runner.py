@@ -1,23 +1,22 @@
-"""Sampling runs: :func:`sample` (one checkpoint) and :func:`sample_many` (K checkpoints batched), built on the
-steps of :mod:`stagewise.sampling.kernel`, and what they return (:class:`SampleTrace`) or raise
+"""Sampling runs: :func:`sample` (one checkpoint) and :func:`sample_many` (K checkpoints batched), a loop over
+:meth:`SGLD.step <stagewise.sampling.kernel.SGLD.step>`, and what they return (:class:`SampleTrace`) or raise
 (:class:`SamplerDivergence`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch.func import vmap
 from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
-from ..config import is_int
-from .inputs import (Batch, LossFn, Params, as_params, check_per_sample, index, leaves, prepare_batch,
-                     stack_checkpoints, to_device)
-from .kernel import (SamplerState, call_loss, chain_loop, draw_batch, init_stacked, make_generators, nonfinite_flags,
-                     observe, place, step)
+from .device import resolve_device
+from .inputs import Batch, LossFn, Params, check_per_sample, index, leaves, prepare_batch, to_device
+from .kernel import SGLD, SamplerState, full_batch, observe
 from .settings import SGLDConfig
+from .update import call_loss
 
 
 @dataclass
@@ -35,7 +34,8 @@ class SampleTrace:
                  leading chain dimension (a tensor, or a dict for dict parameters); None for plain SGLD, with
                  ``rmsprop_adapt="always"``, or when the run stopped before the end of burn-in.
 
-    Every tensor lives on the run's device except ``draw_steps`` (CPU); :meth:`to` moves them all.
+    Every tensor lives on ``config.trace_device`` (None: the run's device) except ``draw_steps`` (CPU);
+    :meth:`to` moves them all.
     """
 
     losses: torch.Tensor | None
@@ -107,9 +107,8 @@ def sample(
     config: SGLDConfig | None = None,
     *,
     observable_fn: LossFn | None = None,
-    observable_chunk: int | None = None,
     progress: bool = True,
-    trace_device: str | torch.device | None = "cpu",
+    observable_chunk: int | None = None,
 ) -> SampleTrace:
     """Run ``config.num_chains`` localized (RMSProp-)SGLD chains around ``params`` = w*, all in one pass.
 
@@ -117,27 +116,27 @@ def sample(
                   potential with no data. The training objective is their mean, L_n.
     params:       the checkpoint w*: a tensor or a dict of tensors (see :func:`module_loss_fn`); numpy arrays
                   are converted. The chains run on ``config.device`` (None: the checkpoint's device), where the
-                  data and observables are moved once and every tensor of the returned trace stays.
+                  data and observables are moved once.
     data:         training data (tensor, tuple or dict of tensors with leading dimension n; numpy arrays are
                   converted), or None for a potential L(w) with no data. Mini-batches are drawn per chain with
                   replacement.
     observables:  a fixed batch whose per-sample losses are recorded at every draw.
+    config:       every setting of the sampler (:class:`SGLDConfig`; None = the defaults).
     observable_fn: what is recorded, ``observable_fn(params, observables)`` → (sample, ...); defaults to
                   ``loss_fn`` (per-sample losses, what the BIF needs). Nothing is recorded when both
                   ``observables`` and ``observable_fn`` are None.
-    observable_chunk: evaluate the observables this many samples at a time (bounds memory); None = all.
-    trace_device: where the returned trace lives: "cpu" (default; on a GPU the losses are written into device
-                  buffers and copied back in blocks of ``check_every`` steps, without blocking the steps) or
-                  None = the run's device (for estimators that run there too).
+    progress:     show a progress bar.
+    observable_chunk: the same as ``config.observable_chunk`` (which it replaces when given); kept until
+                  :mod:`stagewise.attribute` sets it in the config.
 
     Returns a :class:`SampleTrace`. Bad inputs (NaN in w* or the data, empty data, a loss that is not per
     sample) raise ValueError or TypeError before any step. Raises :class:`SamplerDivergence` when any chain's
     loss or parameters become non-finite, naming the chains and the step.
     """
-    config = _check_config(config)
-    centers, single = as_params(params)
-    return _run(loss_fn, {k: v.unsqueeze(0) for k, v in centers.items()}, single, data, observables, config,
-                observable_fn, observable_chunk, progress, trace_device)[0]
+    if observable_chunk is not None:
+        config = replace(config or SGLDConfig(), observable_chunk=observable_chunk)
+    kernel = SGLD(loss_fn, config)
+    return run(kernel, kernel.init(params), data, observables, observable_fn, progress)[0]
 
 
 def sample_many(
@@ -148,9 +147,7 @@ def sample_many(
     config: SGLDConfig | None = None,
     *,
     observable_fn: LossFn | None = None,
-    observable_chunk: int | None = None,
     progress: bool = True,
-    trace_device: str | torch.device | None = "cpu",
 ) -> list[SampleTrace]:
     """:func:`sample` around several checkpoints at once: K checkpoints × C chains run as K·C batched chains.
 
@@ -162,22 +159,66 @@ def sample_many(
     divergence names the failing chains as ``(checkpoint index, chain)`` pairs in its message and in
     ``.chains`` (flat indices k·C + c).
     """
-    config = _check_config(config)
-    centers, single = stack_checkpoints(checkpoints)
-    return _run(loss_fn, centers, single, data, observables, config, observable_fn, observable_chunk, progress,
-                trace_device)
+    kernel = SGLD(loss_fn, config)
+    return run(kernel, kernel.init_many(checkpoints), data, observables, observable_fn, progress)
 
 
-def _check_config(config: Any) -> SGLDConfig:
-    if config is None:
-        return SGLDConfig()
-    if not isinstance(config, SGLDConfig):
-        raise TypeError(f"config must be an SGLDConfig or None; got {type(config).__name__}")
-    return config
+# --------------------------------------------------------------------------------------------------------
+# Inputs: checked and moved to the run's device once, before any step
 
 
-def _full_data_loss(loss_fn: LossFn, single: bool, center: Params, data: Batch, n: int | None,
-                    batch_size: int | None) -> float:
+class Prepared(NamedTuple):
+    """A run's inputs on its device, and what the chains are compared with (see :func:`prepare`)."""
+
+    data: Batch
+    observables: Batch
+    record_fn: LossFn | None  # what is recorded at a draw; None: nothing
+    init_losses: list[float]  # L_n(w*) of each checkpoint
+    init_obs: torch.Tensor | None  # (checkpoint, sample, ...) at w*
+    dims: tuple[str, ...]
+
+
+def prepare(kernel: SGLD, state: SamplerState, data: Batch, observables: Batch,
+            observable_fn: LossFn | None) -> Prepared:
+    """Check the inputs, move the data and observables to the state's device (floating-point tensors in its
+    dtype) and evaluate L_n(w*) and the observables at each checkpoint; errors name the argument and the fix."""
+    loss_fn, config = kernel.loss_fn, kernel.config
+    if observable_fn is not None and not callable(observable_fn):
+        raise TypeError(f"observable_fn must be callable or None; got {type(observable_fn).__name__}")
+    first = next(iter(state.params.values()))
+    device, dtype = first.device, first.dtype
+    n = count = None
+    if data is not None:
+        data, n = prepare_batch(data, "data")
+        data = to_device(data, device, dtype)
+    if observables is not None:
+        observables, count = prepare_batch(observables, "observables")
+        observables = to_device(observables, device, dtype)
+    if n is not None and config.batch_size is not None and config.batch_size > n:
+        raise ValueError(f"batch_size = {config.batch_size} is larger than the data ({n} samples); accepted: "
+                         f"1 … {n}, or None for full-batch gradients (SGLDConfig(batch_size=...))")
+    recording = observables is not None or observable_fn is not None
+    record_fn = (observable_fn or loss_fn) if recording else None
+    single, loop = state.tensor_params, config.batching == "loop"
+    centers = {k: v[::config.num_chains].contiguous() for k, v in state.center.items()}  # (checkpoint, ...)
+    first_center = {k: v[:1] for k, v in centers.items()}  # one forward pass on one sample, before any step
+    first_pass(loss_fn, single, first_center, data, "data", "loss_fn", loop)
+    if recording and observables is not None:
+        first_pass(record_fn, single, first_center, observables, "observables",
+                   "observable_fn" if observable_fn is not None else "loss_fn", loop)
+    with torch.no_grad():
+        chunk = None if full_batch(data, config) else config.batch_size
+        init_losses = [full_data_loss(loss_fn, single, {k: v[j] for k, v in centers.items()}, data, n, chunk)
+                       for j in range(next(iter(centers.values())).shape[0])]
+        init_obs = observe(record_fn, centers, observables, tensor_params=single) if recording else None
+    if init_obs is not None and observable_fn is None:
+        check_per_sample(init_obs[0], count, "loss_fn", "the observables")
+    dims = ("chain", "draw", "sample") if init_obs is None else dims_for(init_obs[0])
+    return Prepared(data, observables, record_fn, init_losses, init_obs, dims)
+
+
+def full_data_loss(loss_fn: LossFn, single: bool, center: Params, data: Batch, n: int | None,
+                   batch_size: int | None) -> float:
     """L_n(w*) on the full data; with mini-batches in batch-sized pieces, to bound memory.
 
     Each sample's losses are averaged over their trailing dimensions (e.g. tokens) first, as in the mean the
@@ -200,215 +241,129 @@ def _full_data_loss(loss_fn: LossFn, single: bool, center: Params, data: Batch, 
     return total / n
 
 
-# Codes of what went non-finite first, per chain (device flags; 0 = nothing).
-_REASONS = {1: "non-finite loss", 2: "non-finite parameters", 3: "non-finite observable loss"}
+# --------------------------------------------------------------------------------------------------------
+# The loop
 
 
-class _Recorder:
-    """Collects a run's loss trace and draws in buffers on the run's device, keeps the device-side divergence
-    flags, and turns them into traces (or a divergence)."""
-
-    def __init__(self, config: SGLDConfig, num_centers: int, dtype: torch.dtype, device: torch.device,
-                 init_losses: list[float], init_obs: torch.Tensor | None, recording: bool, single: bool,
-                 trace_device: str | torch.device | None = None):
-        self.config, self.num_centers, self.single = config, num_centers, single
-        self.per_center = config.num_chains
-        self.init_losses, self.init_obs = init_losses, init_obs
-        chains = num_centers * config.num_chains
-        self.loss_trace = torch.empty(chains, config.num_steps, dtype=dtype, device=device)
-        self.draw_steps = torch.tensor(
-            [config.num_burnin + (k + 1) * config.thin - 1 for k in range(config.num_draws)], dtype=torch.long,
-            device="cpu")  # step labels: host-side by design
-        self._draw_at = {int(t): k for k, t in enumerate(self.draw_steps)}
-        self.draws = None
-        if recording:  # (chain, draw, sample, ...), filled in place: no list of draws, no stack at the end
-            self.draws = torch.empty(chains, config.num_draws, *init_obs.shape[1:], dtype=init_obs.dtype,
-                                     device=device)
-        self.num_drawn = 0
-        self.precond: Params | None = None
-        self.host = None if trace_device is None else torch.device(trace_device)
-        if self.host == device or self.host is None:
-            self.host = None  # the trace is the device buffers themselves
-        else:  # host copies, filled a block at a time (pinned, so the copies do not block the steps)
-            pin = device.type == "cuda" and self.host.type == "cpu"
-            self.host_trace = torch.empty(self.loss_trace.shape, dtype=dtype, pin_memory=pin)
-            self.host_draws = None if self.draws is None else torch.empty(self.draws.shape, dtype=self.draws.dtype,
-                                                                          pin_memory=pin)
-            self.copied_steps = self.copied_draws = 0
-        self.first_bad = torch.full((chains,), -1, dtype=torch.long, device=device)
-        self.reason = torch.zeros(chains, dtype=torch.uint8, device=device)
-
-    def copy_back(self, steps_done: int) -> None:
-        """Copy the steps and draws recorded since the last copy to the host buffers (non-blocking)."""
-        if self.host is None:
-            return
-        a, b = self.copied_steps, steps_done
-        self.host_trace[:, a:b].copy_(self.loss_trace[:, a:b], non_blocking=True)
-        if self.draws is not None:
-            c, d = self.copied_draws, self.num_drawn
-            self.host_draws[:, c:d].copy_(self.draws[:, c:d], non_blocking=True)
-        self.copied_steps, self.copied_draws = b, self.num_drawn
-
-    def _finished(self, steps_done: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
-                                                  Params | None]:
-        """(loss trace, draws, observables at w*, preconditioner) where the trace is to live."""
-        if self.host is None:
-            return self.loss_trace, self.draws, self.init_obs, self.precond
-        self.copy_back(steps_done)
-        if self.loss_trace.device.type == "cuda":
-            torch.cuda.synchronize(self.loss_trace.device)  # the non-blocking copies have landed
-        move = (lambda v: None if v is None else v.to(self.host))
-        precond = None if self.precond is None else {k: v.to(self.host) for k, v in self.precond.items()}
-        return self.host_trace, self.host_draws, move(self.init_obs), precond
-
-    def draw_index(self, t: int) -> int | None:
-        return self._draw_at.get(t)
-
-    def flag(self, bad: torch.Tensor, code: torch.Tensor | int, t: int) -> None:
-        """Note the chains ``bad`` (a device bool mask) as failing at step t unless they failed before."""
-        new = bad & (self.first_bad < 0)
-        self.first_bad = torch.where(new, t, self.first_bad)
-        self.reason = torch.where(new, code if isinstance(code, torch.Tensor) else torch.tensor(
-            code, dtype=torch.uint8, device=bad.device), self.reason)
-
-    def check(self) -> SamplerDivergence | None:
-        """Read the flags (one host synchronisation): the divergence at the earliest failing step, if any."""
-        if not bool((self.first_bad >= 0).any()):
-            return None
-        first, reason = self.first_bad.cpu(), self.reason.cpu()
-        t = int(first[first >= 0].min())
-        bad = first == t
-        codes = sorted({int(r) for r in reason[bad]})
-        return self.divergence(bad, t, " and ".join(_REASONS[c] for c in codes))
-
-    def traces(self, steps_done: int, num_drawn: int | None = None) -> list[SampleTrace]:
-        num_drawn = self.num_drawn if num_drawn is None else num_drawn
-        loss_trace, draws, init_obs, precond = self._finished(steps_done)
-        losses = None if draws is None else draws[:, :num_drawn]
-        dims = ("chain", "draw", "sample") if init_obs is None else _dims_for(init_obs[0])
-        c = self.per_center
-        return [
-            SampleTrace(
-                losses=None if losses is None else losses[j * c : (j + 1) * c],
-                loss_trace=loss_trace[j * c : (j + 1) * c, :steps_done],
-                draw_steps=self.draw_steps[:num_drawn],
-                init_loss=self.init_losses[j],
-                init_observable_losses=None if init_obs is None else init_obs[j],
-                config=self.config,
-                dims=dims,
-                preconditioner=self._precond_of(precond, j, steps_done),
-            )
-            for j in range(self.num_centers)
-        ]
-
-    def _precond_of(self, precond: Params | None, j: int, steps_done: int):
-        # The preconditioner is frozen when burn-in's last step is done; a run that stopped before has none.
-        if precond is None or steps_done < self.config.num_burnin:
-            return None
-        c = self.per_center
-        part = {k: v[j * c : (j + 1) * c] for k, v in precond.items()}
-        return part["w"] if self.single else part
-
-    def divergence(self, bad: torch.Tensor, t: int, reason: str) -> SamplerDivergence:
-        """The error for chains ``bad`` failing at step t: the trace holds steps ≤ t and the draws before t."""
-        chains = torch.nonzero(bad).flatten().tolist()
-        traces = self.traces(t + 1, int((self.draw_steps[: self.num_drawn] < t).sum()))
-        if self.num_centers == 1:
-            return SamplerDivergence(chains, t, reason, traces[0])
-        c = self.per_center
-        where = ", ".join(f"(checkpoint {k // c}, chain {k % c})" for k in chains)
-        error = SamplerDivergence(chains, t, f"{reason} in {where}", traces[chains[0] // c])
-        error.traces = traces
-        return error
+# What went non-finite first, per chain (codes of device flags; 0 = nothing).
+REASONS = {1: "non-finite loss", 2: "non-finite parameters", 3: "non-finite observable loss"}
 
 
-def _run(loss_fn, centers: Params, single: bool, data, observables, config: SGLDConfig, observable_fn,
-         observable_chunk, progress, trace_device="cpu") -> list[SampleTrace]:
-    """The sampler proper: ``centers`` holds K checkpoints stacked on a leading dimension."""
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, loss_fn(params, batch) → per-sample losses; got "
-                        f"{type(loss_fn).__name__}")
-    if observable_fn is not None and not callable(observable_fn):
-        raise TypeError(f"observable_fn must be callable or None; got {type(observable_fn).__name__}")
-    if observable_chunk is not None and not is_int(observable_chunk, 1):
-        raise ValueError(f"observable_chunk = {observable_chunk!r}: accepted values are integers ≥ 1 or None")
-    centers = place(centers, config)  # the run's device and dtype; data and observables follow, once
-    first = next(iter(centers.values()))
-    device, dtype = first.device, first.dtype
-    # floating-point data follow the run's dtype (config.dtype, else the checkpoint's), as SGLDConfig documents
-    n = None
-    if data is not None:
-        data, n = prepare_batch(data, "data")
-        data = to_device(data, device, dtype)
-    if observables is not None:
-        observables, count = prepare_batch(observables, "observables")
-        observables = to_device(observables, device, dtype)
-    if n is not None and config.batch_size is not None and config.batch_size > n:
-        raise ValueError(f"batch_size = {config.batch_size} is larger than the data ({n} samples); accepted: "
-                         f"1 … {n}, or None for full-batch gradients (SGLDConfig(batch_size=...))")
-    full_batch = n is None or config.batch_size is None or config.batch_size >= n
-    recording = observables is not None or observable_fn is not None
-    record_fn = observable_fn or loss_fn
-    num_centers = first.shape[0]
-    loop = chain_loop(config, device)
-    chunk = None if observable_chunk is None else int(observable_chunk)
-    first_center = {k: v[:1] for k, v in centers.items()}  # one forward pass on one sample, before any step
-    first_pass(loss_fn, single, first_center, data, "data", "loss_fn", loop)
-    if recording and observables is not None:
-        first_pass(record_fn, single, first_center, observables, "observables",
-                   "observable_fn" if observable_fn is not None else "loss_fn", loop)
-
-    with torch.no_grad():
-        init_losses = [_full_data_loss(loss_fn, single, {k: v[j] for k, v in centers.items()}, data, n,
-                                       None if full_batch else config.batch_size) for j in range(num_centers)]
-        init_obs = observe(record_fn, centers, observables, tensor_params=single) if recording else None
-    if init_obs is not None and observable_fn is None:
-        check_per_sample(init_obs[0], count, "loss_fn", "the observables")
-
-    state: SamplerState = init_stacked(centers, single, config)
-    generators = make_generators(config.seed, config.num_chains, device, repeat=num_centers)
-    recorder = _Recorder(config, num_centers, dtype, device, init_losses, init_obs, recording, single,
-                         trace_device)
-    num_chains = num_centers * config.num_chains
+def run(kernel: SGLD, state: SamplerState, data: Batch, observables: Batch, observable_fn: LossFn | None,
+        progress: bool) -> list[SampleTrace]:
+    """The sampler proper: ``config.num_steps`` steps from ``state`` (K checkpoints × C chains), the losses of
+    every step and the observables at every draw recorded in buffers on the device, one trace per checkpoint."""
+    config = kernel.config
+    inputs = prepare(kernel, state, data, observables, observable_fn)
+    device, chains, steps = state.device, state.num_chains, config.num_steps
+    loss_trace = torch.empty(chains, steps, dtype=next(iter(state.params.values())).dtype, device=device)
+    draw_steps = torch.tensor([config.num_burnin + (k + 1) * config.thin - 1 for k in range(config.num_draws)],
+                              device="cpu")  # step labels: on the host by design
+    draw_at = {int(t): k for k, t in enumerate(draw_steps)}
+    draws = None
+    if inputs.record_fn is not None:  # (chain, draw, sample, ...), filled in place
+        draws = torch.empty(chains, config.num_draws, *inputs.init_obs.shape[1:], dtype=inputs.init_obs.dtype,
+                            device=device)
+    first_bad = torch.full((chains,), -1, dtype=torch.long, device=device)  # the step each chain failed at
+    reason = torch.zeros(chains, dtype=torch.uint8, device=device)  # and why (REASONS)
+    codes = {c: torch.tensor(c, dtype=torch.uint8, device=device) for c in REASONS}
     every = config.check_every or (1 if device.type == "cpu" else 50)
-    code_loss, code_params = (torch.tensor(c, dtype=torch.uint8, device=device) for c in (1, 2))
-    bar = tqdm(range(config.num_steps), desc="SGLD", disable=not progress, leave=False, mininterval=0.5)
+    num_drawn = 0
+
+    def flag(bad: torch.Tensor, code: torch.Tensor, t: int) -> None:
+        nonlocal first_bad, reason
+        new = bad & (first_bad < 0)
+        first_bad = torch.where(new, t, first_bad)
+        reason = torch.where(new, code, reason)
+
+    bar = tqdm(range(steps), desc="SGLD", disable=not progress, leave=False, mininterval=0.5)
     for t in bar:
-        batch = data if full_batch else draw_batch(data, config.batch_size, generators)
-        state = step(state, batch, generators, loss_fn, config, batch_per_chain=not full_batch)
-        recorder.loss_trace[:, t] = state.loss
-        recorder.precond = state.precond
-        bad_loss, bad_params = nonfinite_flags(state)  # device flags, read below every `every` steps
-        recorder.flag(bad_loss | bad_params, torch.where(bad_loss, code_loss, code_params), t)
-        k = recorder.draw_index(t)
+        state, info = kernel.step(state, inputs.data)
+        loss_trace[:, t] = info.loss
+        flag(info.nonfinite_loss | info.nonfinite_params,
+             torch.where(info.nonfinite_loss, codes[1], codes[2]), t)
+        k = draw_at.get(t)
         if k is not None:
-            if recording:
-                obs = observe(record_fn, state.params, observables, tensor_params=single, chunk=chunk, loop=loop,
-                              compile=config.compile)
-                recorder.draws[:, k] = obs
-                recorder.flag(~torch.isfinite(obs.reshape(num_chains, -1)).all(dim=1), 3, t)
-            recorder.num_drawn = k + 1
-        if (t + 1) % every == 0 or t == config.num_steps - 1:
-            failure = recorder.check()
-            if failure is not None:
+            if draws is not None:
+                draws[:, k] = obs = kernel.observe(state, inputs.observables, inputs.record_fn)
+                flag(~torch.isfinite(obs.reshape(chains, -1)).all(dim=1), codes[3], t)
+            num_drawn = k + 1
+        if (t + 1) % every == 0 or t == steps - 1:
+            if bool((first_bad >= 0).any()):  # one host read every `every` steps
                 bar.close()
-                raise failure
-            recorder.copy_back(t + 1)
+                raise divergence(kernel, inputs, state, loss_trace, draws, draw_steps, num_drawn, first_bad,
+                                 reason)
             if progress:
-                bar.set_postfix(loss=f"{float(state.loss.mean()):.4g}")
+                bar.set_postfix(loss=f"{float(info.loss.mean()):.4g}")
     bar.close()
-    return recorder.traces(config.num_steps)
+    return traces(kernel, inputs, state, loss_trace, draws, draw_steps, steps, num_drawn)
 
 
-def _describe(batch: Batch) -> str:
+def traces(kernel: SGLD, inputs: Prepared, state: SamplerState, loss_trace: torch.Tensor,
+           draws: torch.Tensor | None, draw_steps: torch.Tensor, steps_done: int,
+           num_drawn: int) -> list[SampleTrace]:
+    """One :class:`SampleTrace` per checkpoint of the first ``steps_done`` steps and ``num_drawn`` draws, on
+    ``config.trace_device``."""
+    config = kernel.config
+    target = state.device if config.trace_device is None else resolve_device(config.trace_device, state.device)
+
+    def move(v):
+        return None if v is None else v.to(target)
+
+    # The preconditioner is frozen when burn-in's last step is done; a run that stopped before has none.
+    precond = state.precond if state.precond is not None and steps_done >= config.num_burnin else None
+    c = config.num_chains
+    out = []
+    for j in range(len(inputs.init_losses)):
+        part = slice(j * c, (j + 1) * c)
+        g = None if precond is None else {k: move(v[part]) for k, v in precond.items()}
+        out.append(SampleTrace(
+            losses=None if draws is None else move(draws[part, :num_drawn]),
+            loss_trace=move(loss_trace[part, :steps_done]),
+            draw_steps=draw_steps[:num_drawn],
+            init_loss=inputs.init_losses[j],
+            init_observable_losses=None if inputs.init_obs is None else move(inputs.init_obs[j]),
+            config=config,
+            dims=inputs.dims,
+            preconditioner=None if g is None else (g["w"] if state.tensor_params else g),
+        ))
+    return out
+
+
+def divergence(kernel: SGLD, inputs: Prepared, state: SamplerState, loss_trace: torch.Tensor,
+               draws: torch.Tensor | None, draw_steps: torch.Tensor, num_drawn: int, first_bad: torch.Tensor,
+               reason: torch.Tensor) -> SamplerDivergence:
+    """The error for the chains that failed first: its trace holds the steps up to that one and the draws
+    before it; with several checkpoints it names (checkpoint, chain) pairs and carries every trace."""
+    first, why = first_bad.cpu(), reason.cpu()
+    t = int(first[first >= 0].min())
+    bad = first == t
+    text = " and ".join(REASONS[code] for code in sorted({int(r) for r in why[bad]}))
+    chains = torch.nonzero(bad).flatten().tolist()
+    found = traces(kernel, inputs, state, loss_trace, draws, draw_steps, t + 1,
+                   int((draw_steps[:num_drawn] < t).sum()))
+    if len(found) == 1:
+        return SamplerDivergence(chains, t, text, found[0])
+    c = kernel.config.num_chains
+    where = ", ".join(f"(checkpoint {k // c}, chain {k % c})" for k in chains)
+    error = SamplerDivergence(chains, t, f"{text} in {where}", found[chains[0] // c])
+    error.traces = found
+    return error
+
+
+# --------------------------------------------------------------------------------------------------------
+# The first pass: an error at w* names what was passed and the fix
+
+
+def describe_batch(batch: Batch) -> str:
     if batch is None:
         return "None"
     if isinstance(batch, torch.Tensor):
         return f"a {str(batch.dtype).replace('torch.', '')} tensor of shape {tuple(batch.shape)}"
     if isinstance(batch, dict):
-        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in batch.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {describe_batch(v)}" for k, v in batch.items()) + "}"
     if isinstance(batch, (tuple, list)):
-        return "(" + ", ".join(_describe(v) for v in batch) + ")"
+        return "(" + ", ".join(describe_batch(v) for v in batch) + ")"
     return type(batch).__name__
 
 
@@ -425,7 +380,7 @@ def first_pass(fn: LossFn, single: bool, center: Params, batch: Batch, name: str
                 vmap(partial(call_loss, fn, single), in_dims=(0, None))(center, one)
     except (RuntimeError, TypeError, ValueError, IndexError) as error:
         text = str(error)
-        params = _describe(center["w"][0] if single else {k: v[0] for k, v in center.items()})
+        params = describe_batch(center["w"][0] if single else {k: v[0] for k, v in center.items()})
         hints = []
         if "random" in text.lower():
             hints.append("the loss draws random numbers (dropout or another random layer: the model is in "
@@ -439,12 +394,12 @@ def first_pass(fn: LossFn, single: bool, center: Params, batch: Batch, name: str
         if "shape" in text or "size" in text or "mat1" in text:
             hints.append(f"the shape of each sample of {name} must be what the model takes (and the checkpoint's "
                          "parameters those of the model)")
-        raise ValueError(f"{fn_name} failed on the first sample of {name} ({_describe(one)}) at the checkpoint "
-                         f"({params}): {type(error).__name__}: {text}"
+        raise ValueError(f"{fn_name} failed on the first sample of {name} ({describe_batch(one)}) at the "
+                         f"checkpoint ({params}): {type(error).__name__}: {text}"
                          + (". Fix: " + "; ".join(hints) if hints else "")) from error
 
 
-def _dims_for(per_sample_losses: torch.Tensor) -> tuple[str, ...]:
+def dims_for(per_sample_losses: torch.Tensor) -> tuple[str, ...]:
     extra = per_sample_losses.dim() - 1
     if extra <= 0:
         return ("chain", "draw", "sample")

@@ -39,15 +39,11 @@ class SGLDConfig:
                     no longer shrinks where gradients grow: chains that leave a flat burn-in region for a steep
                     one take the burn-in's large steps there and can diverge (chapter 1's normal crossing
                     started at its flat point does); burn in where the draws will be, or lower step_size.
-                    "always": V and G keep adapting at every step (devinterp's RMSProp-SGLD, and this package's
-                    behaviour before the default changed). G then depends on the chain's recent path and the
-                    update lacks the correction term a state-dependent preconditioner needs, so the chains
-                    sample a *biased* law. On a 12-dimensional linear-Gaussian model (128 chains) its BIF error
-                    against the exact answer was 11%, 10% and 9% at 1k, 4k and 16k draws per chain, where the
-                    frozen variant's fell as 8%, 5% and 2.4% (chapter 2 shows the comparison).
-                    Ignored by plain SGLD. Chapter 6, which samples with RMSProp, uses the default: since the
-                    default changed its numbers come from the frozen variant (its cached sampler results are keyed
-                    by these settings, so older always-adapting results are not reused).
+                    "always": V and G keep adapting at every step (devinterp's RMSProp-SGLD). G then depends
+                    on the chain's recent path and the update lacks the correction term a state-dependent
+                    preconditioner needs, so the chains sample a *biased* law whose error does not fall with
+                    more draws (chapter 2 measures both variants against an exact answer).
+                    Ignored by plain SGLD.
     device:         where the whole run lives: "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available, else
                     the CPU); None = the checkpoint's device. The checkpoint, the data and the observables are
                     moved there once; noise, mini-batch indices, losses and the returned trace stay there. A CUDA
@@ -57,24 +53,22 @@ class SGLDConfig:
                     increments ε·nβ·g ≪ |w|, which round away.)
     batching:       how the chains share a pass: "vmap" (one vmapped forward and backward for all chains),
                     "loop" (a Python loop over the chains, each on a view of the batched parameters, with one
-                    backward pass for all) or "auto", which is "vmap" on every device. On the benchmark's
-                    GPT-NeoX job at one CPU thread (CPU time, median of alternating rounds on a shared 2-core
-                    EPYC; benchmarks/results/cpu_levers.json) the loop was 0.91–1.03× vmap per SGLD step over
-                    two sessions and 1.08–1.10× per draw of the observables in chunks of 16 sequences; with all
-                    48 sequences in one call (``observable_chunk=None``) the looped draw was 1.21× and the vmapped
-                    one 0.85× the chunked vmap. On a GPU one batched kernel beats C small ones. Both give the
-                    same chains up to floating-point rounding.
+                    backward pass for all) or "auto", which is "vmap" on every device. Both give the same chains
+                    up to floating-point rounding; which is faster depends on the model and the device
+                    (benchmarks/results/cpu_levers.json).
     compile:        True: run each step's gradient and update, and the observables' losses, as graphs compiled
                     by ``torch.compile`` (TorchInductor; :mod:`stagewise.sampling.compiled`), on the chains as
                     ``batching`` says. The same noise and mini-batches as without it, so a seed gives the same
-                    chains up to floating-point rounding. On the benchmark's job at one CPU thread the compiled
-                    step was 1.14× and the compiled draw of the observables 1.6× the eager ones once built, but
-                    building them costs seconds per process (2.6 s + 1.7 s with inductor's cache warm and the
-                    compiler already imported; more in a fresh process, minutes with a cold cache), so it pays
-                    on long runs only: on that 100-draw job it did not (benchmarks/results/). Default False.
+                    chains up to floating-point rounding. Building the graphs costs seconds per process, so it
+                    pays on long runs only (benchmarks/results/cpu_levers.json). Default False.
     check_every:    steps between two reads of the device-side divergence flag (the flag itself is set at every
                     step, so a divergence still names its first chain and step); None = 1 on the CPU (where
                     the read costs nothing) and 50 on other devices (where it would synchronise the host).
+    observable_chunk: evaluate the observables this many samples at a time (bounds memory; ≥ 1); None = all at
+                    once.
+    trace_device:   where the returned trace lives: "cpu" (default), another device name as for ``device``, or
+                    None = the run's device (for estimators that run there too). On a GPU the trace is copied
+                    back once, at the end of the run (or at a divergence).
 
     Integer and float fields accept numpy scalars (``np.int64(4)``) and store them as ``int``/``float``; a bool
     is never a number here.
@@ -98,6 +92,8 @@ class SGLDConfig:
     batching: str = "auto"
     check_every: int | None = None
     compile: bool = False
+    observable_chunk: int | None = None
+    trace_device: str | None = "cpu"
 
     def __post_init__(self) -> None:
         positive, count = Interval(gt=0), Interval(ge=1, integer=True)
@@ -126,6 +122,9 @@ class SGLDConfig:
             "batching": OneOf(*BATCHING),
             "check_every": Optional(count),
             "compile": OneOf(True, False),
+            "observable_chunk": Optional(count),
+            "trace_device": Satisfies(lambda v: v is None or device_problem(v) is None,
+                                      device_problem(self.trace_device) if self.trace_device is not None else ""),
         })
 
     @property

@@ -10,15 +10,18 @@ a ConfigError naming the parameter and what is accepted; the estimators take dev
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from stagewise.config import ConfigError
 from stagewise.diagnostics import ess, rhat, summarize
 from stagewise.influence import bif, bif_stderr, group_bif, group_bif_stderr, token_bif
 from stagewise.llc import estimate_llc
-from stagewise.sampling import (ConfigError, SamplerDivergence, SGLDConfig, available_devices, init,
-                                make_generators, module_loss_fn, resolve_device, sample, sample_many, step)
+from stagewise.sampling import SGLD, SamplerDivergence, SGLDConfig, module_loss_fn, resolve_device, sample, sample_many
+from stagewise.sampling.device import available_devices
 
 DT = torch.float64
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -51,8 +54,8 @@ def test_every_tensor_of_a_run_is_on_the_requested_device(device, batch_size, ba
     x, y = regression()
     cfg = SGLDConfig(step_size=1e-3, nbeta=30.0, localization=1.0, num_chains=3, num_draws=12, num_burnin=4,
                      batch_size=batch_size, preconditioner="rmsprop", batching=batching, device=device, seed=2)
-    trace = sample(loss, torch.zeros(3, dtype=DT), (x, y), observables=(x[:5], y[:5]), config=cfg, progress=False,
-                   trace_device=None)
+    trace = sample(loss, torch.zeros(3, dtype=DT), (x, y), observables=(x[:5], y[:5]),
+                   config=replace(cfg, trace_device=None), progress=False)
     for name, tensor in tensors_of(trace).items():
         assert tensor.device.type == device, name
     assert trace.preconditioner is not None
@@ -61,11 +64,11 @@ def test_every_tensor_of_a_run_is_on_the_requested_device(device, batch_size, ba
     default = sample(loss, torch.zeros(3, dtype=DT), (x, y), observables=(x[:5], y[:5]), config=cfg, progress=False)
     assert all(t.device.type == "cpu" for t in tensors_of(default).values())  # trace_device="cpu"
     torch.testing.assert_close(default.losses, on_cpu.losses, rtol=0, atol=0)
-    state = init(torch.zeros(3, dtype=DT), cfg)
-    gens = make_generators(cfg.seed, cfg.num_chains, state.params["w"].device)
-    state = step(state, (x.to(device), y.to(device)), gens, loss, cfg)
+    kernel = SGLD(loss, cfg)
+    state, info = kernel.step(kernel.init(torch.zeros(3, dtype=DT)), (x.to(device), y.to(device)))
     assert all(v.device.type == device for part in (state.params, state.center, state.square_avg)
-               for v in part.values()) and state.loss.device.type == device
+               for v in part.values()) and all(v.device.type == device for v in info)
+    assert all(r.device.type == "cpu" for r in state.rng)  # generator states are host byte tensors
 
 
 FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.arange, torch.tensor, torch.randn,
@@ -162,7 +165,8 @@ def test_auto_and_bad_device_names():
     else:
         with pytest.raises(ConfigError, match="device = 'cuda:99'"):
             SGLDConfig(device="cuda:99")
-    for field, value in (("dtype", "bfloat16"), ("batching", "pmap"), ("check_every", 0)):
+    for field, value in (("dtype", "bfloat16"), ("batching", "pmap"), ("check_every", 0), ("observable_chunk", 0),
+                         ("trace_device", "gpu")):
         with pytest.raises(ConfigError, match=rf"{field} = "):
             SGLDConfig(**{field: value})
 
@@ -181,7 +185,7 @@ def test_module_buffers_follow_the_parameters(device):
     x = torch.randn(20, 3, dtype=torch.float32)
     params, fn = module_loss_fn(module, lambda forward, b: forward(b).pow(2).sum(-1))
     cfg = SGLDConfig(step_size=1e-4, nbeta=10.0, num_chains=2, num_draws=3, device=device)
-    trace = sample(fn, params, x, observables=x[:4], config=cfg, progress=False, trace_device=None)
+    trace = sample(fn, params, x, observables=x[:4], config=replace(cfg, trace_device=None), progress=False)
     assert trace.losses.device.type == device
 
 
@@ -199,8 +203,8 @@ def test_estimators_take_device_tensors_and_answer_there(device):
     torch.testing.assert_close(group_bif(losses, labels).cpu(), group_bif(losses.cpu(), labels.cpu()))
     x, y = regression()
     cfg = SGLDConfig(step_size=1e-3, nbeta=30.0, localization=1.0, num_chains=3, num_draws=20, device=device)
-    trace = sample(loss, torch.zeros(3, dtype=DT), (x, y), observables=(x[:5], y[:5]), config=cfg, progress=False,
-                   trace_device=None)
+    trace = sample(loss, torch.zeros(3, dtype=DT), (x, y), observables=(x[:5], y[:5]),
+                   config=replace(cfg, trace_device=None), progress=False)
     assert estimate_llc(trace).estimate == estimate_llc(trace.to("cpu")).estimate
     assert "R-hat" in summarize(trace)
 

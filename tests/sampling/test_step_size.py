@@ -21,8 +21,9 @@ from stagewise.diagnostics import (EPS_LAMBDA_MAX, StepSizeWarning, mcse_mean, s
 from stagewise.influence import bif
 from stagewise.llc import NotAMinimumWarning, estimate_llc
 from stagewise.models.bif import LinearRegression
-from stagewise.sampling import SGLDConfig, draw_noise, make_generators, sample, sample_coupled
+from stagewise.sampling import SGLDConfig, sample, sample_coupled
 from stagewise.sampling.coupled import half_step_config
+from stagewise.sampling.kernel import draw_noise, make_generators
 
 DT = torch.float64
 MODELS = {3: (20, 20.0), 12: (40, 40.0)}  # features: (samples, nβ), chapter 2's models, γ = 1

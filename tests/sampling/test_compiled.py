@@ -3,7 +3,7 @@
 Checked on a tiny two-layer network (an ``nn.Module`` through ``module_loss_fn``, float64): the same seed gives
 the same observables' losses and training-loss trace with and without compile, for looped chains with
 mini-batches and RMSProp adapted then frozen, and for vmapped chains with plain SGLD; and a first compiled step
-whose positions alias the centre w* (the hazard seen with torch 2.13, where a graph traced so fixed w − w* at 0)
+whose positions alias the centre w* (a graph traced so can fix w − w* at 0)
 still moves the chains as the eager step does. The differences allowed are float64 rounding (the fused kernels
 add in another order). Skipped where ``torch.compile`` cannot build kernels (no C++ compiler).
 """
@@ -15,7 +15,7 @@ import shutil
 import pytest
 import torch
 
-from stagewise.sampling import SGLDConfig, init, make_generators, module_loss_fn, sample, step
+from stagewise.sampling import SGLD, SGLDConfig, module_loss_fn, sample
 
 pytestmark = pytest.mark.skipif(not hasattr(torch, "compile") or shutil.which("c++") is None
                                 and shutil.which("g++") is None, reason="torch.compile needs a C++ compiler here")
@@ -62,11 +62,11 @@ def test_first_compiled_step_with_positions_aliasing_the_centre_still_pulls_towa
     out = {}
     for c in (False, True):
         cfg = SGLDConfig(**{**config.__dict__, "compile": c})
-        state = init(params, cfg)
+        kernel = SGLD(loss_fn, cfg)
+        state = kernel.init(params)
         state = state._replace(params=state.center)  # the positions are w* itself, not a copy
-        generators = make_generators(cfg.seed, cfg.num_chains)
         for _ in range(3):
-            state = step(state, data, generators, loss_fn, cfg)
+            state, _ = kernel.step(state, data)
         out[c] = state
         assert all((state.params[k] != state.center[k]).any() for k in state.params)
     for k in params:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from stagewise.sampling import ConfigError, SGLDConfig, sample, sample_many
+from stagewise.config import ConfigError
+from stagewise.sampling import SGLDConfig, sample, sample_many
 
 DT = torch.float64
 

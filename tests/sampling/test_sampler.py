@@ -47,21 +47,16 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from stagewise.sampling import (
-    ChainState,
-    make_generators,
-    ConfigError,
-    SamplerDivergence,
-    SGLDConfig,
-    module_loss_fn,
-    sample,
-    sgld_step,
-)
+from stagewise.config import ConfigError
+from stagewise.sampling import SamplerDivergence, SGLDConfig, module_loss_fn, sample
+from stagewise.sampling.kernel import make_generators
+from stagewise.sampling.update import ChainState, sgld_step
 
 DT = torch.float64
 Z = 5.0  # the width of every statistical check, in standard deviations
@@ -542,8 +537,11 @@ def test_draws_are_the_states_at_draw_steps_and_observables_are_per_sample_losse
                             for chain in thinned.losses])
     torch.testing.assert_close(obs.losses, expected, rtol=1e-12, atol=1e-12)
     chunked = sample(regression_loss, torch.zeros(3, dtype=DT), data=(X, y), observables=(X[:7], y[:7]),
-                     config=cfg, observable_chunk=3, progress=False)
+                     config=replace(cfg, observable_chunk=3), progress=False)
     torch.testing.assert_close(chunked.losses, obs.losses, rtol=0, atol=0)
+    by_keyword = sample(regression_loss, torch.zeros(3, dtype=DT), data=(X, y), observables=(X[:7], y[:7]),
+                        config=cfg, observable_chunk=3, progress=False)  # the keyword stagewise.attribute passes
+    torch.testing.assert_close(by_keyword.losses, obs.losses, rtol=0, atol=0)
 
 
 def test_seeds_are_deterministic():
