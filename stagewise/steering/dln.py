@@ -28,6 +28,8 @@ import torch
 
 from stagewise import toy
 from stagewise.analysis import readable_modes
+from stagewise.influence import bif, bif_stderr
+from stagewise.sampling import sample
 
 from ..curves import Window, first_crossing, peak_window
 from .schedule import equal_windows, window_schedule
@@ -197,9 +199,6 @@ def item_bif(data: toy.HierarchicalData, query, step: int, seed: int = 0, config
     loss is the mean of the item-by-item BIF over the query items; its error is the ESS-based one of that mean.
     Negative = up-weighting the item lowers the query's loss (helps).
     """
-    from stagewise.influence import bif, bif_stderr
-    from stagewise.sampling import sample
-
     query = list(query)
     if not query or not set(query) <= set(range(data.num_items)):
         raise ValueError(f"query = {query!r} (accepted: a non-empty list of item indices 0 … {data.num_items - 1})")

@@ -23,6 +23,8 @@ import numpy as np
 
 from stagewise import plotting
 
+from .power import paired_power
+
 __all__ = ["CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "effects_figure", "power_figure", "show",
            "toy_shifts_figure", "window_figure"]
 
@@ -198,8 +200,6 @@ def power_figure(sd: float, target: float, needed: int, ran: int | None = None, 
     """The power of the paired t-test over seeds against the number of seeds, for a true difference of
     ``target`` (and of half and twice it) when the per-seed differences have standard deviation ``sd`` (steps):
     the 80 % line, the ``needed`` seeds and, when given, the seeds that ``ran``."""
-    from .power import paired_power
-
     top = max_seeds or max(2 * needed, (ran or 0) + 2, 10)
     n = np.arange(2, top + 1)
     fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")

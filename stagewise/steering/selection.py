@@ -23,6 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stagewise.artifacts import cache_key, read_json, write_json
+from stagewise.attribute import weights_digest
+from stagewise.influence import bif, bif_stderr
+from stagewise.lm import lm_loss_fn
+from stagewise.sampling import sample
+
 __all__ = ["SELECTIONS", "SequenceInfluence", "most_helpful", "pool_mask", "selection_pools", "sequence_bif"]
 
 #: The selection conditions, in the order tables and figures show them.
@@ -110,12 +116,6 @@ def sequence_bif(model, train_ids: torch.Tensor, query_ids: torch.Tensor, query_
     config: the :class:`~stagewise.sampling.SGLDConfig` of the localized posterior. cache_dir: keep the result
     there as JSON, keyed by the weights, the sequences, the settings and the package's code (None: no cache).
     """
-    from stagewise.artifacts import cache_key, read_json, write_json
-    from stagewise.attribute import weights_digest
-    from stagewise.influence import bif, bif_stderr
-    from stagewise.lm import lm_loss_fn
-    from stagewise.sampling import sample
-
     candidates = train_ids if candidates is None else candidates
     if query_ids.dim() != 2 or candidates.dim() != 2 or query_ids.shape[1] != candidates.shape[1]:
         raise ValueError(f"candidates {tuple(candidates.shape)} and query_ids {tuple(query_ids.shape)} (accepted: "
