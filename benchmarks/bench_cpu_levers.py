@@ -1,16 +1,16 @@
-"""CPU levers of the sampler on the recorded BIF job (benchmarks/bif_vs_devinterp.py's GPT-NeoX, 4 chains,
+"""CPU levers of the sampler on the recorded BIF job (benchmarks/devinterp_job.py's GPT-NeoX, 4 chains,
 mini-batches of 16 sequences, 48 query sequences), each measured against today's default path in one run.
 
     .venv/bin/python benchmarks/bench_cpu_levers.py [--rounds 7] [--steps 6] [--threads 1]
 
-Levers, per SGLD step (gradients, per-chain noise, update) against ``batching="vmap"`` (the default):
-``batching="loop"`` (a Python loop over the chains on views of the batched parameters, one backward pass) and
-``compile=True`` (:mod:`stagewise.sampling.compiled`: gradient and update as one TorchInductor graph) on either.
-Per draw of the 48 query losses, against the vmapped observables in chunks of 16 sequences (the benchmark's
-former setting): the loop, all 48 sequences in one call, and the compiled observables. Within every round each
-variant runs once, the order reversed every other round; the ratio is taken per round (median reported), wall
-time and process CPU time side by side. The first call of each compiled variant (trace + compile, inductor's
-cache as found) is timed apart. Writes ``benchmarks/results/cpu_levers.json`` with the CPU model, its SIMD flags,
+Levers, per SGLD step (the chains' mini-batches and noise, gradients, update) against ``batching="vmap"`` (the
+default): ``batching="loop"`` (a Python loop over the chains on views of the batched parameters, one backward
+pass) and ``compile=True`` (:mod:`stagewise.sampling.compiled`: gradient and update as one TorchInductor graph)
+on either. Per draw of the 48 query losses, against the vmapped observables in chunks of 16 sequences: the loop,
+all 48 sequences in one call, and the compiled observables. Within every round each variant runs once, the order
+reversed every other round; the ratio is taken per round (median reported), wall time and process CPU time side
+by side. The first call of each compiled variant (trace + compile, inductor's cache as found) is timed apart.
+Writes ``benchmarks/results/cpu_levers.json`` with the CPU model, its SIMD flags,
 threads and load.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bif_vs_devinterp as job  # noqa: E402
+import devinterp_job as job  # noqa: E402
 from timing import write_result  # noqa: E402
 
 STEPS = {"vmap": ("vmap", False), "loop": ("loop", False), "vmap+compile": ("vmap", True),
@@ -66,31 +66,25 @@ def main() -> None:
 
     import torch
 
-    from stagewise.sampling import SGLDConfig, init, make_generators, module_loss_fn, step
+    from stagewise.sampling import SGLD, SGLDConfig, module_loss_fn
     from stagewise.sampling.device import describe
-    from stagewise.sampling.kernel import draw_batch, observe
+    from stagewise.sampling.kernel import observe
 
     torch.set_num_threads(args.threads)
     cache_warm = any(Path("/tmp").glob("torchinductor_*"))
-    work = job.DEFAULT_WORK
-    checkpoint = job.prepare(work, args.threads)
-    model, train, query = job.load_checkpoint(work)
-
-    def per_sequence_loss(forward, ids):
-        return job.token_losses(forward(ids, use_cache=False, return_dict=False)[0], ids).mean(-1)
-
-    params, loss_fn = module_loss_fn(model, per_sequence_loss)
-    base = SGLDConfig(step_size=job.S.step_size, nbeta=job.S.nbeta, localization=job.S.localization,
-                      num_chains=job.S.chains, num_draws=job.S.draws, batch_size=job.S.batch_size, device="cpu")
+    work, s = job.DEFAULT_WORK, job.SETTINGS
+    checkpoint = job.prepare(s, work, args.threads)
+    model, train, query = job.load_checkpoint(s, work)
+    params, loss_fn = module_loss_fn(model, job.per_sequence_loss)
+    base = SGLDConfig(step_size=s.step_size, nbeta=s.nbeta, localization=s.localization,
+                      num_chains=s.chains, num_draws=s.draws, batch_size=s.batch_size, device="cpu")
     configs = {k: replace(base, batching=b, compile=c) for k, (b, c) in STEPS.items()}
-    gens = make_generators(0, base.num_chains)
-    batches = [draw_batch(train, base.batch_size, gens) for _ in range(args.steps + 1)]
 
     def run_steps(name: str):
-        cfg = configs[name]
-        state, g = init(params, cfg), make_generators(0, cfg.num_chains)
-        for batch in batches[1:]:
-            state = step(state, batch, g, loss_fn, cfg, batch_per_chain=True)
+        kernel = SGLD(loss_fn, configs[name])
+        state = kernel.init(params)
+        for _ in range(args.steps):  # each step draws its chains' mini-batches and noise
+            state, _ = kernel.step(state, train)
         return state
 
     def run_draw(name: str, at):
@@ -100,7 +94,8 @@ def main() -> None:
     first_call = {}
     for name, cfg in configs.items():  # warm-up: the first step of each variant (compiled: trace + compile)
         start = clocks()
-        step(init(params, cfg), batches[0], make_generators(0, cfg.num_chains), loss_fn, cfg, batch_per_chain=True)
+        kernel = SGLD(loss_fn, cfg)
+        kernel.step(kernel.init(params), train)
         first_call[f"step {name}"] = dict(zip(("wall_s", "cpu_s"), since(start)))
     at = run_steps("vmap").params
     for name in DRAWS:

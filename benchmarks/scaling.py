@@ -1,6 +1,6 @@
 """Wall time and peak memory of the BIF job as the number of chain-runs grows (1, 4, 16, 64, 256 by default).
 
-Three implementations on the job of bif_vs_devinterp.py (GPT-NeoX 2×64, mini-batches of 16, the 48 query
+Three implementations on the job of devinterp_job.py (GPT-NeoX 2×64, mini-batches of 16, the 48 query
 sequences at every draw): stagewise batched (``batching="vmap"``), stagewise looped (``batching="loop"``) and
 devinterp 2.0.1 (its chains one after another). Each point is a fresh process; the order of the three
 implementations rotates from one chain count to the next. Called by ``bif_vs_devinterp.py`` (key ``scaling``
@@ -18,10 +18,11 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import devinterp_job as job  # noqa: E402
 
 IMPLS = ("stagewise_batched", "stagewise_looped", "devinterp_sequential")
 OBSERVABLE_CHUNK = 16  # query sequences per call, all chains at once: bounds memory at 256 chain-runs
@@ -30,32 +31,18 @@ OBSERVABLE_CHUNK = 16  # query sequences per call, all chains at once: bounds me
 def child(impl: str, chains: int, steps: int, threads: int, device: str, work: Path) -> dict:
     import torch
 
-    import bif_vs_devinterp as job
-
     torch.set_num_threads(threads)
-    job.ARGS = argparse.Namespace(device=device)
-    job.S = job.replace(job.S, chains=chains, draws=steps)
+    settings = replace(job.SETTINGS, chains=chains, draws=steps)
     gpu = device.startswith("cuda")
     if gpu:
         torch.cuda.reset_peak_memory_stats()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if impl == "devinterp_sequential":
-        job.run_devinterp("plain", 0, work)
+        job.run_devinterp(settings, "plain", 0, work, device)
     else:
-        from stagewise.influence import bif
-        from stagewise.sampling import SGLDConfig, module_loss_fn, sample
-
-        model, train, query = job.load_checkpoint(work)
-
-        def per_sequence_loss(forward, ids):
-            return job.token_losses(forward(ids, use_cache=False, return_dict=False)[0], ids).mean(-1)
-
-        config = SGLDConfig(step_size=job.S.step_size, nbeta=job.S.nbeta, localization=job.S.localization,
-                            num_chains=chains, num_draws=steps, batch_size=job.S.batch_size, device=device,
-                            batching="vmap" if impl == "stagewise_batched" else "loop")
-        params, loss_fn = module_loss_fn(model, per_sequence_loss)
-        trace = sample(loss_fn, params, train, query, config, observable_chunk=OBSERVABLE_CHUNK, progress=False)
-        bif(trace.losses, normalized=True)
+        options = job.StagewiseOptions(batching="vmap" if impl == "stagewise_batched" else "loop",
+                                       chunk=OBSERVABLE_CHUNK)
+        job.run_stagewise(settings, "plain", 0, work, device, options)
     if gpu:
         torch.cuda.synchronize()
     row = {"chain_runs": chains, "impl": impl, "device": device, "steps": steps,
@@ -95,8 +82,6 @@ def run_all(chain_counts, steps: int, threads: int, device: str, work: Path, imp
 
 
 def main() -> None:
-    import bif_vs_devinterp as job
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", nargs="?", default="all", choices=["all", "run"])
     p.add_argument("--impl", choices=IMPLS)
@@ -112,13 +97,13 @@ def main() -> None:
     if args.command == "run":
         print(json.dumps(child(args.impl, args.chains[0], args.steps, args.threads, args.device, work)))
         return
-    job.prepare(work, args.threads)
+    job.prepare(job.SETTINGS, work, args.threads)
     rows = run_all(args.chains, args.steps, args.threads, args.device, work, args.impls)
     if args.out:
         from stagewise.artifacts import write_json
 
         write_json({"scaling": rows, "torch_threads": args.threads, "steps": args.steps,
-                    "device": args.device, "device_name": job._device_name(args.device),
+                    "device": args.device, "device_name": job.device_name(args.device),
                     "machine": job.machine(), "versions": job.versions(),
                     "how": "one fresh process per point: load the checkpoint, L_n(w*) on the 1,024 training "
                            "sequences, `steps` SGLD steps per chain each followed by the 48 query losses, the "

@@ -1,8 +1,8 @@
-"""Issue 23's acceptance at full size: RMSProp-SGLD (frozen after burn-in) at ε = 0.005 on Bayesian linear regression
+"""The step-size check at full size: RMSProp-SGLD (frozen after burn-in) at ε = 0.005 on Bayesian linear regression
 with 3 and 12 features (chapter 2's models, γ = 1), 64 chains × 8,000 draws: is the bias flagged, is the
 Richardson–Romberg extrapolated BIF within 3% of the exact covariance, and do ±2 total standard errors hold ≥ 90% of
-the entries at ε? Too long for the test suite (about 2 and 5 minutes on one core, mostly the ESS-based error bars
-of every matrix entry); tests/test_step_size.py runs the same check at 2,000 draws.
+the entries at ε? Too long for the test suite (mostly the ESS-based error bars of every matrix entry);
+tests/sampling/test_step_size.py runs the same check at 2,000 draws.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/step_size_acceptance.py
 
