@@ -11,9 +11,12 @@ between checkpoints wherever a rule locates something between them.
 - **signs**: :func:`sign_change_step` (the first change of sign, either way, among values that stand out of
   their noise) and :func:`sign_flip_step` (the turn from an early negative phase to a positive peak, the BIF's
   "helps, then harms" at a transition);
-- **peaks**: :func:`peak_and_decline` (where a curve peaks and whether it falls after, beyond noise) and
-  :func:`decline_between` (the fall between two windows declared in advance, with its standard error and the
-  smallest fall the run could detect: a verdict with its power);
+- **peaks**: :func:`peak_and_decline` (where a curve peaks and whether it falls after, beyond noise);
+- **verdicts with power** (:mod:`.power`): :func:`window_mean` over declared windows of checkpoints,
+  :func:`decline_between` / :func:`change_between` (the fall, or rise, between two windows declared in advance,
+  with its standard error and the smallest change the run could detect), :func:`min_detectable_decline`,
+  :func:`decline_power`, and :func:`budget_for_decline` (the chains × draws that detect a given decline, from a
+  pilot's errors);
 - **windows**: :class:`Window`, :func:`peak_window` (around a peak, above a fraction of its height) and
   :func:`rise_window` (a rise from 10 % to 90 % of the way);
 - **transitions** (chapter 8): a transition is where a curve changes fastest (:func:`rate_transitions`,
@@ -27,18 +30,22 @@ between checkpoints wherever a rule locates something between them.
   chapter 8's settings of all three rules to one run's records.
 
 Influence curves keep the paper's sign: negative means i helps j. Modules: :mod:`.points` (crossings, signs,
-peaks, windows) and :mod:`.transitions` (rates, influence peaks, change points, matching).
+peaks, windows), :mod:`.power` (verdicts with their power) and :mod:`.transitions` (rates, influence peaks, change points, matching).
 """
 
-from .points import (Decline, Window, decline_between, first_crossing, half_rise_step, peak_and_decline,
-                     peak_window, rise_window, sign_change_step, sign_flip_step)
+from .points import (Window, first_crossing, half_rise_step, peak_and_decline, peak_window, rise_window,
+                     sign_change_step, sign_flip_step)
+from .power import (POWER, POWER_Z, Decline, WindowMean, budget_for_decline, change_between, decline_between,
+                    decline_power, min_detectable_decline, min_detectable_rise, scaled_budget, window_mean)
 from .transitions import (DIRECTIONS, LOSS_RULE, change_points, detect_signals, detection_summary,
                           influence_activity, loss_transitions, match_transitions, peak_transitions,
                           rate_transitions, robust_noise, smooth_curve)
 
 __all__ = [
-    "DIRECTIONS", "Decline", "LOSS_RULE", "Window", "decline_between", "change_points", "detect_signals", "detection_summary",
+    "DIRECTIONS", "LOSS_RULE", "POWER", "POWER_Z", "Decline", "Window", "WindowMean", "budget_for_decline",
+    "change_between", "change_points", "decline_between", "decline_power", "detect_signals", "detection_summary",
     "first_crossing", "half_rise_step", "influence_activity", "loss_transitions", "match_transitions",
-    "peak_and_decline", "peak_transitions", "peak_window", "rate_transitions", "rise_window", "robust_noise",
-    "sign_change_step", "sign_flip_step", "smooth_curve",
+    "min_detectable_decline", "min_detectable_rise", "peak_and_decline", "peak_transitions", "peak_window",
+    "rate_transitions", "rise_window", "robust_noise", "scaled_budget", "sign_change_step", "sign_flip_step",
+    "smooth_curve", "window_mean",
 ]

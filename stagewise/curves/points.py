@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Decline", "Window", "check_curve", "decline_between", "finite_curve", "first_crossing",
-           "half_rise_step", "interpolate_at", "peak_and_decline", "peak_window", "rise_window", "sign_change_step", "sign_flip_step"]
+__all__ = ["Window", "check_curve", "finite_curve", "first_crossing", "half_rise_step", "interpolate_at",
+           "peak_and_decline", "peak_window", "rise_window", "sign_change_step", "sign_flip_step"]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -144,66 +144,6 @@ def peak_and_decline(steps, values, stderr=None, since: float | None = None, z: 
     return {"peak_step": int(x[k]) if float(x[k]).is_integer() else float(x[k]), "peak": float(y[k]),
             "last": float(y[-1]), "decline": float(drop / abs(y[k])) if y[k] != 0 else 0.0,
             "declined": bool(drop > z * np.hypot(s[k], s[-1]))}
-
-
-#: One-sided z of the power asked of a detection (80%), added to the test's z: a true effect of
-#: (z + POWER_Z) standard errors is detected by a z-s.e. test in 80% of runs.
-POWER_Z = 0.8416212335729143
-
-
-@dataclass(frozen=True)
-class Decline:
-    """A decline between two declared windows of a curve, as a statistic with its error and its power.
-
-    early, late:      the mean value over the checkpoints of each window (steps [start, end]), and their s.e.
-    decline:          1 − late / early (0.3: the late window is 30% below the early one; negative: a rise).
-    stderr:           its standard error, by the delta method from the per-checkpoint standard errors (the
-                      checkpoints' chains are independent, so their errors add in quadrature).
-    detected:         decline > z · stderr (one-sided: only a fall counts).
-    min_detectable:   the smallest true decline this run detects with 80% power at z standard errors,
-                      (z + 0.84) · stderr; a run with min_detectable above an effect could not have seen it.
-    """
-
-    early_steps: tuple[float, float]
-    late_steps: tuple[float, float]
-    early: float
-    early_stderr: float
-    late: float
-    late_stderr: float
-    decline: float
-    stderr: float
-    z: float
-    detected: bool
-    min_detectable: float
-
-    def as_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-
-def decline_between(steps, values, stderr, early: tuple[float, float], late: tuple[float, float],
-                    z: float = 2.0) -> Decline:
-    """How far ``values`` fall from the ``early`` window of steps [start, end] to the ``late`` one (both
-    declared before the values are read, so no peak is picked from the noise): the means over each window's
-    checkpoints, 1 − late/early with its delta-method standard error, whether it exceeds ``z`` of them, and
-    the smallest decline the run could detect (:class:`Decline`). ``stderr``: the values' standard errors."""
-    x, y, s = check_curve(steps, values, stderr=stderr)
-    if stderr is None:
-        raise ValueError("stderr: needed (one per checkpoint) to say how large a decline this run can see")
-    windows = []
-    for name, (start, end) in (("early", early), ("late", late)):
-        inside = np.flatnonzero((x >= start) & (x <= end))
-        if not len(inside):
-            raise ValueError(f"{name} = ({start:g}, {end:g}): no checkpoint in it (steps {x[0]:g} … {x[-1]:g})")
-        windows.append((float(y[inside].mean()), float(np.sqrt((s[inside] ** 2).sum()) / len(inside))))
-    (a, sa), (b, sb) = windows
-    if a == 0:
-        raise ValueError("the early window's mean is 0: a relative decline is undefined")
-    ratio = b / a
-    se = float(np.sqrt(sb ** 2 + ratio ** 2 * sa ** 2) / abs(a))
-    decline = float(1 - ratio)
-    return Decline(early_steps=(float(early[0]), float(early[1])), late_steps=(float(late[0]), float(late[1])),
-                   early=a, early_stderr=sa, late=b, late_stderr=sb, decline=decline, stderr=se, z=float(z),
-                   detected=bool(decline > z * se), min_detectable=float((z + POWER_Z) * se))
 
 
 # --------------------------------------------------------------------------------------------------------
