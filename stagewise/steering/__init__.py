@@ -27,7 +27,8 @@ Time is in optimizer steps throughout; extra weight is per item (toy) or whole e
 from .dln import (CONDITIONS, ToyPools, ToySteering, influence_window, item_bif, mode_onsets, mode_weights,
                   predicted_onsets, steer, steer_pools, target_items)
 from .experiment import train_conditions
-from .figures import CONDITION_COLORS, CONDITION_LABELS, conditions_figure, show, toy_shifts_figure, window_figure
+from .figures import (CONDITION_COLORS, CONDITION_LABELS, conditions_figure, effects_figure, power_figure, show,
+                      toy_shifts_figure, window_figure)
 from .lm import SteeredRun, SteeringConfig, train_steered
 from .power import min_detectable_effect, paired_power, seeds_for_power
 from .report import (condition_means, crossing_summary, difference_table, effect_table, exact_mode_errors,
@@ -40,7 +41,8 @@ __all__ = [
     "CONDITIONS", "ToyPools", "ToySteering", "influence_window", "item_bif", "mode_onsets", "mode_weights",
     "predicted_onsets", "steer", "steer_pools", "target_items",
     "train_conditions",
-    "CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "show", "toy_shifts_figure", "window_figure",
+    "CONDITION_COLORS", "CONDITION_LABELS", "conditions_figure", "effects_figure", "power_figure", "show",
+    "toy_shifts_figure", "window_figure",
     "SteeredRun", "SteeringConfig", "train_steered",
     "min_detectable_effect", "paired_power", "seeds_for_power",
     "SELECTIONS", "SequenceInfluence", "most_helpful", "pool_mask", "selection_pools", "sequence_bif",

@@ -183,26 +183,33 @@ def effects_figure(effects: dict, *, predicted: dict | None = None, unit: str = 
                 err = [[value - low], [high - value]]
             ax.bar(x[k] + offset, value, width=0.36, color=CONDITION_COLORS[timing], alpha=0.85,
                    hatch=SELECTION_HATCH.get(name, ""), edgecolor="0.2", yerr=err, capsize=4,
+                   error_kw={"ecolor": "0.15", "elinewidth": 1.4},
                    label=CONDITION_LABELS[timing] if k == 0 else None)
             if predicted is not None and name in predicted:
-                ax.plot(x[k] + offset, predicted[name][timing], "_", color="k", ms=22, mew=2.4,
+                ax.plot(x[k] + offset + 0.1, predicted[name][timing], "D", color="k", ms=6,
                         label="Saxe's clock: predicted" if (k == 0 and timing == "inside") else None)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(x, [SELECTION_LABELS.get(n, n) for n in names])
-    ax.set(ylabel=f"formation step − without extra data  ({unit}; < 0: earlier)",
+    ax.set(ylabel=f"shift of the formation step  ({unit}; < 0: earlier)",
            title=title or "Effect of the extra data on the formation step (mean, 95% interval)")
     ax.legend(fontsize=8.5, loc="best")
     return fig
 
 
-def power_figure(sd: float, target: float, needed: int, ran: int | None = None, max_seeds: int | None = None,
-                 alpha: float = 0.05) -> plt.Figure:
+def power_figure(sd: float, target: float, needed: int | None, ran: int | None = None,
+                 max_seeds: int | None = None, alpha: float = 0.05) -> plt.Figure:
     """The power of the paired t-test over seeds against the number of seeds, for a true difference of
     ``target`` (and of half and twice it) when the per-seed differences have standard deviation ``sd`` (steps):
-    the 80 % line, the ``needed`` seeds and, when given, the seeds that ``ran``."""
+    the 80 % line, the ``needed`` seeds and, when given, the seeds that ``ran``. Without a finite ``sd`` and
+    ``target`` (fewer than two seeds crossed) the panel says so instead."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+    ax.set(xlabel="paired seeds", ylabel="power (probability of detection)", ylim=(0, 1.02))
+    if not (np.isfinite(sd) and sd > 0 and np.isfinite(target) and needed):
+        ax.text(0.5, 0.5, "no power curve: fewer than two seeds crossed\nthe threshold in both conditions",
+                transform=ax.transAxes, ha="center", va="center")
+        return fig
     top = max_seeds or max(2 * needed, (ran or 0) + 2, 10)
     n = np.arange(2, top + 1)
-    fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
     for factor, style in ((2.0, ":"), (1.0, "-"), (0.5, "--")):
         effect = factor * target
         ax.plot(n, [paired_power(effect, sd, int(k), alpha) for k in n], ls=style, color=plotting.COLORS["estimate"],

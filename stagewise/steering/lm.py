@@ -112,7 +112,8 @@ class SteeredRun:
         :class:`stagewise.lm.TrainedRun` (e.g. for :func:`stagewise.lm.class_influence`)."""
         if self.path is None or step not in self.checkpoint_steps:
             raise KeyError(f"no checkpoint at step {step}; saved steps: {self.checkpoint_steps}")
-        return load_checkpoint(self.path / f"checkpoint-{step:07d}")
+        with _quiet_progress():
+            return load_checkpoint(self.path / f"checkpoint-{step:07d}")
 
     @property
     def best(self) -> np.ndarray:
@@ -200,8 +201,8 @@ def train_steered(
 
 
 @contextlib.contextmanager
-def _quiet_saving():
-    """No "Writing model shards" progress bar per checkpoint (a chapter saves dozens); the setting is restored."""
+def _quiet_progress():
+    """No progress bar per checkpoint saved or loaded (a chapter saves dozens); the setting is restored."""
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
@@ -233,7 +234,7 @@ def _train_loop(model_config, train_ids, boost, extra, config: SteeringConfig, p
         model.eval()
         scores.append(induction_scores(model, sequences=probe))
         if step in save_steps:
-            with _quiet_saving():
+            with _quiet_progress():
                 model.save_pretrained(work / f"checkpoint-{step:07d}")
         model.train()
 
