@@ -2,23 +2,31 @@
 delimiter pairing and reading influence curves (sign flips, a peak and its decline)."""
 
 from stagewise.lm.model import (
+    BLOCKS,
     PYTHIA_STEPS,
     AttentionOnlyConfig,
     AttentionOnlyForCausalLM,
     HubCheckpoints,
+    NeoXStyleConfig,
+    NeoXStyleForCausalLM,
     load_checkpoint,
     per_token_loss,
     pythia_checkpoints,
+    small_lm_config,
 )
 
 __all__ = [
+    "BLOCKS",
     "PYTHIA_STEPS",
     "AttentionOnlyConfig",
     "AttentionOnlyForCausalLM",
     "HubCheckpoints",
+    "NeoXStyleConfig",
+    "NeoXStyleForCausalLM",
     "load_checkpoint",
     "per_token_loss",
     "pythia_checkpoints",
+    "small_lm_config",
 ]
 from stagewise.lm.induction import (  # noqa: E402
     InductionScores,
@@ -49,7 +57,15 @@ from stagewise.lm.text import read_documents, repeated_ngrams  # noqa: E402
 __all__ += ["CLASS_NAMES", "AnnotatedText", "Corpus", "CorpusConfig", "CorpusError", "annotate_plain_text",
             "check_corpus", "generate_documents", "make_corpus", "min_vocab_size", "read_documents",
             "repeated_name_sequences", "repeated_ngrams", "token_classes", "train_tokenizer"]
-from stagewise.lm.train import TrainConfig, TrainedRun, checkpoint_steps, train  # noqa: E402
+from stagewise.lm.train import (  # noqa: E402
+    CHECKPOINT_SCHEDULES,
+    LR_SCHEDULES,
+    TrainConfig,
+    TrainedRun,
+    checkpoint_steps,
+    lr_factor,
+    train,
+)
 from stagewise.lm.tracking import (  # noqa: E402
     ClassInfluence,
     InductionTrajectory,
@@ -58,7 +74,8 @@ from stagewise.lm.tracking import (  # noqa: E402
     track_induction,
 )
 
-__all__ += ["TrainConfig", "TrainedRun", "checkpoint_steps", "train"]
+__all__ += ["CHECKPOINT_SCHEDULES", "LR_SCHEDULES", "TrainConfig", "TrainedRun", "checkpoint_steps", "lr_factor",
+            "train"]
 
 __all__ += ["ClassInfluence", "InductionTrajectory", "class_influence", "lm_loss_fn",
             "track_induction"]

@@ -1,11 +1,16 @@
-"""The language models of chapter 6: a small attention-only transformer (the default) and GPT-NeoX (Pythia).
+"""The language models of chapter 6: a small attention-only transformer (the default), a GPT-NeoX-style one
+with MLPs, and GPT-NeoX itself (Pythia).
 
 :class:`AttentionOnlyForCausalLM` is the 2-layer attention-only model of Olsson et al. / Hoogland et al. written
 as a transformers ``PreTrainedModel``: token and learned positional embeddings, ``num_layers`` blocks of
 multi-head causal self-attention added to the residual stream (no MLP), an optional layer norm before each
 block and before the unembedding, and an unembedding. It saves and loads with ``save_pretrained`` /
 ``from_pretrained`` and, being plain tensor code, runs under ``torch.func.functional_call`` + ``vmap`` (what the
-sampler needs). GPT-NeoX, the architecture of Pythia, stays available: :func:`load_checkpoint` opens either from
+sampler needs). :class:`NeoXStyleForCausalLM` is the same model with GPT-NeoX's block, Pythia's architecture in
+miniature: each block adds to the residual stream an attention layer and an MLP (d_model → d_mlp → d_model, GELU),
+each after its own LayerNorm, computed in parallel from the same input (``parallel_residual``, as in Pythia) or
+one after the other; it keeps learned positions where GPT-NeoX rotates queries and keys. GPT-NeoX, the
+architecture of Pythia, stays available: :func:`load_checkpoint` opens either from
 a local folder, and :func:`pythia_checkpoints` names the hub revisions of Pythia's training checkpoints.
 """
 
@@ -24,13 +29,17 @@ from transformers.modeling_outputs import CausalLMOutput
 from stagewise.config import Interval, Satisfies, check_fields, is_int
 
 __all__ = [
+    "BLOCKS",
     "AttentionOnlyConfig",
     "AttentionOnlyForCausalLM",
     "HubCheckpoints",
+    "NeoXStyleConfig",
+    "NeoXStyleForCausalLM",
     "PYTHIA_STEPS",
     "load_checkpoint",
     "per_token_loss",
     "pythia_checkpoints",
+    "small_lm_config",
 ]
 
 
@@ -165,6 +174,71 @@ class AttentionOnlyForCausalLM(PreTrainedModel):
         return CausalLMOutput(loss=loss, logits=logits, attentions=tuple(patterns) if output_attentions else None)
 
 
+class NeoXStyleConfig(AttentionOnlyConfig):
+    """Sizes of the GPT-NeoX-style transformer: those of :class:`AttentionOnlyConfig` (with ``layer_norm``
+    always on) plus
+
+    d_mlp:              width of each block's MLP (≥ 1; default 4 · d_model, as in GPT-NeoX).
+    parallel_residual:  x + attention(LN₁(x)) + MLP(LN₂(x)) (True, GPT-NeoX's default) or the sequential
+                        h = x + attention(LN₁(x)), h + MLP(LN₂(h)) (False).
+    """
+
+    model_type = "stagewise-neox-style"
+
+    def __init__(self, d_mlp: int | None = None, parallel_residual: bool = True, **kwargs):
+        kwargs["layer_norm"] = True
+        super().__init__(**kwargs)
+        width = 4 * self.d_model if d_mlp is None else d_mlp
+        given = SimpleNamespace(d_mlp=width)
+        check_fields(given, {"d_mlp": Interval(ge=1, integer=True)}, what="model")
+        self.d_mlp = given.d_mlp
+        self.parallel_residual = bool(parallel_residual)
+
+
+class NeoXBlock(nn.Module):
+    """GPT-NeoX's block: returns (what it adds to the residual stream, the attention pattern)."""
+
+    def __init__(self, config: NeoXStyleConfig):
+        super().__init__()
+        self.attention = CausalSelfAttention(config)  # with its own LayerNorm before it
+        self.mlp_norm = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, config.d_mlp), nn.GELU(),
+                                 nn.Linear(config.d_mlp, config.d_model))
+        self.parallel = config.parallel_residual
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        attended, pattern = self.attention(x)
+        after = x if self.parallel else x + attended
+        return attended + self.mlp(self.mlp_norm(after)), pattern
+
+
+class NeoXStyleForCausalLM(AttentionOnlyForCausalLM):
+    """:class:`AttentionOnlyForCausalLM` with GPT-NeoX's blocks (attention and MLP, see :class:`NeoXBlock`); the
+    same inputs and outputs."""
+
+    config_class = NeoXStyleConfig
+
+    def __init__(self, config: NeoXStyleConfig):
+        PreTrainedModel.__init__(self, config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(config.n_ctx, config.d_model)
+        self.blocks = nn.ModuleList(NeoXBlock(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.d_model)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+
+BLOCKS = ("attention", "neox")
+
+
+def small_lm_config(block: str = "attention", **sizes) -> AttentionOnlyConfig:
+    """The config of chapter 6's model with ``block`` "attention" (:class:`AttentionOnlyConfig`) or "neox"
+    (:class:`NeoXStyleConfig`); ``sizes`` are passed on (vocab_size, n_ctx, d_model, …)."""
+    if block not in BLOCKS:
+        raise ValueError(f"block = {block!r} (accepted: " + ", ".join(map(repr, BLOCKS)) + ")")
+    return NeoXStyleConfig(**sizes) if block == "neox" else AttentionOnlyConfig(**sizes)
+
+
 def per_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy (nats) of every predicted token: logits (..., seq, vocab) → (..., seq − 1).
 
@@ -177,6 +251,8 @@ def per_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tenso
 # The attention-only model opens through the Auto classes like any transformers model.
 AutoConfig.register(AttentionOnlyConfig.model_type, AttentionOnlyConfig, exist_ok=True)
 AutoModelForCausalLM.register(AttentionOnlyConfig, AttentionOnlyForCausalLM, exist_ok=True)
+AutoConfig.register(NeoXStyleConfig.model_type, NeoXStyleConfig, exist_ok=True)
+AutoModelForCausalLM.register(NeoXStyleConfig, NeoXStyleForCausalLM, exist_ok=True)
 
 
 def load_checkpoint(path: str | Path, revision: str | None = None, **kwargs) -> PreTrainedModel:
