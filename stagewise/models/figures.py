@@ -10,7 +10,18 @@ Chapter 1 (singular learning theory, :mod:`.slt`):
 - :func:`llc_nbeta_figure`, :func:`llc_step_size_figure`: the LLC estimate against nβ and against the step size.
 - :func:`chain_figure`: nβ·L(w) along one chain, stable (linear axis) or diverging (log axis).
 
-The chapter computes the results (quadrature, sampler runs); these functions only draw them, in the book's
+Chapter 5 (phases, :mod:`.phases`; the terms of the law of total covariance in the colours of :data:`TERMS`):
+
+- :func:`two_phases_figure`, :func:`phase_weights_figure`: the posterior of the two-cluster model at a few
+  weights ρ, and its phase weight π_U against ρ.
+- :func:`decomposition_figure`: the exact BIF of pairs of samples split into within and between terms, against
+  ρ (bottom axis) and π_U (top axis).
+- :func:`between_peak_figure`: the size of both terms against π_U, with π_U·π_V.
+- :func:`sgld_sweep_figure`: sampled against exact BIF across the sweep.
+- :func:`stage_figure`, :func:`local_terms_figure`: one stage of the one-mode linear network (training loss and
+  π_U on their own axes) and the local BIF of pairs with its terms.
+
+The chapters compute the results (quadrature, sampler runs); these functions only draw them, in the book's
 style (:func:`stagewise.plotting.set_style`) and colours (:data:`stagewise.plotting.COLORS`).
 """
 
@@ -25,8 +36,14 @@ import pandas as pd
 
 from stagewise import plotting
 
-__all__ = ["chain_figure", "free_energy_figure", "llc_nbeta_figure", "llc_step_size_figure", "llc_truth_figure",
-           "mass_ratio_figure", "posterior_panels", "readable_model_name", "trajectories_figure"]
+__all__ = ["TERMS", "between_peak_figure", "chain_figure", "decomposition_figure", "free_energy_figure",
+           "llc_nbeta_figure", "llc_step_size_figure", "llc_truth_figure", "local_terms_figure", "mass_ratio_figure",
+           "phase_weights_figure", "posterior_panels", "readable_model_name", "sgld_sweep_figure", "stage_figure",
+           "trajectories_figure", "two_phases_figure"]
+
+#: Colours of the terms of the law of total covariance (chapter 5): total = within + between.
+TERMS = {"total": plotting.COLORS["truth"], "within": plotting.COLORS["regular"],
+         "between": plotting.COLORS["singular"]}
 
 
 def readable_model_name(name: str) -> str:
@@ -234,4 +251,134 @@ def chain_figure(nbeta_loss: np.ndarray, *, label: str, title: str, truth: float
     scale = "  (nats, log scale)" if diverged else "  (nats)"
     ax.set(xlabel="SGLD step", ylabel="nβ · L(w)" + scale, title=title)
     ax.legend(loc="upper left", ncols=1 if diverged else 2)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ chapter 5: phases
+
+
+def two_phases_figure(w, densities: Mapping[float, np.ndarray], points, n_left: int, nbeta: float) -> plt.Figure:
+    """Posterior densities of the prototype (``densities``: weight ρ → density at the grid ``w``), with the
+    data ``points`` as triangles, the first ``n_left`` of them the left cluster."""
+    points = np.asarray(points, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.8, 4.0), layout="constrained")
+    for (rho, density), color in zip(densities.items(), ["C0", "C4", "C1", "C2", "C3"]):
+        ax.plot(w, density, color=color, label=f"ρ = {rho:.2f}")
+    ax.plot(points[:n_left], np.zeros(n_left), "v", color="C0", ms=10,
+            label=f"left cluster (samples 0–{n_left - 1})")
+    ax.plot(points[n_left:], np.zeros(len(points) - n_left), "v", color="C1", ms=10,
+            label=f"right cluster (samples {n_left}–{len(points) - 1})")
+    ax.set(xlabel="prototype w", ylabel="posterior density  (per unit of w)",
+           title=f"Two basins, two phases (nβ = {nbeta:g})")
+    ax.legend(fontsize=9.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2)  # below: off the peaks
+    return fig
+
+
+def phase_weights_figure(rho, pi_u) -> plt.Figure:
+    """The phase weight π_U of the left basin against the weight ρ of the right cluster, and π_U·π_V."""
+    rho, pi_u = np.asarray(rho, dtype=float), np.asarray(pi_u, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    ax.plot(rho, pi_u, color=plotting.COLORS["truth"], label="$\\pi_U$ (left basin)")
+    ax.plot(rho, pi_u * (1 - pi_u), color=plotting.COLORS["singular"], label="$\\pi_U \\pi_V$")
+    ax.axhline(0.5, ls=":", color="grey")
+    ax.set(xlabel="weight ρ of the right cluster", ylabel="phase weight  (probability)",
+           title="The sweep moves the mass")
+    ax.legend()
+    return fig
+
+
+def _pi_u_axis(ax, rho, pi_u, ticks=(0.99, 0.9, 0.5, 0.1, 0.01)) -> None:
+    """A top axis giving π_U at the ρ of the bottom axis (π_U falls with ρ: ``rho`` increasing)."""
+    rho, pi_u = np.asarray(rho, dtype=float), np.asarray(pi_u, dtype=float)
+    top = ax.secondary_xaxis("top", functions=(lambda r: np.interp(r, rho, pi_u),
+                                               lambda p: np.interp(p, pi_u[::-1], rho[::-1])))
+    shown = [tick for tick in ticks if pi_u.min() < tick < pi_u.max()]
+    top.set_xticks(shown, [f"{tick:g}" for tick in shown])
+    top.set_xlabel("phase weight $\\pi_U$ of the left basin")
+
+
+def decomposition_figure(rho, pi_u, curves: Mapping[str, Mapping[str, np.ndarray]], rho_half: float
+                         ) -> plt.Figure:
+    """The exact BIF of each pair (``curves``: pair name → term → one value per ``rho``), split into its terms,
+    one panel per pair stacked; the bottom axis is ρ, the top one π_U at that ρ, dotted where π_U = 1/2."""
+    fig, axes = plt.subplots(len(curves), 1, figsize=(6.6, 3.4 * len(curves) + 0.4), sharex=True,
+                             layout="constrained", squeeze=False)
+    for ax, (name, terms) in zip(axes[:, 0], curves.items()):
+        for term, color in TERMS.items():
+            ax.plot(rho, terms[term], color=color, lw=2.4 if term == "total" else 1.6, label=term)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axvline(rho_half, ls=":", color="grey", label="$\\pi_U = 1/2$")
+        ax.set_ylabel(f"BIF, {name}\n(nats²)")
+        _pi_u_axis(ax, rho, pi_u)
+    axes[0, 0].legend(fontsize=9.5, ncols=2)
+    axes[-1, 0].set_xlabel("weight ρ of the right cluster")
+    return fig
+
+
+def between_peak_figure(pi_u, between_norm, within_norm) -> plt.Figure:
+    """The size (Frobenius norm over all pairs, nats²) of the between and within terms against π_U, with
+    π_U·π_V scaled to the between term's peak (dashed) and the peak dotted."""
+    pi_u, between_norm = np.asarray(pi_u, dtype=float), np.asarray(between_norm, dtype=float)
+    peak = int(np.argmax(between_norm))
+    fig, ax = plt.subplots(figsize=(6.8, 4.2), layout="constrained")
+    ax.plot(pi_u, between_norm, color=TERMS["between"], lw=2, label="‖between‖ (Frobenius, all pairs)")
+    ax.plot(pi_u, within_norm, color=TERMS["within"], lw=2, label="‖within‖")
+    scale = between_norm[peak] / (pi_u[peak] * (1 - pi_u[peak]))
+    ax.plot(pi_u, scale * pi_u * (1 - pi_u), "--", color=plotting.COLORS["truth"], label="∝ $\\pi_U \\pi_V$")
+    ax.axvline(pi_u[peak], ls=":", color="grey")
+    ax.set(xlabel="phase weight $\\pi_U$ of the left basin", ylabel="size of the term  (nats²)",
+           title=f"The between term peaks at $\\pi_U$ = {pi_u[peak]:.2f}")
+    ax.legend()
+    return fig
+
+
+def sgld_sweep_figure(rho_dense, exact: Mapping[str, np.ndarray], sweep: pd.DataFrame) -> plt.Figure:
+    """Sampled against exact BIF across the sweep, one panel per pair: the exact total (``exact``: pair →
+    values at ``rho_dense``), and the rows of ``sweep`` (columns pair, rho, local, pooled): each basin sampled
+    locally with the exact π_U (dots) and all draws pooled (crosses)."""
+    pairs = list(exact)
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(7.0, 3.3 * len(pairs)), sharex=True, layout="constrained",
+                             squeeze=False)
+    for ax, name in zip(axes[:, 0], pairs):
+        group = sweep[sweep["pair"] == name]
+        ax.plot(rho_dense, exact[name], color=plotting.COLORS["truth"], lw=2, label="exact (quadrature)")
+        ax.plot(group.rho, group.local, "o", color=plotting.COLORS["estimate"],
+                label="SGLD, each basin locally, exact $\\pi_U$")
+        ax.plot(group.rho, group.pooled, "x", color=plotting.COLORS["rmsprop"], ms=7,
+                label="SGLD, all draws pooled ($\\pi_U$ wrong)")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(ylabel="BIF  (nats²)", title=name)
+    axes[-1, 0].set_xlabel("weight ρ of the right cluster")
+    axes[0, 0].legend(loc="center right", fontsize=9)
+    return fig
+
+
+def stage_figure(steps, train_loss, pi_u) -> plt.Figure:
+    """One stage of a network on two axes sharing the training step: the training loss (nats) above, the
+    posterior weight π_U of the phase "mode not learned" (a probability) below."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.0), sharex=True, layout="constrained")
+    top.plot(steps, train_loss, color=plotting.COLORS["truth"], label="training loss")
+    top.set(ylabel="training loss  (nats)", title="One stage: plateau, then the mode is learned")
+    bottom.plot(steps, pi_u, color=plotting.COLORS["singular"], label="$\\pi_U$ (mode not learned)")
+    bottom.axhline(0.5, ls=":", color="grey")
+    bottom.set(xlabel="training step", ylabel="phase weight $\\pi_U$\n(probability)", ylim=(-0.03, 1.03))
+    for ax in (top, bottom):
+        ax.legend(loc="upper right")
+    return fig
+
+
+def local_terms_figure(steps, terms: Mapping[str, Mapping[str, np.ndarray]], half_step: float) -> plt.Figure:
+    """The local BIF of pairs along training (``terms``: pair name → term → one value per checkpoint of
+    ``steps``), with its within and between terms, one panel per pair stacked; dotted: ``half_step``, where
+    π_U = 1/2."""
+    fig, axes = plt.subplots(len(terms), 1, figsize=(6.6, 3.2 * len(terms)), sharex=True, layout="constrained",
+                             squeeze=False)
+    for ax, (name, values) in zip(axes[:, 0], terms.items()):
+        for term, color in TERMS.items():
+            ax.plot(steps, values[term], color=color, label=term, lw=2.4 if term == "total" else 1.6)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axvline(half_step, ls=":", color="grey", label="$\\pi_U = 1/2$")
+        ax.set(ylabel="local BIF  (nats²)", title=f"pair {name}")
+    axes[-1, 0].set_xlabel("training step")
+    axes[0, 0].legend(fontsize=9.5, ncols=2)
     return fig

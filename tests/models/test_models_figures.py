@@ -102,3 +102,63 @@ def test_sweeps_and_chains():
     fig = figures.chain_figure(10.0 ** np.arange(12), label="chain 3", diverged=True, stopped_at=12, title="t")
     assert fig.axes[0].get_yscale() == "log"
     _labelled(fig)
+
+
+# ------------------------------------------------------------------------------------------ chapter 5: phases
+
+
+def _exact_sweep(num=21):
+    from stagewise.models.phases import TwoClusterPrototype
+
+    model = TwoClusterPrototype()
+    rho = np.linspace(0.6, 2.2, num)
+    exact = [model.exact(r, 20.0, 1.0, size=1201) for r in rho]
+    return model, rho, exact, np.array([d.weights[0] for d in exact])
+
+
+def test_two_phases_and_weights():
+    model, rho, _, pi_u = _exact_sweep()
+    w = np.linspace(-3, 3, 61)
+    densities = {r: np.exp(model.log_density(w, r, 20.0, 1.0)) for r in (0.6, 1.4, 2.2)}
+    fig = figures.two_phases_figure(w, densities, model.data().numpy(), len(model.left), 20.0)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "left cluster (samples 0–2)" in labels and "right cluster (samples 3–4)" in labels
+    _labelled(fig)
+    _labelled(figures.phase_weights_figure(rho, pi_u))
+
+
+def test_decomposition_has_a_pi_u_axis_on_top():
+    _, rho, exact, pi_u = _exact_sweep()
+    curves = {name: {term: np.array([getattr(d, f"bif_{term}")[i, j] for d in exact]) for term in figures.TERMS}
+              for name, (i, j) in {"cross": (0, 3), "flip": (0, 2)}.items()}
+    fig = figures.decomposition_figure(rho, pi_u, curves, float(np.interp(0.5, pi_u[::-1], rho[::-1])))
+    panels = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert len(panels) == 2 and panels[0].get_position().y0 > panels[1].get_position().y0  # stacked
+    tops = [child for ax in panels for child in ax.child_axes]
+    assert len(tops) == 2 and all("pi_U" in top.get_xlabel() for top in tops)
+    tick = tops[0].get_xticks()[0]  # the top axis maps ρ to π_U: its tick sits where π_U has that value
+    assert tick in (0.99, 0.9, 0.5, 0.1, 0.01)
+    _labelled(fig)
+    norms = np.array([np.linalg.norm(d.between) for d in exact])
+    fig = figures.between_peak_figure(pi_u, norms, np.array([np.linalg.norm(d.within) for d in exact]))
+    assert f"{pi_u[np.argmax(norms)]:.2f}" in fig.axes[0].get_title()
+    _labelled(fig)
+
+
+def test_sgld_sweep():
+    _, rho, exact, _ = _exact_sweep(9)
+    totals = {"cross": np.array([d.bif_total[0, 3] for d in exact])}
+    sweep = pd.DataFrame({"pair": "cross", "rho": rho, "local": totals["cross"], "pooled": totals["cross"] + 0.1})
+    _labelled(figures.sgld_sweep_figure(rho, totals, sweep))
+
+
+def test_stage_figure_puts_loss_and_pi_u_on_their_own_labelled_axes():
+    steps = np.arange(0, 251, 10)
+    pi_u = 1 / (1 + np.exp((steps - 120) / 10))
+    fig = figures.stage_figure(steps, 0.4 * pi_u + 0.05, pi_u)
+    top, bottom = fig.axes
+    assert "nats" in top.get_ylabel() and "pi_U" in bottom.get_ylabel()
+    assert len(top.lines) == 1 and len(bottom.lines) == 2  # π_U and its 1/2 line
+    _labelled(fig)
+    terms = {"agree": {term: np.sin(steps / 50) for term in figures.TERMS}}
+    _labelled(figures.local_terms_figure(steps, terms, 120))
