@@ -10,9 +10,10 @@ A left-padded mask (padding first, as some tokenizers make it) is moved to the r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ class Sequences:
         """The sampler's batch: a dict of both tensors (mini-batches index them together)."""
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
 
-    def padded_to(self, length: int) -> "Sequences":
+    def padded_to(self, length: int) -> Sequences:
         extra = length - self.input_ids.shape[1]
         if extra <= 0:
             return self
@@ -46,7 +47,7 @@ class Sequences:
                          torch.nn.functional.pad(self.attention_mask, (0, extra)))
 
     @staticmethod
-    def concat(parts: Sequence["Sequences"]) -> "Sequences":
+    def concat(parts: Sequence[Sequences]) -> Sequences:
         width = max(p.input_ids.shape[1] for p in parts)
         parts = [p.padded_to(width) for p in parts]
         return Sequences(torch.cat([p.input_ids for p in parts]), torch.cat([p.attention_mask for p in parts]))

@@ -1,6 +1,7 @@
-"""Figures of an :func:`~stagewise.attribute.influence` result, for a page that reads one (the run's own
-``influence.png`` is drawn by :mod:`stagewise.attribute.report`).
+"""Figures of an :func:`~stagewise.attribute.influence` result.
 
+- :func:`trajectory_figure`: the largest (i, j) BIF entries against the training step, and the LLC (the run's
+  own ``influence.png``, written by :mod:`stagewise.attribute.report`).
 - :func:`class_influence_figure`: a class × class (or group × group) influence table across checkpoints, one
   panel per influenced class j, every class i's BIF on it against the training step with its ±2 s.e. band.
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from stagewise import plotting
 
-__all__ = ["class_influence_figure"]
+__all__ = ["class_influence_figure", "trajectory_figure"]
 
 _COLUMNS = ("step", "i", "j", "bif", "stderr")
 
@@ -53,4 +54,30 @@ def class_influence_figure(table: pd.DataFrame, *, k: float = 2.0) -> plt.Figure
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set(title=f"influence on {j}", xlabel="training step", ylabel="BIF = −Cov  (negative: i helps j)")
         ax.legend(fontsize=8.5)
+    return fig
+
+
+def trajectory_figure(table: pd.DataFrame, diagnostics: pd.DataFrame, pairs: int = 6) -> plt.Figure:
+    """Left: the BIF of the ``pairs`` (i, j) entries largest in size at any checkpoint, against the training
+    step, with ±2 s.e. bands. Right: the LLC with ±2 s.e. bands."""
+    plotting.set_style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(plotting.COLUMN_WIDTH, 3.2), width_ratios=(2, 1))
+    size = table.assign(size=table["bif"].abs()).groupby(["i", "j"], sort=False)["size"].max()
+    chosen = size.sort_values(ascending=False).index[:pairs]
+    for k, (i, j) in enumerate(chosen):
+        rows = table[(table["i"] == i) & (table["j"] == j)].sort_values("step")
+        color = plotting.sns.color_palette("deep")[k % 10]
+        left.plot(rows["step"], rows["bif"], "o-", color=color, ms=3, label=f"{i} → {j}")
+        band = 2 * rows["stderr"].fillna(0)
+        left.fill_between(rows["step"], rows["bif"] - band, rows["bif"] + band, color=color, alpha=0.2, lw=0)
+    left.axhline(0, color="0.3", lw=0.8)
+    left.set(xlabel="training step", ylabel="BIF = −Cov (negative: i helps j)")
+    left.legend(fontsize=8, ncol=2 if len(chosen) > 3 else 1)
+    d = diagnostics.sort_values("step")
+    color = plotting.COLORS["estimate"]
+    right.plot(d["step"], d["llc"], "o-", color=color, ms=3)
+    band = 2 * d["llc_stderr"].fillna(0)
+    right.fill_between(d["step"], d["llc"] - band, d["llc"] + band, color=color, alpha=0.2, lw=0)
+    right.set(xlabel="training step", ylabel="LLC λ̂")
+    fig.tight_layout()
     return fig
