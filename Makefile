@@ -7,6 +7,8 @@
 #             (PROFILE: start from notebooks/profiles/<PROFILE>/<chapter>.yaml; default: the book's values)
 # make sweep  NB=01 PARAMS="-p nbeta 100,300 --seeds 3": every combination, one run each, as Dask tasks
 #             (runs/<chapter>/sweep-<stamp>/ with sweep.csv and sweep.parquet; --plot METRIC:PARAM, --workers N)
+# make study  NAME=robustness_loo [PROFILE=quick] [WORKERS=2]: a study of notebooks/studies.yaml (cached, resumable)
+#             into build/<profile>/studies/NAME/ (in-book) or studies/NAME/ (committed): results.csv, study.json
 # make lab    JupyterLab on notebooks/, chapters open as notebooks (jupytext); LAB_ARGS="--port 8899 ..."
 # make clean  remove build outputs and caches, .cache included (never runs/: those are your results)
 #
@@ -27,7 +29,7 @@ PIP_INSTALL = $(1)/bin/python -m pip install --quiet --no-deps \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --retries 1 --timeout 15) \
 	"$(TORCH_PIN)" && $(1)/bin/python -m pip install --quiet
 
-.PHONY: venv book test check run clean browser-deps lab
+.PHONY: venv book test check run sweep study clean browser-deps lab
 
 venv: $(INSTALLED)
 
@@ -41,8 +43,9 @@ $(INSTALLED): requirements.lock pyproject.toml
 book: $(INSTALLED)
 	$(PY) -m stagewise book --profile full $(if $(STUDENT),--student)
 
-# The checks of a built book (marker "book": the browser test, the pages' text, the sweep commands the book
-# prints) need the quick book, so they run last, in their own pytest run (the first deselects them);
+# The checks of a built book (marker "book": the bounds of notebooks/expected.yaml over its metrics, the browser
+# test, the pages' text, the sweep commands the book prints) need the quick book, so they run last, in their own
+# pytest run (the first deselects them);
 # STAGEWISE_BOOK_BUILT=1 makes a missing book a failure there, not a skip.
 test: $(INSTALLED) browser-deps
 	$(PY) -m pytest -m "not book"
@@ -86,10 +89,13 @@ run: $(INSTALLED)
 	@test -n "$(NB)" || { echo 'usage: make run NB=<notebook> [PROFILE=quick] PARAMS="-p name value ..."'; exit 2; }
 	$(PY) -m stagewise run $(NB) $(if $(PROFILE),--profile $(PROFILE)) $(PARAMS)
 
-.PHONY: sweep
 sweep: $(INSTALLED)
 	@test -n "$(NB)" || { echo 'usage: make sweep NB=<notebook> PARAMS="-p name v1,v2,... [--seeds K] [--workers N]"'; exit 2; }
 	$(PY) -m stagewise sweep $(NB) $(if $(PROFILE),--profile $(PROFILE)) $(PARAMS)
+
+study: $(INSTALLED)
+	@test -n "$(NAME)" || { echo 'usage: make study NAME=<study of notebooks/studies.yaml> [PROFILE=quick] [WORKERS=N]'; exit 2; }
+	$(PY) -m stagewise study $(NAME) $(if $(PROFILE),--profile $(PROFILE)) $(if $(WORKERS),--workers $(WORKERS))
 
 # Removes build outputs and caches (.cache holds cached artifacts such as trained checkpoints).
 # runs/ is deliberately not removed: it holds the results of `make run`, which are never deleted for you.

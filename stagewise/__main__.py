@@ -1,13 +1,15 @@
-"""Command line: ``python -m stagewise {run,book,params,runs,collect,numbers,sweep,influence}`` (``stagewise``).
+"""Command line: ``python -m stagewise {run,book,params,check,runs,collect,numbers,sweep,study,influence}``.
 
     python -m stagewise run 01 --profile quick -p nbeta 300    # one notebook, new parameters, new folder
     python -m stagewise book --profile full                     # execute the toc's notebooks, build the book
     python -m stagewise params 01 --profile quick               # the values that will run, and their source
+    python -m stagewise check runs/01_slt/20261201-101500      # a run's metrics against notebooks/expected.yaml
     python -m stagewise runs list [01] [--status failed]        # the run folders under runs/
     python -m stagewise runs clean runs/01_slt/20261201-101500  # remove the run folders named, nothing else
     python -m stagewise collect 01 --plot llc_max_rel_error:nbeta  # many runs -> one table (and a figure)
     python -m stagewise numbers [--update]                      # README numbers from build/full's metrics
     python -m stagewise sweep 01 -p nbeta 100,300 --seeds 3     # every combination, one run each, on Dask
+    python -m stagewise study robustness_loo --profile quick    # a study of notebooks/studies.yaml (cached)
     python -m stagewise influence run/checkpoint-* --data train.jsonl --queries q.jsonl --out attribution
 """
 
@@ -61,19 +63,47 @@ def _book(args) -> int:
 
 
 def _sweep(args) -> int:
-    from stagewise.pipeline.dask_cluster import ClusterError
     from stagewise.pipeline.sweep import parse_grid, run_sweep
 
-    try:
-        result = run_sweep(args.notebook, parse_grid(args.parameters or []), seeds=args.seeds,
-                           runs_dir=args.runs_dir, notebooks_dir=args.notebooks_dir, workers=args.workers,
-                           scheduler=args.scheduler, retries=args.retries, plot=args.plot, resume=args.resume,
-                           profile=args.profile)
-    except ClusterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return USAGE
+    result = run_sweep(args.notebook, parse_grid(args.parameters or []), seeds=args.seeds, runs_dir=args.runs_dir,
+                       notebooks_dir=args.notebooks_dir, workers=args.workers, scheduler=args.scheduler,
+                       retries=args.retries, plot=args.plot, resume=args.resume, profile=args.profile)
     print(f"done: sweep in {result.folder}/")
     return 0 if (result.table["status"] == "ok").all() else FAILED
+
+
+def _study(args) -> int:
+    from stagewise.pipeline.studies import run_study
+
+    done = run_study(args.name, args.profile, workers=args.workers, scheduler=args.scheduler,
+                     notebooks_dir=args.notebooks_dir)
+    return 0 if set(done.get("statuses", {"ok": 0})) <= {"ok"} else FAILED
+
+
+def _check(args) -> int:
+    from stagewise.artifacts import read_json
+    from stagewise.pipeline.expectations import EXPECTED_FILE, check_chapter, load_expectations
+
+    folder = Path(args.run)
+    folder = folder.parent if folder.name == "metrics.json" else folder
+    expected = Path(args.notebooks_dir) / EXPECTED_FILE
+    expectations = load_expectations(expected)
+    run = read_json(folder / "run.json") or {}
+    # the run's notebook, else the folder names: runs/<chapter>/<stamp>, build/<profile>/chapters/<chapter>
+    chapter = args.chapter or (Path(run["notebook"]).stem if run.get("notebook") else next(
+        (f.name for f in (folder, folder.parent) if f.name in expectations), None))
+    if chapter not in expectations:
+        print(f"error: chapter {chapter!r} has no bounds in {expected} (chapters: {', '.join(expectations)}); "
+              "name it with --chapter", file=sys.stderr)
+        return USAGE
+    profile = args.profile or run.get("profile") or "full"
+    checks = check_chapter(chapter, folder / "metrics.json", expectations, profile)
+    for check in checks:
+        print(check)
+    bounds = [c for c in checks if not c.goal]
+    failed = sum(not c.ok for c in bounds)
+    print(f"{len(bounds) - failed} of {len(bounds)} bounds met")
+    return FAILED if failed else 0
 
 
 def _influence(args) -> int:
@@ -107,16 +137,15 @@ def _influence(args) -> int:
 
 def _params(args) -> int:
     from stagewise.artifacts import to_json
-    from stagewise.pipeline import resolve_notebook
-    from stagewise.pipeline.profiles import resolve_values
     from stagewise.pipeline.params import default_value
-    from stagewise.pipeline.runner import check_run_parameters, declared_parameters, load_notebook
+    from stagewise.pipeline.profiles import resolve_values
+    from stagewise.pipeline.runner import check_run_parameters, load_notebook, parameter_table, resolve_notebook
 
     path = resolve_notebook(args.notebook, args.notebooks_dir)
     nb = load_notebook(path)
     given, origin = resolve_values(path, args.profile, _parameters(getattr(args, "parameters", None)))
     values = check_run_parameters(nb, path, given)  # a bad value: exit 2, as `run` would
-    table = declared_parameters(nb, path)
+    table = parameter_table(nb)
     rows = [("name", "type", "value", "from", "help")]
     for p in table:
         value = values[p.name] if p.name in values else default_value(p)
@@ -275,6 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--profile", default="full", help="every run starts from this profile (default: %(default)s)")
     sweep.set_defaults(handler=_sweep)
 
+    study = commands.add_parser("study", help="a study of notebooks/studies.yaml: its sweep, cached, and its "
+                                "results.csv and study.json")
+    study.add_argument("name", help="the study's name in notebooks/studies.yaml")
+    study.add_argument("--profile", help="run it as this profile's book does (default: the study's own)")
+    where = study.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="worker processes of a local Dask cluster (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    study.set_defaults(handler=_study)
+
+    check = commands.add_parser("check", help="a run's metrics.json against its chapter's bounds (expected.yaml)")
+    check.add_argument("run", help="a run folder (or its metrics.json), e.g. runs/01_slt/20261201-101500")
+    check.add_argument("--chapter", help="the chapter's stem (default: the run's notebook, or the folder names)")
+    check.add_argument("--profile", choices=("full", "quick"), help="default: the profile recorded in run.json")
+    check.set_defaults(handler=_check)
+
     attribute = commands.add_parser("influence", help="BIF trajectories of your own model across its checkpoints")
     attribute.add_argument("checkpoints", nargs="+", help="save_pretrained folders (Trainer's checkpoint-N), a run "
                            "folder holding them, or a hub name (with --revisions)")
@@ -317,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         args.parameters = (getattr(args, "parameters", None) or []) + pairs
     from stagewise.pipeline import NotebookError, NotebookFailed, ParameterError
     from stagewise.pipeline.book import BookError
-    from stagewise.pipeline.precheck import PrecheckFailed
+    from stagewise.pipeline.dask_cluster import ClusterError
+    from stagewise.pipeline.expectations import ExpectationError
     from stagewise.pipeline.numbers import NumbersError
+    from stagewise.pipeline.precheck import PrecheckFailed
     from stagewise.pipeline.runs import RunsError
 
     try:
@@ -334,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     except NotebookFailed as failure:
         print(f"error: {failure}", file=sys.stderr)
         return USAGE if failure.ename == "ParameterError" else FAILED
-    except (RunsError, NumbersError) as error:
+    except (RunsError, NumbersError, ClusterError, ExpectationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE
     except (BookError, PrecheckFailed) as error:

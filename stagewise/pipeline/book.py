@@ -9,6 +9,7 @@ builder stages a source tree ``build/<profile>/``:
     build/<profile>/chapters/01_slt.ipynb                  the executed notebook
     build/<profile>/chapters/01_slt.stamp.json             its cache key and execution time
     build/<profile>/chapters/01_slt/                       its working directory: metrics.json, figures
+    build/<profile>/studies/<name>/                        an in-book study (studies.py): results.csv, study.json
 
     build/<profile>/rerun.md                               generated: every chapter's parameters (rerun.py)
     build/<profile>/_vendor/_static/mathjax/tex-svg-full.js  MathJax, from the npm registry (cached in .cache/npm)
@@ -41,14 +42,15 @@ from pathlib import Path
 
 import yaml
 
-from stagewise.artifacts import tree_digest, write_bytes, write_json
+from stagewise.artifacts import STUDY_FILES, cache_dir, tree_digest, write_bytes, write_json
 from . import numbers
 from .clean import clean_notebook, machine_paths, strip_solutions
 from .dask_cluster import ClusterError, NotebookJob, execute_notebooks, resolve_workers
-from .expectations import EXPECTED_FILE, REPORT_FILE, ExpectationError, check_book
+from .expectations import EXPECTED_FILE, ExpectationError, check_book
 from .rerun import PAGE as RERUN_PAGE, write_rerun_page
 from .profiles import profile_values
-from .runner import cached_seconds, check_many, dependencies, load_notebook, resolve_notebook
+from .runner import cached_seconds, check_many, load_notebook, resolve_notebook
+from .studies import load_studies, plan_study, study_folder
 
 __all__ = ["BookError", "BookResult", "build_book", "toc_files"]
 
@@ -67,7 +69,6 @@ FONT_PACKAGES = {"@fontsource/source-sans-3": ("5.3.1", ["400.css", "400-italic.
                  "@fontsource/source-code-pro": ("5.3.1", ["400.css", "700.css"])}
 FONTS_STATIC = "fonts"  # under _static
 VENDOR_DIR = "_vendor"  # staged beside the sources; _config.yml's html_extra_path names it
-CACHE_DIR = Path(os.environ.get("STAGEWISE_CACHE", ".cache"))
 
 
 class BookError(Exception):
@@ -205,7 +206,7 @@ def _stage_config(book_dir: Path, stage: Path, profile: str, built: set[str], lo
 
 def npm_package(name: str, version: str, cache: str | Path | None = None, *, log=print) -> Path:
     """The folder of npm package ``name@version``, installed with npm into ``<cache>/npm/<name>-<version>`` once."""
-    prefix = Path(cache if cache is not None else CACHE_DIR) / "npm" / f"{name.replace('/', '+')}-{version}"
+    prefix = (Path(cache) if cache is not None else cache_dir()) / "npm" / f"{name.replace('/', '+')}-{version}"
     folder = prefix / "node_modules" / name
     if (folder / "package.json").is_file():
         return folder
@@ -274,12 +275,11 @@ def _check_expectations(chapters, stage: Path, expected: Path, profile: str, log
     """Each chapter's metrics.json against its bounds (expectations.py): quick fails the build, full reports."""
     try:
         failed = check_book([(source.stem, stage / entry / "metrics.json") for entry, source in chapters],
-                            expected, profile, stage / REPORT_FILE, log=log)
+                            expected, profile, log=log)
     except ExpectationError as error:
         raise BookError(str(error)) from None
     if failed and profile == "quick":
-        raise BookError(f"{len(failed)} bound(s) of {expected} not met (every check: {stage / REPORT_FILE}):\n"
-                        + "\n".join(f"  {check}" for check in failed))
+        raise BookError(f"{len(failed)} bound(s) of {expected} not met:\n" + "\n".join(f"  {c}" for c in failed))
 
 
 def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebooks_dir: str | Path = "notebooks",
@@ -297,9 +297,21 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
     """
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r} (accepted: {', '.join(PROFILES)})")
-    start = time.perf_counter()
-    book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
     stage = Path(stage) if stage is not None else Path("build") / profile
+    previous = os.environ.get("STAGEWISE_STUDIES")
+    # where the pages' kernels (and the studies) find the in-book studies: load_study reads it
+    os.environ["STAGEWISE_STUDIES"] = str((stage / "studies").resolve())
+    try:
+        return _build(profile, Path(book_dir), Path(notebooks_dir), stage, path_output, cache, student, workers, log)
+    finally:
+        if previous is None:
+            os.environ.pop("STAGEWISE_STUDIES", None)
+        else:
+            os.environ["STAGEWISE_STUDIES"] = previous
+
+
+def _build(profile, book_dir, notebooks_dir, stage, path_output, cache, student, workers, log) -> BookResult:
+    start = time.perf_counter()
     path_output = Path(path_output) if path_output is not None else (book_dir if profile == "full" else stage)
     _stage_sources(book_dir, stage)
     _stage_vendor(stage, cache, log)
@@ -316,22 +328,36 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
     # every chapter's profile values, checked by its own first cells in one checking process
     checked = check_many([(load_notebook(source), source, profile_values(source, profile))
                           for _, source in chapters])
+    # the studies the pages read: in-book ones run beside the chapters (their results in <stage>/studies/)
+    studies = {study.name: study for study in load_studies(notebooks_dir).values()
+               if set(study.pages) & {source.stem for _, source in chapters}}
+    plans = {name: plan_study(study, profile, notebooks_dir=notebooks_dir)
+             for name, study in studies.items() if study.in_book}
     for (entry, source), parameters in zip(chapters, checked):
         output, cwd = stage / f"{entry}.ipynb", stage / entry
-        seconds = cached_seconds(source, output, parameters)
-        if seconds is not None:
+        read = sorted(name for name, study in studies.items() if source.stem in study.pages)
+        # a page's cache key covers what it reads: an in-book study's key, a committed study's files
+        data = []
+        for name in read:
+            files = [study_folder(studies[name], profile) / f for f in STUDY_FILES]
+            data += [plans[name].key] if name in plans else [f if f.is_file() else f"no {f}" for f in files]
+        data = tuple(data)
+        seconds = cached_seconds(source, output, parameters, data)
+        if seconds is not None and not any(name in plans and not plans[name].cached for name in read):
             result.cached.append((source.stem, seconds))
             log(f"{source.stem}: cached (last run took {seconds:.1f} s)")
             continue
-        # a page that runs other chapters (the robustness page's sweeps) runs them on the book's cluster
-        jobs.append(NotebookJob(source, output, cwd, parameters, sweeps=bool(dependencies(source))))
+        jobs.append(NotebookJob(source, output, cwd, parameters, data, tuple(n for n in read if n in plans)))
+    for name, plan in plans.items():
+        log(f"study {name}: " + (f"cached ({plan.folder})" if plan.cached else f"{len(plan.todo)} run(s) to go"))
     # The chapters are independent: with more than one worker they run as Dask tasks (dask_cluster.py).
     try:
         workers = resolve_workers(workers)
     except ClusterError as error:
         raise BookError(str(error)) from None
-    result.executed, failures = execute_notebooks(jobs, workers, label=lambda job: f"running with profile {profile}",
-                                                  log=log)
+    result.executed, failures = execute_notebooks(
+        jobs, workers, studies=[plan for plan in plans.values() if not plan.cached],
+        label=lambda job: f"running with profile {profile}", log=log)
     if failures:
         raise BookError(f"{len(failures)} notebook(s) failed: " + ", ".join(f.notebook.stem for f in failures))
     paths = machine_paths(stage)
@@ -363,7 +389,8 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
         log("html: " + " ".join(command[1:]), flush=True)
         if subprocess.run(command).returncode != 0:
             raise BookError("the strict Jupyter Book build failed (warnings or errors above)")
-        write_json({"key": key}, html_stamp)
+        # after the build: the book's extension writes generated includes (_scorecard.inc, ...) into the sources
+        write_json({"key": _tree_hash(stage)}, html_stamp)
         log(f"html: built in {time.perf_counter() - html_start:.1f} s")
     result.seconds = time.perf_counter() - start
     log(f"book ({profile}): {len(result.executed)} notebook(s) executed, {len(result.cached)} cached; "

@@ -1,9 +1,9 @@
-"""Executed notebooks as a reader downloads them: no progress-bar or warning output, no path of the build machine.
+"""Executed notebooks as a reader downloads them: no path of the build machine, and the student book's copy.
 
-A chapter's stderr (tqdm bars, papermill's progress, library warnings) helps while it runs and is noise in the
-book, and its text can hold absolute paths (``/home/…/.venv/lib/…``). The book shows and offers for download the
-staged copy of each executed notebook, which :func:`clean_notebook` rewrites in place; the run folders of
-``python -m stagewise run`` keep the full record.
+An output's text can hold absolute paths (``/home/…/.venv/lib/…``, in a warning). The book shows and offers for
+download the staged copy of each executed notebook, which :func:`clean_notebook` rewrites in place; the run
+folders of ``python -m stagewise run`` keep the full record. (The book hides stderr, progress bars and warnings,
+by myst-nb's ``nb_output_stderr: remove`` in ``book/_config.yml``.)
 """
 
 from __future__ import annotations
@@ -52,21 +52,14 @@ def _scrub_any(value: Any, paths: list[str]) -> Any:
 
 
 def clean_notebook(path: str | Path, paths: Iterable[str] | None = None) -> bool:
-    """Remove stderr stream outputs from the notebook at ``path`` and make machine paths relative in its text
-    outputs and metadata (images are left as they are). Rewrites the file atomically only when something
-    changed; returns whether it did."""
+    """Make machine paths relative in the text outputs and metadata of the notebook at ``path`` (images are left
+    as they are). Rewrites the file atomically only when something changed; returns whether it did."""
     path = Path(path)
     paths = list(paths) if paths is not None else machine_paths()
     nb = json.loads(path.read_text())
     before = json.dumps(nb, sort_keys=True)
     for cell in nb.get("cells", []):
-        outputs = cell.get("outputs")
-        if outputs is None:
-            continue
-        kept = []
-        for out in outputs:
-            if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                continue
+        for out in cell.get("outputs") or []:
             if "text" in out:
                 out["text"] = _scrub_any(out["text"], paths)
             for mime in ("text/plain", "text/html", "text/markdown", "text/latex"):
@@ -74,8 +67,6 @@ def clean_notebook(path: str | Path, paths: Iterable[str] | None = None) -> bool
                     out["data"][mime] = _scrub_any(out["data"][mime], paths)
             if out.get("output_type") == "error":
                 out["traceback"] = _scrub_any(out.get("traceback", []), paths)
-            kept.append(out)
-        cell["outputs"] = kept
     nb["metadata"] = _scrub_any(nb.get("metadata", {}), paths)
     for cell in nb.get("cells", []):  # papermill records the injected parameters and paths per cell too
         cell["metadata"] = _scrub_any(cell.get("metadata", {}), paths)

@@ -1,9 +1,8 @@
 """The headline numbers of the README and the landing page, taken from the chapters' metrics.json, never typed.
 
-``book/numbers.yml`` names each number once: the chapter, the metrics key (dotted for nested keys, ``[i]`` for
-a list item) and a format. The book builder hands the numbers of the build it just ran to the landing page as
-MyST substitutions (``{{ name }}``), so the page cannot disagree with its own chapters. The README's block
-between ``<!-- numbers:start -->`` and ``<!-- numbers:end -->`` is rendered from ``book/numbers.json``, a
+``book/numbers.yml`` names each number once: the chapter, the metrics key path (:mod:`~.metrics`) and a format.
+The book builder hands the numbers of the build it just ran to the landing page as MyST substitutions
+(``{{ name }}``), so the page cannot disagree with its own chapters. The README's block between ``<!-- numbers:start -->`` and ``<!-- numbers:end -->`` is rendered from ``book/numbers.json``, a
 snapshot of a full build (``python -m stagewise numbers --update`` writes both after ``make book``); a test
 fails when the README differs from the snapshot, and ``make book`` reports any number of its own build that
 differs from the snapshot.
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from stagewise.artifacts import write_bytes, write_json
+from .metrics import lookup
 
 __all__ = ["NumbersError", "START", "END", "check_readme", "load_spec", "measure", "readme_block", "update_readme"]
 
@@ -40,16 +40,6 @@ def load_spec(book_dir: str | Path = "book") -> dict[str, dict[str, str]]:
         if missing:
             raise NumbersError(f"{SPEC_FILE}: {name} lacks {sorted(missing)}")
     return spec
-
-
-def _lookup(metrics: Any, key: str) -> Any:
-    value = metrics
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
-        if part.startswith("["):
-            value = value[int(part[1:-1])]
-        else:
-            value = value[part]
-    return value
 
 
 NOT_MEASURED = "not measured"
@@ -77,10 +67,10 @@ def measure(spec: dict[str, dict[str, str]], chapters_dir: str | Path, *,
         if cache[chapter] is None:
             numbers[name] = NOT_MEASURED
             continue
-        try:
-            value = _lookup(cache[chapter], entry["key"])
-        except (KeyError, IndexError, TypeError):
-            raise NumbersError(f"{name}: {chapter}/metrics.json has no {entry['key']!r}") from None
+        found = lookup(cache[chapter], entry["key"])
+        if len(found) != 1:
+            raise NumbersError(f"{name}: {chapter}/metrics.json has no {entry['key']!r}")
+        value = found[0][1]
         if value is None:  # e.g. a transition the quick profile never reaches
             numbers[name] = "not reached"
             continue

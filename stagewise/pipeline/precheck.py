@@ -5,13 +5,13 @@ What a kernel runs first is the parameters cell, papermill's injected assignment
 cross-parameter checks). :func:`check_values` runs exactly that, as a small Python file per set of values, in a
 fresh Python process (``python -m stagewise.pipeline.precheck``; each file in a fresh namespace), so a bad value
 is refused with the notebook's own message before a kernel starts or a sweep submits a task, and the rules live
-in the notebook alone. The machine is not checked there: ``check_device`` leaves that to the kernel (a run meant
-for a GPU cluster is not refused on a laptop), as the environment variable ``STAGEWISE_PRECHECK`` tells it.
+in the notebook alone. A notebook without a validation cell has its names and types checked. The machine is not
+checked there: ``check_device`` leaves that to the kernel (a run meant for a GPU cluster is not refused on a
+laptop), as the environment variable ``STAGEWISE_PRECHECK`` tells it.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import runpy
@@ -46,68 +46,34 @@ class Checked:
 
 def first_cells(nb) -> tuple[str, str]:
     """(parameters cell, validation cell) sources of notebook node ``nb``: the cell tagged ``parameters`` and the
-    code cell right after it when that cell calls ``validate_parameters`` ("" otherwise: nothing else is run)."""
+    code cell right after it when that cell calls ``validate_parameters(`` ("" otherwise: nothing else is run)."""
     from .params import ParameterError
 
     code = [c for c in nb.cells if c.cell_type == "code"]
     tagged = [i for i, c in enumerate(code) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise ParameterError(f"a notebook needs exactly one cell tagged 'parameters' (found {len(tagged)})")
-    index = tagged[0]
-    following = code[index + 1].source if index + 1 < len(code) else ""
-    try:
-        calls = [n for n in ast.walk(ast.parse(following)) if isinstance(n, ast.Call)
-                 and getattr(n.func, "id", getattr(n.func, "attr", None)) == "validate_parameters"]
-    except SyntaxError:
-        calls = []
-    return code[index].source, following if calls else ""
-
-
-def _script(parameters_cell: str, validation_cell: str, values: Mapping[str, Any]) -> str:
-    from papermill.translators import PythonTranslator
-
-    injected = PythonTranslator.codify(dict(values)) if values else ""
-    return f"{parameters_cell}\n\n{injected}\n\n{validation_cell}\n"
+    following = code[tagged[0] + 1].source if tagged[0] + 1 < len(code) else ""
+    return code[tagged[0]].source, following if "validate_parameters(" in following else ""
 
 
 def check_values(jobs: Sequence[tuple[Any, Mapping[str, Any]]], *, cwd: str | Path | None = None) -> list[Checked]:
     """Each ``(notebook node, values)`` of ``jobs`` checked by the notebook's first cells (module docstring), all
     in one Python process. The values are what papermill would inject (a profile's merged with ``-p``)."""
-    checked: list[Checked | None] = []
-    scripts = []
-    for nb, values in jobs:
-        parameters_cell, validation_cell = first_cells(nb)
-        if validation_cell:
-            checked.append(None)
-            scripts.append(_script(parameters_cell, validation_cell, values))
-        else:  # no validation cell: the declared names and types alone, read without running anything
-            checked.append(_names_and_types(parameters_cell, values))
-    if scripts:
-        results = iter(_run_scripts(scripts, cwd))
-        checked = [c if c is not None else next(results) for c in checked]
-    return checked
+    from papermill.translators import PythonTranslator
 
-
-def _names_and_types(parameters_cell: str, values: Mapping[str, Any]) -> Checked:
-    from .params import check_parameters, default_value, parse_parameters_cell
-
-    table = parse_parameters_cell(parameters_cell)
-    converted, problems = check_parameters({p.name: p.type for p in table}, values)
-    if problems:
-        return Checked(values=None, problems=problems)
-    return Checked(values=to_json({p.name: default_value(p) for p in table} | converted), problems=[])
-
-
-def _run_scripts(scripts: Sequence[str], cwd) -> list[Checked]:
+    if not jobs:
+        return []
     with tempfile.TemporaryDirectory(prefix="stagewise-precheck-") as scratch:
         files = []
-        for n, script in enumerate(scripts):
-            path = Path(scratch) / f"check_{n:05d}.py"
-            path.write_text(script, encoding="utf-8")
-            files.append(str(path))
+        for n, (nb, values) in enumerate(jobs):
+            parameters_cell, validation_cell = first_cells(nb)
+            injected = PythonTranslator.codify(dict(values)) if values else ""
+            files.append(Path(scratch) / f"check_{n:05d}.py")
+            files[-1].write_text(f"{parameters_cell}\n\n{injected}\n\n{validation_cell}\n", encoding="utf-8")
         report = Path(scratch) / "report.json"
         env = {**os.environ, PRECHECK_ENV: "1", "MPLBACKEND": "Agg"}
-        done = subprocess.run([sys.executable, "-m", "stagewise.pipeline.precheck", str(report), *files],
+        done = subprocess.run([sys.executable, "-m", "stagewise.pipeline.precheck", str(report), *map(str, files)],
                               capture_output=True, text=True, env=env, cwd=cwd)
         try:
             results = json.loads(report.read_text())
@@ -115,7 +81,7 @@ def _run_scripts(scripts: Sequence[str], cwd) -> list[Checked]:
             results = None
     if done.returncode != 0 or not isinstance(results, list) or len(results) != len(files):
         raise PrecheckFailed("the parameter check could not run (python -m stagewise.pipeline.precheck, exit "
-                            f"{done.returncode}):\n{done.stderr.strip()[-2000:]}")
+                             f"{done.returncode}):\n{done.stderr.strip()[-2000:]}")
     return [Checked(values=r["values"], problems=r["problems"]) for r in results]
 
 
@@ -125,18 +91,18 @@ def _run_scripts(scripts: Sequence[str], cwd) -> list[Checked]:
 def _check_file(path: str) -> dict[str, Any]:
     from stagewise.config import ConfigError
 
-    from .params import Parameters
+    from .params import Parameters, checked_namespace
 
     try:
         namespace = runpy.run_path(path, run_name="__stagewise_precheck__")
+        params = namespace.get("params")
+        if not isinstance(params, Parameters):  # no validation cell: the declared names and types
+            params = checked_namespace(namespace, {})
     except ConfigError as error:  # ParameterError is one: every problem found, in the notebook's words
         return {"values": None, "problems": list(getattr(error, "problems", None) or [str(error)])}
     except Exception as error:  # a cross-parameter check of the cell that raised something else
         return {"values": None, "problems": [f"{type(error).__name__}: {error}"]}
-    params = namespace.get("params")
-    declared = namespace.get("__annotations__", {})
-    values = dict(params) if isinstance(params, Parameters) else {k: namespace[k] for k in declared if k in namespace}
-    return {"values": to_json(values), "problems": []}
+    return {"values": to_json(dict(params)), "problems": []}
 
 
 def main(report: str, files: Sequence[str]) -> int:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from .params import Parameter
+from .params import Parameter, default_value
 from .profiles import available_profiles, profile_values
-from .params import default_value
 from .runner import load_notebook, parameter_table
 
 __all__ = ["PAGE", "chapter_title", "example_parameters", "rerun_page", "write_rerun_page"]

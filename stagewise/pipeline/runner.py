@@ -1,19 +1,19 @@
 """Running a chapter notebook: jupytext source -> papermill -> executed .ipynb, metrics.json and figures.
 
-The notebook runs with its working directory set to its output folder, so the ``metrics.json`` and
-figure files it writes land next to the executed notebook. Executions for the book are cached: a
-stamp next to the executed notebook records a hash of the source, the parameters and the package
-code (:func:`cache_key`); when it matches, the notebook is not executed again.
+The notebook runs with its working directory set to its output folder, so the ``metrics.json`` and figure files
+it writes land next to the executed notebook. Executions for the book are cached: a stamp next to the executed
+notebook records a hash of the source, the parameters and the package code (:func:`cache_key`); when it
+matches, the notebook is not executed again.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import shlex
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -24,29 +24,12 @@ from typing import Any
 
 from stagewise.artifacts import cache_key as artifact_key
 from stagewise.artifacts import read_json, source_hash, to_json, write_json
-from .params import Parameter, ParameterError, default_value, parse_parameters_cell
-from .profiles import DEFAULT_PROFILE, PROFILES_DIR, resolve_values
+from .params import Parameter, ParameterError
+from .profiles import DEFAULT_PROFILE, resolve_values
 
-__all__ = [
-    "NotebookError",
-    "NotebookFailed",
-    "RunInterrupted",
-    "cache_key",
-    "cached_seconds",
-    "check_many",
-    "check_run_parameters",
-    "execute",
-    "declared_parameters",
-    "dependencies",
-    "execute_cached",
-    "load_notebook",
-    "new_run_dir",
-    "package_hash",
-    "parameter_table",
-    "resolve_notebook",
-    "run_notebook",
-    "stamp_path",
-]
+__all__ = ["NotebookError", "NotebookFailed", "RunInterrupted", "cache_key", "cached_seconds", "check_many",
+           "check_run_parameters", "execute", "execute_cached", "load_notebook", "new_run_dir", "package_hash",
+           "parameter_table", "resolve_notebook", "run_notebook", "stamp_path"]
 
 NOTEBOOK_SUFFIXES = (".md", ".ipynb", ".py")
 KERNEL_NAME = "python3"
@@ -120,23 +103,30 @@ def load_notebook(path: str | Path):
     return nb
 
 
-def _parameters_cell(nb, path: Path):
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        found = "no cell" if not cells else f"{len(cells)} cells"
-        raise NotebookError(f"{path}: {found} tagged 'parameters' (a chapter needs exactly one)")
-    return cells[0]
+def parameter_table(notebook) -> list[Parameter]:
+    """(name, type, default, help) of each parameter of ``notebook`` (a path or a notebook node), in order, as
+    papermill's own inspection (``papermill.inspect_notebook``) reads its parameters cell."""
+    import nbformat
+    import papermill
 
-
-def parameter_table(notebook_path: str | Path) -> list[Parameter]:
-    """(name, type, default, help) rows of the notebook's parameters cell, in order."""
-    path = Path(notebook_path)
-    return declared_parameters(load_notebook(path), path)
-
-
-def declared_parameters(nb, path: Path) -> list[Parameter]:
-    """The parameters declared in notebook node `nb` (read from `path`)."""
-    return parse_parameters_cell(_parameters_cell(nb, path).source)
+    nb = load_notebook(notebook) if isinstance(notebook, (str, Path)) else notebook
+    if sum("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells) != 1:
+        raise NotebookError(f"{notebook if isinstance(notebook, (str, Path)) else 'the notebook'}: a chapter needs "
+                            "exactly one cell tagged 'parameters'")
+    with tempfile.TemporaryDirectory(prefix="stagewise-inspect-") as scratch:
+        path = Path(scratch) / "notebook.ipynb"
+        nbformat.write(nb, str(path))
+        found = papermill.inspect_notebook(str(path))
+    rows = []
+    for p in found.values():
+        default = p["default"]
+        if default[:1] in "[({":  # a container papermill joined from several lines: shown as Python writes it
+            try:
+                default = ast.unparse(ast.parse(default, mode="eval").body)
+            except SyntaxError:
+                pass
+        rows.append(Parameter(p["name"], p["inferred_type_name"], default, p["help"]))
+    return rows
 
 
 def check_run_parameters(nb, path: Path, values: dict[str, Any]) -> dict[str, Any]:
@@ -152,8 +142,6 @@ def check_many(jobs: list[tuple[Any, Path, dict[str, Any]]]) -> list[dict[str, A
     jobs are of several notebooks)."""
     from .precheck import check_values
 
-    for nb, path, _ in jobs:
-        declared_parameters(nb, path)  # the parameters cell's form, with the path in the message
     results = check_values([(nb, values) for nb, _, values in jobs])
     several = len({str(path) for _, path, _ in jobs}) > 1
     problems: list[str] = []
@@ -172,22 +160,10 @@ def package_hash() -> str:
     return source_hash()
 
 
-def dependencies(source: str | Path) -> list[Path]:
-    """The chapters a notebook runs (its front matter's ``stagewise: {depends_on: [01_slt, ...]}``) and their
-    profile files: what, besides itself, its outputs depend on (e.g. a page that sweeps other chapters)."""
-    source = Path(source)
-    stems = (load_notebook(source).metadata.get("stagewise") or {}).get("depends_on") or []
-    found = []
-    for stem in stems:
-        chapter = resolve_notebook(stem, source.parent)
-        found += [chapter, *sorted((source.parent / PROFILES_DIR).glob(f"*/{chapter.stem}.yaml"))]
-    return found
-
-
-def cache_key(source: str | Path, parameters: dict[str, Any]) -> str:
-    """Hash of what an execution's outputs depend on: notebook source, parameters, package code, and the
-    chapters (with their profile files) the notebook declares it runs (:func:`dependencies`)."""
-    return artifact_key(parameters, Path(source), *dependencies(source), code=package_hash())
+def cache_key(source: str | Path, parameters: dict[str, Any], *data: Any) -> str:
+    """Hash of what an execution's outputs depend on: notebook source, parameters, package code and ``data``
+    (e.g. the results of the studies a page reads)."""
+    return artifact_key(parameters, Path(source), *data, code=package_hash())
 
 
 # -------------------------------------------------------------------------------------- execution
@@ -208,16 +184,10 @@ def execute(source: str | Path, output: str | Path, cwd: str | Path, parameters:
     nb = load_notebook(source)
     cwd.mkdir(parents=True, exist_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
-    # Every kernel starts here, and inherits this process's environment. In a Dask worker that holds the
-    # nanny's MALLOC_TRIM_THRESHOLD_=65536 (meant for the worker alone: glibc hands freed memory back at once),
-    # with which a kernel spent as long in system calls as computing (chapter 4 in a worker: 118.8 s, 56 s of
-    # it system time; 60.2 s without it).
-    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     start = time.perf_counter()
     try:
         # The kernel starts in ``cwd`` (nbclient's resources path); papermill's own ``cwd=`` would change this
-        # process's directory for the whole run, which breaks relative paths of any other run in the process
-        # (a Dask worker runs another chapter while a sweeping page waits on its kernel).
+        # process's directory for the whole run.
         papermill.execute_notebook(nb, str(output), parameters=parameters or {}, kernel_name=KERNEL_NAME,
                                    resources={"metadata": {"path": str(cwd)}}, progress_bar=progress,
                                    extra_arguments=KERNEL_ARGUMENTS,
@@ -234,31 +204,34 @@ def stamp_path(output: Path) -> Path:
     return output.with_name(output.stem + ".stamp.json")
 
 
-def cached_seconds(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None) -> float | None:
+def cached_seconds(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None,
+                   data: tuple = ()) -> float | None:
     """Seconds the cached execution took when ``output`` is up to date (see :func:`execute_cached`), else None."""
     output = Path(output)
     recorded = read_json(stamp_path(output))
     if not (output.is_file() and isinstance(recorded, dict)):
         return None
-    if recorded.get("key") != cache_key(source, parameters or {}):
+    if recorded.get("key") != cache_key(source, parameters or {}, *data):
         return None
     return float(recorded.get("seconds", 0.0))
 
 
 def execute_cached(source: str | Path, output: str | Path, cwd: str | Path,
-                   parameters: dict[str, Any] | None = None, *, progress: bool = False) -> tuple[bool, float]:
-    """:func:`execute`, skipped when the stamp next to ``output`` matches :func:`cache_key`.
+                   parameters: dict[str, Any] | None = None, *, data: tuple = (),
+                   progress: bool = False) -> tuple[bool, float]:
+    """:func:`execute`, skipped when the stamp next to ``output`` matches :func:`cache_key` (of the source,
+    ``parameters`` and ``data``).
 
     Returns (executed, seconds): seconds of this execution, or of the cached one. Before
     executing, ``cwd`` is emptied so no stale figure survives.
     """
     source, output, cwd = Path(source), Path(output), Path(cwd)
     parameters = parameters or {}
-    seconds = cached_seconds(source, output, parameters)
+    seconds = cached_seconds(source, output, parameters, data)
     if seconds is not None:
         return False, seconds
     stamp = stamp_path(output)
-    key = cache_key(source, parameters)
+    key = cache_key(source, parameters, *data)
     stamp.unlink(missing_ok=True)
     if cwd.exists():
         shutil.rmtree(cwd)

@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .metrics import flatten
 from .runner import new_run_dir
 
-__all__ = ["RunRecord", "RunsError", "clean_runs", "collect", "find_runs", "flat_scalars", "plot_runs", "run_table",
-           "runs_under"]
-
-#: metrics.json keys that describe the record, not results (see :mod:`stagewise.pipeline.metrics`).
-RECORD_KEYS = ("parameters", "seed", "versions")
+__all__ = ["RunRecord", "RunsError", "clean_runs", "collect", "find_runs", "plot_runs", "run_table", "runs_under"]
 
 
 class RunsError(ValueError):
@@ -113,28 +110,9 @@ def clean_runs(folders: Iterable[str | Path], runs_dir: str | Path = "runs", *, 
     return targets
 
 
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (bool, int, float, str))
-
-
-def flat_scalars(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The scalar values of a metrics dict, nested keys joined with "." (``llc.normal_crossing.rel_error``);
-    lists and the record keys (parameters, seed, versions) are left out."""
-    flat: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if not prefix and key in RECORD_KEYS:
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flat_scalars(value, f"{name}."))
-        elif value is None or _is_scalar(value):
-            flat[name] = value
-    return flat
-
-
 def run_table(records: Iterable[RunRecord]):
     """A pandas DataFrame, one row per run: chapter, folder, status, started, seconds, error, every parameter
-    (as ``param.<name>``, from run.json) and every scalar metric (by its dotted key)."""
+    (as ``param.<name>``, from run.json) and every metric (by its key path, :func:`~.metrics.flatten`)."""
     import pandas as pd
 
     rows = []
@@ -142,7 +120,7 @@ def run_table(records: Iterable[RunRecord]):
         row: dict[str, Any] = {"chapter": r.chapter, "folder": str(r.folder), "status": r.status,
                                "started": r.started, "seconds": r.seconds, "error": r.error}
         row.update({f"param.{k}": v for k, v in r.parameters.items()})
-        row.update(flat_scalars(r.metrics))
+        row.update(flatten(r.metrics))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -9,8 +9,8 @@ import pytest
 from stagewise.pipeline.precheck import check_values, first_cells
 from stagewise.pipeline.runner import load_notebook
 
-FIXTURE = Path(__file__).parent / "fixtures" / "fixture_chapter.md"
-ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "fixture_chapter.md"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_values_are_converted_and_problems_are_the_cells_own_words():

@@ -11,7 +11,7 @@ import yaml
 from stagewise.pipeline.book import BookError, book_repository, staged_config
 from stagewise.pipeline.clean import clean_notebook, machine_paths, scrub
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _notebook(outputs, metadata=None, source="x = 1"):
@@ -20,10 +20,10 @@ def _notebook(outputs, metadata=None, source="x = 1"):
                        "execution_count": 1, "id": "a"}]}
 
 
-def test_clean_notebook_drops_stderr_and_scrubs_paths(tmp_path):
+def test_clean_notebook_scrubs_paths_and_the_book_hides_stderr(tmp_path):
     root = str(tmp_path / "project")
     outputs = [
-        {"output_type": "stream", "name": "stderr", "text": "SGLD:  40%|####| 400/1000\r"},
+        {"output_type": "stream", "name": "stderr", "text": f"{root}/.venv/lib/x.py:3: UserWarning\n"},
         {"output_type": "stream", "name": "stdout", "text": f"saved {root}/runs/fig.png\n"},
         {"output_type": "execute_result", "execution_count": 1, "metadata": {},
          "data": {"text/plain": f"PosixPath('{root}/build/x')", "image/png": "iVBORw0KGgo="}},
@@ -33,10 +33,12 @@ def test_clean_notebook_drops_stderr_and_scrubs_paths(tmp_path):
     assert clean_notebook(path, [root]) is True
     nb = json.loads(path.read_text())
     kept = nb["cells"][0]["outputs"]
-    assert [o.get("name", o["output_type"]) for o in kept] == ["stdout", "execute_result"]
-    assert kept[0]["text"] == "saved runs/fig.png\n"
-    assert kept[1]["data"]["text/plain"] == "PosixPath('build/x')"
-    assert kept[1]["data"]["image/png"] == "iVBORw0KGgo="  # images untouched
+    assert [o.get("name", o["output_type"]) for o in kept] == ["stderr", "stdout", "execute_result"]
+    assert kept[0]["text"] == ".venv/lib/x.py:3: UserWarning\n" and kept[1]["text"] == "saved runs/fig.png\n"
+    assert kept[2]["data"]["text/plain"] == "PosixPath('build/x')"
+    assert kept[2]["data"]["image/png"] == "iVBORw0KGgo="  # images untouched
+    # stderr (progress bars, warnings) stays in the download and out of the book's pages: myst-nb removes it
+    assert yaml.safe_load((ROOT / "book" / "_config.yml").read_text())["sphinx"]["config"]["nb_output_stderr"] == "remove"
     assert nb["metadata"]["papermill"]["input_path"] == "notebooks/01.ipynb"
     assert root not in path.read_text()
     assert clean_notebook(path, [root]) is False  # idempotent: nothing left to change

@@ -9,8 +9,8 @@ from stagewise.pipeline.book import toc_files
 from stagewise.pipeline.rerun import PAGE, example_parameters, rerun_page, write_rerun_page
 from stagewise.pipeline.runner import parameter_table
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).parent / "fixtures" / "fixture_chapter.md"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "fixture_chapter.md"
 
 
 def _table_rows(page: str) -> list[str]:

@@ -21,7 +21,7 @@ from stagewise.pipeline.dask_cluster import NotebookJob, cluster, execute_notebo
 from stagewise.pipeline.runner import load_notebook
 from stagewise.pipeline.sweep import SweepError, check_grid, combinations, parse_grid, run_sweep, sweep_table
 
-FIXTURE = (Path(__file__).parent / "fixtures" / "fixture_chapter.md").resolve()
+FIXTURE = (Path(__file__).parents[1] / "fixtures" / "fixture_chapter.md").resolve()
 
 
 def expected_metrics(seed: int, nbeta: float) -> dict:
@@ -57,13 +57,13 @@ def test_the_chapters_rules_are_its_validation_cells_run_before_any_task():
     for bad in ({"nbeta": [0.0]}, {"draws": [1]}):
         with pytest.raises(ParameterError, match="out of range"):
             check_grid(fixture, FIXTURE, bad)
-    path = Path(__file__).parents[1] / "notebooks" / "01_slt.md"
+    path = Path(__file__).parents[2] / "notebooks" / "01_slt.md"
     chapter_1 = load_notebook(path)
     assert check_grid(chapter_1, path, {"num_draws": [10**6]}) == {"num_draws": [10**6]}  # 10**6 evaluated
     with pytest.raises(ParameterError, match="'num_draws' = 1000001 is out of range"):
         check_grid(chapter_1, path, {"num_draws": [10**6 + 1]})
     # a cross-parameter check in the cell's own code runs too (chapter 5: rho_min < rho_max)
-    path = Path(__file__).parents[1] / "notebooks" / "05_phases.md"
+    path = Path(__file__).parents[2] / "notebooks" / "05_phases.md"
     with pytest.raises(ParameterError, match="rho_min < rho_max"):
         check_grid(load_notebook(path), path, {"rho_min": [0.9], "rho_max": [0.1]})
 
@@ -109,7 +109,7 @@ def test_workers_and_threads_from_the_environment(monkeypatch):
     with pytest.raises(ValueError, match="BOOK_WORKERS='two'"):
         resolve_workers(None)
     assert all(int(v) >= 1 for v in thread_env(64).values())
-    assert set(thread_env(1)) >= {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "STAGEWISE_THREADS"}
+    assert set(thread_env(1)) >= {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}
 
 
 # ------------------------------------------------------------------------------------------ on a cluster
@@ -237,64 +237,42 @@ def test_chapters_as_dask_tasks_match_a_serial_execution(client, tmp_path):
     assert stamps[0]["key"] == stamps[1]["key"]  # cached as the serial build caches
 
 
-SWEEPER = FIXTURE.parent / "fixture_sweeper.md"
-
-
 @pytest.mark.slow
-def test_a_sweeping_page_sends_its_runs_to_the_cluster_it_runs_on_even_one_worker(tmp_path):
-    """The page's task leaves its worker's thread pool, so a single worker runs the page and its runs too:
-    without that the runs would wait for the page, which waits for them, for ever (the thread gives up after
-    240 s)."""
-    from stagewise.pipeline.runner import dependencies
+def test_a_page_waits_for_the_study_it_reads_even_on_one_worker(tmp_path, monkeypatch):
+    """The study's runs, the task that writes its results and the page that reads them are sibling tasks of one
+    cluster: on a single worker the page runs after the study (no task waits on another inside a worker), and a
+    chapter runs beside them (the thread gives up after 240 s)."""
+    import shutil
 
-    assert dependencies(SWEEPER)[0] == FIXTURE  # what makes the book builder mark the page as sweeping
-    job = NotebookJob(SWEEPER, tmp_path / "page.ipynb", tmp_path / "page", {"chapter": str(FIXTURE)}, sweeps=True)
-    # a chapter beside it, which the worker runs while the page waits: no run may move the worker's directory
+    from stagewise.pipeline.studies import plan_study
+
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(FIXTURE.parent, notebooks)
+    monkeypatch.setenv("STAGEWISE_STUDIES", str(tmp_path / "studies"))  # the book build's studies folder
+    plan = plan_study("fixture_study", notebooks_dir=notebooks, root=tmp_path)
+    assert plan.folder == tmp_path / "studies" / "fixture_study" and len(plan.todo) == 4
+    page = NotebookJob(notebooks / "fixture_study_page.md", tmp_path / "page.ipynb", tmp_path / "page", {},
+                       (plan.key,), ("fixture_study",))
     chapter = NotebookJob(FIXTURE, tmp_path / "chapter.ipynb", tmp_path / "chapter", {"profile": "quick", "seed": 4})
     outcome = {}
     with cluster(workers=1, retries=0, log=lambda *a, **k: None) as one:
         one.wait_for_workers(1, timeout=120)
-        (worker,) = one.scheduler_info()["workers"]
         thread = threading.Thread(target=lambda: outcome.update(done=execute_notebooks(
-            [job, chapter], 1, client=one, log=lambda *a, **k: None)), daemon=True)
+            [page, chapter], 1, client=one, studies=[plan], log=lambda *a, **k: None)), daemon=True)
         thread.start()
         thread.join(timeout=240)
-        assert not thread.is_alive(), "the page and its runs deadlocked on the one worker"
-        address = one.scheduler.address
+        assert not thread.is_alive(), "the page and the study deadlocked on the one worker"
     executed, failed = outcome["done"]
-    assert not failed and [stem for stem, _ in executed] == ["fixture_sweeper", "fixture_chapter"]
+    assert not failed and [stem for stem, _ in executed] == ["fixture_study_page", "fixture_chapter"]
     chapter_metrics = json.loads((tmp_path / "chapter" / "metrics.json").read_text())
     assert chapter_metrics["mean"] == pytest.approx(expected_metrics(4, 100.0)["mean"], rel=1e-12)
     metrics = json.loads((tmp_path / "page" / "metrics.json").read_text())
-    assert metrics["scheduler"] == address and metrics["status"] == ["ok", "ok"]
-    assert metrics["workers"] == [worker, worker]  # the page's own worker ran both runs
-    assert metrics["means"] == pytest.approx([expected_metrics(seed, 50.0)["mean"] for seed in (0, 1)], rel=1e-12)
-    assert "STAGEWISE_SCHEDULER" not in os.environ  # only the page's kernel is told
+    assert metrics["status"] == ["ok"] * 4 and metrics["command"] == "python -m stagewise study fixture_study"
+    assert metrics["means"] == pytest.approx([expected_metrics(seed, nbeta)["mean"] for nbeta, seed in
+                                              zip(metrics["nbeta"], metrics["seeds"])], rel=1e-12)
+    assert metrics["nbeta"] == [50.0, 50.0, 200.0, 200.0] and metrics["seeds"] == [0, 1, 0, 1]
     assert metrics["malloc_trim"] is None  # Dask's setting for its workers (a kernel inheriting it ran 2.3x slower)
-
-
-def test_the_scheduler_reaches_only_a_sweeping_pages_kernel(monkeypatch):
-    from stagewise.pipeline.dask_cluster import enclosing_scheduler
-
-    monkeypatch.delenv("STAGEWISE_SCHEDULER", raising=False)
-    assert enclosing_scheduler() is None
-    monkeypatch.setenv("STAGEWISE_SCHEDULER", " tcp://127.0.0.1:8786 ")
-    assert enclosing_scheduler() == "tcp://127.0.0.1:8786"
-
-
-def test_sweeping_pages_go_first_then_the_longest_chapters_and_their_runs_last(tmp_path):
-    from stagewise.pipeline.dask_cluster import PRIORITY_SWEEPS, submission_order
-    from stagewise.artifacts import write_json
-    from stagewise.pipeline.runner import stamp_path
-
-    jobs = [NotebookJob(FIXTURE, tmp_path / f"{name}.ipynb", tmp_path / name, {}, sweeps=name == "page")
-            for name in ("short", "new", "long", "page", "other")]
-    write_json({"seconds": 12.7}, stamp_path(tmp_path / "short.ipynb"))
-    write_json({"seconds": 300.2}, stamp_path(tmp_path / "long.ipynb"))
-    order = submission_order(jobs)
-    assert [job.output.stem for _, job in order] == ["page", "long", "short", "new", "other"]  # ties: the book's
-    assert [priority for priority, _ in order] == [PRIORITY_SWEEPS, 301, 13, 1, 1]
-    assert min(priority for priority, _ in order) > 0  # a sweep's own runs (priority 0) come after every chapter
+    assert plan_study("fixture_study", notebooks_dir=notebooks, root=tmp_path).cached
 
 
 # ------------------------------------------------------------------------------------------ with a profile

@@ -8,9 +8,10 @@ import pytest
 
 from stagewise.__main__ import main
 from stagewise.pipeline import run_notebook
-from stagewise.pipeline.runs import RunsError, clean_runs, collect, find_runs, flat_scalars
+from stagewise.pipeline.metrics import flatten
+from stagewise.pipeline.runs import RunsError, clean_runs, collect, find_runs
 
-FIXTURE = Path(__file__).parent / "fixtures" / "fixture_chapter.md"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "fixture_chapter.md"
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,10 @@ def class_runs(tmp_path_factory):
     return runs_dir, done
 
 
-def test_flat_scalars_joins_nested_keys_and_drops_the_record():
-    metrics = {"llc": {"a": {"rel_error": 0.1}, "b": [1, 2]}, "n": 3, "ok": True, "parameters": {"x": 1}}
-    assert flat_scalars(metrics) == {"llc.a.rel_error": 0.1, "n": 3, "ok": True}
+def test_flatten_names_every_value_by_its_key_path_and_drops_the_record():
+    metrics = {"llc": {"a": {"rel_error": 0.1}, "b": [1, 2]}, "n": 3, "ok": True, "parameters": {"x": 1},
+               "none": None, "empty": []}
+    assert flatten(metrics) == {"llc.a.rel_error": 0.1, "llc.b.0": 1, "llc.b.1": 2, "n": 3, "ok": True, "none": None}
 
 
 @pytest.mark.kernel

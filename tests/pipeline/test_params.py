@@ -3,7 +3,7 @@
 import pytest
 
 from stagewise.pipeline import Interval, OneOf, ParameterError, parse_value, validate_parameters
-from stagewise.pipeline.params import check_parameters, parse_parameters_cell
+from stagewise.pipeline.runner import parameter_table
 
 RULES = dict(profile=OneOf("full", "quick"), seed=Interval(ge=0), nbeta=Interval(gt=0),
              chains=Interval(ge=1, integer=True))
@@ -98,12 +98,6 @@ def test_oneof_does_not_confuse_bool_and_int():
     assert not Interval(ge=0).accepts(float("nan"))
 
 
-def test_check_parameters_with_annotations_as_source_text():
-    converted, found = check_parameters({"nbeta": "float", "seed": "int", "name": "str | None"},
-                                        {"nbeta": 3, "seed": 2.0, "name": None})
-    assert found == [] and converted == {"nbeta": 3.0, "seed": 2, "name": None}
-
-
 def test_parse_value_reads_like_papermill():
     assert parse_value("300") == 300 and type(parse_value("300")) is int
     assert parse_value("1e-3") == 1e-3
@@ -113,17 +107,19 @@ def test_parse_value_reads_like_papermill():
     assert parse_value("[not a list") == "[not a list" and parse_value("[x]") == "[x]"
 
 
-def test_parse_parameters_cell():
+def test_parameter_table_is_papermills_inspection_of_the_parameters_cell():
+    import nbformat
+
     source = ('profile: str = "full"  # "full" for the book\n'
               '\n# a comment line\n'
               'sizes: list = [\n    1,\n    2,\n]  # layer widths\n'
               'nbeta: float = 100.0\n')
-    rows = parse_parameters_cell(source)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source, metadata={"tags": ["parameters"]})])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    rows = parameter_table(nb)
     assert [tuple(r) for r in rows] == [("profile", "str", '"full"', '"full" for the book'),
                                         ("sizes", "list", "[1, 2]", "layer widths"),
                                         ("nbeta", "float", "100.0", "")]
-    with pytest.raises(ParameterError, match="only `name: type = default"):
-        parse_parameters_cell("x = 1\n")
 
 
 def test_folder_rule_accepts_existing_folders_and_the_empty_default(tmp_path):

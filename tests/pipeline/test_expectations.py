@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
+from stagewise.__main__ import main
 from stagewise.pipeline.expectations import (Bound, ExpectationError, check_book, check_chapter, check_metrics,
-                                             load_expectations, main, parse_expectations)
+                                             load_expectations, parse_expectations)
 
 METRICS = {
     "llc": [{"name": "a", "rel_error": 0.05}, {"name": "b", "rel_error": 0.2}],
@@ -33,15 +34,15 @@ def test_bounds_met():
             "degenerate_bif_max.0.1": {"min": 10}, "llc.1.rel_error": {"min": 0.2, "max": 0.2}}
     checks = check_metrics(METRICS, bounds(spec), chapter="ch", profile="quick")
     assert all(c.ok for c in checks)
-    assert [c.key for c in checks] == ["llc_max_rel_error", "sign_flip_step.bif", "llc[0].rel_error",
-                                       "llc[1].rel_error", "flips", "label", "degenerate_bif_max.0.1", "llc[1].rel_error"]
+    assert [c.key for c in checks] == ["llc_max_rel_error", "sign_flip_step.bif", "llc.0.rel_error",
+                                       "llc.1.rel_error", "flips", "label", "degenerate_bif_max.0.1", "llc.1.rel_error"]
 
 
 def test_bounds_broken_name_the_key_value_and_bound():
     spec = {"llc_max_rel_error": {"max": 0.15}, "llc.*.rel_error": {"max": 0.1}, "sign_flip_step.bif": {"min": 400},
             "flips": {"equals": False}}
     checks = {c.key: c for c in check_metrics(METRICS, bounds(spec), chapter="01_slt", profile="quick")}
-    assert not checks["llc_max_rel_error"].ok and checks["llc[0].rel_error"].ok and not checks["llc[1].rel_error"].ok
+    assert not checks["llc_max_rel_error"].ok and checks["llc.0.rel_error"].ok and not checks["llc.1.rel_error"].ok
     assert not checks["sign_flip_step.bif"].ok and not checks["flips"].ok
     text = str(checks["llc_max_rel_error"])
     assert "01_slt" in text and "quick" in text and "llc_max_rel_error" in text and "0.2" in text and "≤ 0.15" in text
@@ -98,17 +99,16 @@ def _book(tmp_path, expected, metrics_by_chapter):
     return chapters
 
 
-def test_check_book_reports_failures_and_writes_every_check(tmp_path):
+def test_check_book_reports_failures(tmp_path):
     expected = {"01_a": {"quick": {"x": {"max": 1}}, "full": {"x": {"max": 0.1}}}, "02_b": {"full": {"y": {"min": 0}}}}
     chapters = _book(tmp_path, expected, {"01_a": {"x": 0.5}, "02_b": {"y": -1.0}, "03_c": {"z": 1}})
     log = []
-    assert check_book(chapters, tmp_path / "expected.yaml", "quick", tmp_path / "report.json", log=log.append) == []
+    assert check_book(chapters, tmp_path / "expected.yaml", "quick", log=log.append) == []
     assert log[-1] == "expectations (quick): 1 of 1 bounds met"
-    failed = check_book(chapters, tmp_path / "expected.yaml", "full", tmp_path / "report.json", log=log.append)
+    failed = check_book(chapters, tmp_path / "expected.yaml", "full", log=log.append)
     assert [(c.chapter, c.key, c.value) for c in failed] == [("01_a", "x", 0.5), ("02_b", "y", -1.0)]
     assert any("expectation not met: 01_a (full): x = 0.5, bound ≤ 0.1" in line for line in log)
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["profile"] == "full" and report["checked"] == 2 and len(report["failed"]) == 2
+    assert log[-1] == "expectations (full): 0 of 2 bounds met, 2 failed"
 
 
 def test_check_book_a_missing_metrics_file_fails_and_an_unknown_chapter_is_an_error(tmp_path):
@@ -125,23 +125,29 @@ def test_check_chapter_without_bounds_for_the_profile(tmp_path):
 
 
 def test_command_line_reads_chapter_and_profile_from_the_run(tmp_path, capsys):
-    expected = tmp_path / "expected.yaml"
-    expected.write_text(yaml.safe_dump({"01_a": {"quick": {"x": {"max": 1}}}}))
+    """`python -m stagewise check RUN`: the chapter and profile from the run's run.json (or the folder names)."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "expected.yaml").write_text(yaml.safe_dump({"01_a": {"quick": {"x": {"max": 1}}}}))
     run = tmp_path / "runs" / "01_a" / "20250101-000000"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"x": 0.5, "parameters": {"profile": "quick"}}))
-    assert main([str(run / "metrics.json"), "--expected", str(expected)]) == 0
-    (run / "metrics.json").write_text(json.dumps({"x": 2.0, "parameters": {"profile": "quick"}}))
-    assert main([str(run / "metrics.json"), "--expected", str(expected)]) == 1
+    (run / "run.json").write_text(json.dumps({"notebook": "notebooks/01_a.md", "profile": "quick"}))
+    (run / "metrics.json").write_text(json.dumps({"x": 0.5}))
+    check = ["--notebooks-dir", str(notebooks), "check"]
+    assert main([*check, str(run)]) == 0 and "1 of 1 bounds met" in capsys.readouterr().out
+    (run / "metrics.json").write_text(json.dumps({"x": 2.0}))
+    assert main([*check, str(run / "metrics.json")]) == 1
     assert "FAILED (out of bounds)" in capsys.readouterr().out
-    assert main([str(run / "metrics.json"), "--expected", str(expected), "--chapter", "09_z"]) == 2
+    (run / "run.json").unlink()  # no record: the folder names the chapter; no bounds for the full profile
+    assert main([*check, str(run), "--profile", "quick"]) == 1
+    assert main([*check, str(run), "--chapter", "09_z"]) == 2
 
 
 def test_the_repository_expectations_parse():
     from pathlib import Path
 
-    expected = load_expectations(Path(__file__).resolve().parents[1] / "notebooks" / "expected.yaml")
-    notebooks = {p.stem for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("*.md")}
+    expected = load_expectations(Path(__file__).resolve().parents[2] / "notebooks" / "expected.yaml")
+    notebooks = {p.stem for p in (Path(__file__).resolve().parents[2] / "notebooks").glob("*.md")}
     assert set(expected) <= notebooks and "01_slt" in expected
 
 
@@ -149,11 +155,9 @@ def test_goals_are_reported_with_the_full_profile_and_never_fail(tmp_path):
     expected = {"01_a": {"full": {"x": {"min": 0.4}}, "goals": {"x": {"min": 0.7, "note": "asked for"}}}}
     chapters = _book(tmp_path, expected, {"01_a": {"x": 0.6}})
     log = []
-    assert check_book(chapters, tmp_path / "expected.yaml", "full", tmp_path / "report.json", log=log.append) == []
+    assert check_book(chapters, tmp_path / "expected.yaml", "full", log=log.append) == []
     assert any(line.startswith("goal not reached: 01_a (full): x = 0.6, goal ≥ 0.7") for line in log)
     assert log[-1] == "expectations (full): 1 of 1 bounds met; 1 of 1 goals not reached"
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert [c["key"] for c in report["goals_not_reached"]] == ["x"] and report["failed"] == []
     assert check_book(chapters, tmp_path / "expected.yaml", "quick", log=log.append) == []  # goals: full only
 
 
@@ -175,7 +179,6 @@ def test_the_book_fails_on_a_quick_bound_and_reports_a_full_one(tmp_path):
     log = []
     _check_expectations(chapters, stage, notebooks / "expected.yaml", "full", log=log.append)  # reported only
     assert any("expectation not met: 01_a (full): llc_max_rel_error = 0.2" in line for line in log)
-    assert json.loads((stage / "expectations.json").read_text())["failed"][0]["value"] == 0.2
     (notebooks / "expected.yaml").write_text(yaml.safe_dump({"09_z": {"quick": {"x": {"max": 1}}}}))
     with pytest.raises(BookError, match="no such chapter"):
         _check_expectations(chapters, stage, notebooks / "expected.yaml", "quick", log=lambda *a, **k: None)

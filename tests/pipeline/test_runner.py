@@ -14,10 +14,9 @@ import pytest
 from stagewise import artifacts
 from stagewise.__main__ import main
 from stagewise.pipeline import NotebookError, NotebookFailed, parameter_table, resolve_notebook, run_notebook
-from stagewise.pipeline.runner import (RunInterrupted, cache_key, dependencies, execute_cached, load_notebook,
-                                       new_run_dir)
+from stagewise.pipeline.runner import RunInterrupted, cache_key, execute_cached, load_notebook, new_run_dir
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 FIXTURE = FIXTURES / "fixture_chapter.md"
 
 
@@ -173,22 +172,16 @@ def test_notebook_stamp_key_covers_source_parameters_and_package_code(tmp_path, 
         artifacts.source_hash.cache_clear()
 
 
-def test_stamp_key_covers_the_chapters_a_notebook_declares_it_runs(tmp_path):
-    notebooks = tmp_path / "notebooks"
-    (notebooks / "profiles" / "quick").mkdir(parents=True)
-    shutil.copy(FIXTURE, notebooks / "01_other.md")
-    page = notebooks / "10_page.md"
-    page.write_text(FIXTURE.read_text().replace("---\njupytext:", "---\nstagewise:\n  depends_on: [01_other]\njupytext:", 1))
-    assert [p.name for p in dependencies(page)] == ["01_other.md"]
-    before = cache_key(page, {})
-    (notebooks / "profiles" / "quick" / "01_other.yaml").write_text("draws: 50\n")
-    assert [p.name for p in dependencies(page)] == ["01_other.md", "01_other.yaml"]
-    with_profile = cache_key(page, {})
-    assert with_profile != before  # a new profile file of the chapter it runs
-    other = notebooks / "01_other.md"
-    other.write_text(other.read_text().replace("draws: int = 200", "draws: int = 300"))
-    assert cache_key(page, {}) != with_profile  # an edit of that chapter
-    assert dependencies(FIXTURE) == []
+def test_stamp_key_covers_what_a_page_reads(tmp_path):
+    """A page that reads a study: its key covers the study's key (in the book) or its committed files."""
+    page, results = tmp_path / "10_page.md", tmp_path / "results.csv"
+    shutil.copy(FIXTURE, page)
+    results.write_text("x\n1\n")
+    before = cache_key(page, {}, results)
+    assert cache_key(page, {}, results) == before and cache_key(page, {}) != before
+    results.write_text("x\n2\n")
+    assert cache_key(page, {}, results) != before  # the study's results changed
+    assert cache_key(page, {}, "key-a") != cache_key(page, {}, "key-b")  # an in-book study's key
 
 
 def _fake_execute(error):

@@ -10,7 +10,7 @@ import pytest
 from stagewise.pipeline import numbers
 from stagewise.pipeline.numbers import NumbersError, check_readme, drift, load_spec, measure, update_readme
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_readme_agrees_with_the_full_builds_snapshot():
@@ -30,7 +30,7 @@ def book(tmp_path):
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "numbers.yml").write_text(
         "flip:\n  chapter: 04_loo\n  key: sign_flip_step.bif\n  format: '{:.0f}'\n  label: flip step\n"
-        "first:\n  chapter: 03_dln\n  key: stage_steps[0]\n  format: '{:.1f}'\n  label: first stage\n")
+        "first:\n  chapter: 03_dln\n  key: stage_steps.0\n  format: '{:.1f}'\n  label: first stage\n")
     chapters = tmp_path / "chapters"
     for stem, metrics in {"04_loo": {"sign_flip_step": {"bif": 321.4}}, "03_dln": {"stage_steps": [273.25, 379]}}.items():
         (chapters / stem).mkdir(parents=True)
