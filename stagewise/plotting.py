@@ -334,30 +334,3 @@ def heatmap(table: pd.DataFrame, x: str, y: str, value: str, ax: plt.Axes, *, ma
             ax.add_patch(Rectangle(corner, 1, 1, fill=False, ec=color, lw=width, zorder=order, clip_on=False))
     ax.figure.colorbar(image, ax=ax, label=label)
     return image
-
-
-def step_size_figure(comparisons: Mapping[str, Mapping[str, float]], step_size: float) -> plt.Figure:
-    """Two panels for samplers checked by :func:`stagewise.diagnostics.step_size_check` against a known BIF
-    (``comparisons``: name → :meth:`~stagewise.diagnostics.StepSizeCheck.compare`): left, the relative error of
-    the BIF at ε, at ε/2 and extrapolated; right, the share of entries that ±2 standard errors hold, Monte Carlo
-    only and total (Monte Carlo ⊕ step-size bias), with the 95 % a correct error bar gives."""
-    names = list(comparisons)
-    x = np.arange(len(names))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.6), layout="constrained")
-    bars = [("rel_error", f"at ε = {step_size:g}", 0.35), ("rel_error_half", "at ε/2", 0.6),
-            ("rel_error_extrapolated", "extrapolated 2·BIF(ε/2) − BIF(ε)", 1.0)]
-    for k, (key, label, alpha) in enumerate(bars):
-        left.bar(x + (k - 1) * 0.27, [comparisons[n][key] for n in names], 0.27, label=label,
-                 color=COLORS["estimate"], alpha=alpha)
-    top = max(comparisons[n][key] for n in names for key, _, _ in bars)
-    left.set(xticks=x, xticklabels=names, ylabel="‖BIF − exact‖ / ‖exact‖", title="Error against the exact BIF",
-             ylim=(0, 1.6 * top))
-    left.legend(fontsize="small", loc="upper right")
-    for k, (key, label, color) in enumerate([("coverage_mc", "±2 Monte Carlo s.e.", COLORS["plain"]),
-                                             ("coverage_total", "±2 total s.e.", COLORS["rmsprop"])]):
-        right.bar(x + (k - 0.5) * 0.35, [comparisons[n][key] for n in names], 0.35, label=label, color=color)
-    right.axhline(0.95, ls="--", color=COLORS["truth"], lw=1)
-    right.set(xticks=x, xticklabels=names, ylim=(0, 1.35), ylabel="share of entries held",
-              title="Coverage of the BIF at ε")
-    right.legend(fontsize="small", loc="upper center", ncols=2)
-    return fig

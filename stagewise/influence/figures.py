@@ -9,6 +9,8 @@
 - :func:`raw_normalized_figure`: the raw and the normalized BIF matrices as heat maps, one above the other.
 - :func:`step_size_errors_figure`, :func:`localization_figure`: how the step size and the localization move
   the BIF of a model with a known answer.
+- :func:`step_size_check_figure`: samplers checked by :func:`stagewise.diagnostics.step_size_check` against a
+  known BIF: errors at ε, ε/2 and extrapolated, and the coverage of their error bars.
 
 The chapter computes the BIFs (sampler runs, exact answers); these functions only draw them, in the book's
 style (:func:`stagewise.plotting.set_style`) and colours (:data:`stagewise.plotting.COLORS`). Sign convention:
@@ -26,7 +28,7 @@ from matplotlib.ticker import FuncFormatter
 from stagewise import plotting
 
 __all__ = ["classical_scatter_figure", "degenerate_figure", "error_decay_figure", "exact_scatter_figure",
-           "localization_figure", "raw_normalized_figure", "step_size_errors_figure"]
+           "localization_figure", "raw_normalized_figure", "step_size_check_figure", "step_size_errors_figure"]
 
 _COV = r"$-\mathrm{Cov}(\ell_i, \ell_j)$"
 
@@ -165,4 +167,33 @@ def localization_figure(localizations: Sequence[float], sizes: Sequence[float]) 
     ax.loglog(localizations, sizes, color=plotting.COLORS["truth"], label="exact BIF")
     ax.set(xlabel="localization γ", ylabel=r"$\Vert$exact BIF$\Vert_F$  (nats²)",
            title="Localization damps influence")
+    return fig
+
+
+def step_size_check_figure(comparisons: Mapping[str, Mapping[str, float]], step_size: float) -> plt.Figure:
+    """Two panels for samplers checked by :func:`stagewise.diagnostics.step_size_check` against a known BIF
+    (``comparisons``: name → :meth:`~stagewise.diagnostics.StepSizeCheck.compare`): top, the relative error of
+    the BIF at ε, at ε/2 and extrapolated; bottom, the share of entries that ±2 standard errors hold, Monte Carlo
+    only and total (Monte Carlo ⊕ step-size bias), with the 95 % a correct error bar gives."""
+    names = list(comparisons)
+    x = np.arange(len(names))
+    plotting.set_style()
+    fig, (left, right) = plt.subplots(2, 1, figsize=(plotting.COLUMN_WIDTH * 0.85, 6.4), layout="constrained")
+    bars = [("rel_error", f"at ε = {step_size:g}", 0.35), ("rel_error_half", "at ε/2", 0.6),
+            ("rel_error_extrapolated", "extrapolated 2·BIF(ε/2) − BIF(ε)", 1.0)]
+    for k, (key, label, alpha) in enumerate(bars):
+        left.bar(x + (k - 1) * 0.27, [comparisons[n][key] for n in names], 0.27, label=label,
+                 color=plotting.COLORS["estimate"], alpha=alpha)
+    top = max(comparisons[n][key] for n in names for key, _, _ in bars)
+    left.set(xticks=x, xticklabels=names, xlabel="sampler", ylabel="‖BIF − exact‖ / ‖exact‖",
+             title="Error against the exact BIF",
+             ylim=(0, 1.6 * top))
+    left.legend(fontsize="small", loc="upper right")
+    for k, (key, label, color) in enumerate([("coverage_mc", "±2 Monte Carlo s.e.", plotting.COLORS["plain"]),
+                                             ("coverage_total", "±2 total s.e.", plotting.COLORS["rmsprop"])]):
+        right.bar(x + (k - 0.5) * 0.35, [comparisons[n][key] for n in names], 0.35, label=label, color=color)
+    right.axhline(0.95, ls="--", color=plotting.COLORS["truth"], lw=1)
+    right.set(xticks=x, xticklabels=names, xlabel="sampler", ylim=(0, 1.35), ylabel="share of entries held",
+              title="Coverage of the BIF at ε")
+    right.legend(fontsize="small", loc="upper center", ncols=2)
     return fig

@@ -77,3 +77,14 @@ def test_settings():
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.003", "0.01", "0.03"]
     _labelled(fig, legend=False)
     _labelled(figures.localization_figure(np.logspace(-1, 2, 5), [5, 4, 2, 0.5, 0.1]), legend=False)
+
+
+def test_step_size_check_stacked():
+    comparisons = {name: {"rel_error": e, "rel_error_half": e / 2, "rel_error_extrapolated": e / 4,
+                          "coverage_mc": c, "coverage_total": 0.96}
+                   for name, e, c in (("plain", 0.02, 0.95), ("rmsprop", 0.06, 0.45))}
+    fig = figures.step_size_check_figure(comparisons, 0.005)
+    top, bottom = fig.axes
+    assert top.get_position().y0 > bottom.get_position().y1  # one above the other, readable at phone width
+    assert [t.get_text() for t in top.get_xticklabels()] == ["plain", "rmsprop"]
+    _labelled(fig)
