@@ -110,6 +110,7 @@ def test_sequence_bif_of_a_copy_of_the_query_is_minus_its_variance(tmp_path):
     assert result.values[-1] == pytest.approx(-result.query_variance, rel=1e-6)
     assert result.values[0] == pytest.approx(result.values[-1], rel=1e-6)
     assert result.query_variance > 0 and np.isfinite(result.values).all()
+    assert -1 <= result.reliability <= 1  # two chains: one in each half
     again = steering.sequence_bif(model, ids, query, everything, config, candidates=candidates, cache_dir=tmp_path)
     assert np.array_equal(again.values, result.values) and again.seconds == result.seconds  # from the cache
     assert len(list(tmp_path.glob("sequence-bif-*.json"))) == 1
@@ -218,3 +219,62 @@ def test_selection_effects_pair_each_condition_with_no_upweighting():
     assert out["bif"]["before"]["effect"] == pytest.approx(-50.0)
     assert out["bif"]["inside_minus_before"]["effect"] == pytest.approx(-50.0)
     assert out["random"]["effect"] == pytest.approx(0.0) and out["random"]["ci"][0] < 0 < out["random"]["ci"][1]
+
+
+def test_power_design_sizes_the_seeds_from_a_pilot():
+    crossings = {"none": np.array([1000.0, 1200.0, np.nan, 1400.0])}
+    differences = [100.0, -300.0, np.nan, 200.0]
+    formation, target, sd, needed = steering.power_design(crossings, differences, 0.25)
+    assert formation == pytest.approx(1200.0) and target == pytest.approx(300.0)
+    assert sd == pytest.approx(np.std([100.0, -300.0, 200.0], ddof=1))
+    assert needed == steering.seeds_for_power(300.0, sd)
+    _, _, sd, needed = steering.power_design({"none": np.array([np.nan, np.nan])}, [np.nan, 5.0], 0.25)
+    assert np.isnan(sd) and needed is None
+
+
+def test_study_crossings_read_one_seed_per_row():
+    import pandas as pd
+
+    table = pd.DataFrame({"lm_crossing_step.none.per_seed.0": [1000.0, None, 1100.0],
+                          "lm_crossing_step.class:inside.per_seed.0": [900.0, 950.0, None],
+                          "other": [1, 2, 3]})
+    out = steering.study_crossings(table, ["none", "class:inside", "bif:inside"])
+    assert list(out) == ["none", "class:inside"]  # no column for bif:inside
+    assert np.allclose(out["none"], [1000.0, np.nan, 1100.0], equal_nan=True)
+    assert np.allclose(out["class:inside"], [900.0, 950.0, np.nan], equal_nan=True)
+
+
+def test_pool_table_and_effects_table_describe_the_pools():
+    pools = {"bif": np.array([0, 1]), "random": np.array([2, 3])}
+    table = steering.pool_table(pools, np.array([True, False, True, True]), np.array([10, 20, 30, 40]),
+                                np.array([-2.0, -1.0, 0.5, 1.5]))
+    assert table.loc["bif", "in the hand-chosen class"] == pytest.approx(0.5)
+    assert table.loc["random", "induction tokens per sequence"] == pytest.approx(35.0)
+    assert table.loc["bif", "mean BIF (nats²)"] == pytest.approx(-1.5) and table.loc["bif", "sequences"] == 2
+    none = np.array([1000.0, 1200.0, 900.0])
+    effects = steering.selection_effects({"none": none, "bif:inside": none - 100, "bif:before": none - 50})
+    shown = steering.effects_table(effects)
+    assert list(shown.index) == ["bif: inside − none", "bif: before − none", "bif: inside − before"]
+    assert shown.loc["bif: inside − none", "mean (steps)"] == pytest.approx(-100.0)
+    assert shown.loc["bif: inside − none", "95% interval (steps)"] == "−100 … −100"
+
+
+def test_sentences_say_what_the_run_found():
+    from stagewise.curves import Window
+
+    said = steering.window_sentence(Window(900, 2800), Window(900, 2800), Window(900, 2400), Window(1500, 2800),
+                                    Window(900, 1800), True)
+    assert said.startswith("The window is the same with both budgets") and "score's rise" in said
+    assert "lower bound" in said and "cut" in said
+    said = steering.window_sentence(Window(900, 2800), Window(950, 2700), Window(1000, 2400), Window(900, 2800),
+                                    Window(900, 2800), False)
+    assert "becomes 950–2,700 instead of 900–2,800" in said and "self-influence's rise" in said
+    assert "cut" not in said and "lower bound" not in said
+    record = lambda e, gap=0.0: {"effect": e, "inside_minus_before": {"effect": gap}}  # noqa: E731
+    effects = {"class": record(-55.8, 0.01), "bif": record(-55.8), "random": record(-22.3)}
+    predicted = {"class": {"inside": -54.0}, "random": {"inside": -25.3}}
+    said = steering.toy_selection_sentence(effects, predicted, True, True)
+    assert "are the hand-chosen branch: at the window's start" in said and "55.8 steps earlier" in said
+    assert "random items 22.3" in said and "timing does not matter" in said
+    said = steering.toy_selection_sentence({**effects, "class": record(-55.8, 3.0)}, predicted, False, True)
+    assert "differ from the hand-chosen branch." in said and "timing does not matter" not in said

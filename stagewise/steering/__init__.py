@@ -31,8 +31,9 @@ from .figures import (CONDITION_COLORS, CONDITION_LABELS, conditions_figure, eff
                       toy_shifts_figure, window_figure)
 from .lm import SteeredRun, SteeringConfig, train_steered
 from .power import min_detectable_effect, paired_power, seeds_for_power
-from .report import (condition_means, crossing_summary, difference_table, effect_table, exact_mode_errors,
-                     mode_labels, selection_effects, shift_table, stage_of_mode, verdict)
+from .report import (condition_means, crossing_summary, difference_table, effect_table, effects_table,
+                     exact_mode_errors, mode_labels, pool_table, power_design, selection_effects, shift_table,
+                     stage_of_mode, study_crossings, toy_selection_sentence, verdict, window_sentence)
 from .selection import SELECTIONS, SequenceInfluence, most_helpful, pool_mask, selection_pools, sequence_bif
 from .schedule import (condition_schedules, equal_windows, induction_window, paired_difference, spread_steps,
                        window_schedule)
@@ -46,8 +47,9 @@ __all__ = [
     "SteeredRun", "SteeringConfig", "train_steered",
     "min_detectable_effect", "paired_power", "seeds_for_power",
     "SELECTIONS", "SequenceInfluence", "most_helpful", "pool_mask", "selection_pools", "sequence_bif",
-    "condition_means", "crossing_summary", "difference_table", "effect_table", "exact_mode_errors", "mode_labels",
-    "selection_effects", "shift_table", "stage_of_mode", "verdict",
+    "condition_means", "crossing_summary", "difference_table", "effect_table", "effects_table", "exact_mode_errors",
+    "mode_labels", "pool_table", "power_design", "selection_effects", "shift_table", "stage_of_mode",
+    "study_crossings", "toy_selection_sentence", "verdict", "window_sentence",
     "condition_schedules", "equal_windows", "induction_window", "paired_difference", "spread_steps",
     "window_schedule",
 ]

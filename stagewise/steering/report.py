@@ -16,7 +16,10 @@ Language model (crossing steps in optimizer steps, NaN: the score never crossed)
   as a table and as one sentence that says what their 95 % interval allows and, for a negative result, the
   smallest effect the design could see (:func:`~stagewise.steering.min_detectable_effect`).
 - :func:`selection_effects`: each selection's effect on the formation step against no up-weighting, inside and
-  before the window, and inside minus before, with their intervals (the ``lm_selection_effects`` record).
+  before the window, and inside minus before, with their intervals (the ``lm_selection_effects`` record);
+  :func:`effects_table` shows them, :func:`pool_table` describes the pools, :func:`study_crossings` reads the
+  crossings of a study with one seed per run, :func:`power_design` sizes the seeds from a pilot.
+- :func:`window_sentence`, :func:`toy_selection_sentence`: what a run found, in words, for the prose.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ import pandas as pd
 from stagewise import toy
 from stagewise.plotting import prose_number
 
+from .power import seeds_for_power
 from .schedule import paired_difference
 
-__all__ = ["condition_means", "crossing_summary", "difference_table", "effect_table", "exact_mode_errors",
-           "mode_labels", "selection_effects", "shift_table", "stage_of_mode", "verdict"]
+__all__ = ["condition_means", "crossing_summary", "difference_table", "effect_table", "effects_table",
+           "exact_mode_errors", "mode_labels", "pool_table", "power_design", "selection_effects", "shift_table",
+           "stage_of_mode", "study_crossings", "toy_selection_sentence", "verdict", "window_sentence"]
 
 
 def mode_labels(data: toy.HierarchicalData, basis: toy.ModeBasis, tol: float = 0.05) -> list[str]:
@@ -200,3 +205,95 @@ def selection_effects(crossing: Mapping[str, np.ndarray], names=("bif", "class",
                      "before": record(paired_difference(before, crossing["none"])),
                      "inside_minus_before": record(paired_difference(inside, before))}
     return out
+
+
+def power_design(crossings: Mapping[str, np.ndarray], differences, target_fraction: float):
+    """(formation, target, sd, needed) of a paired design, from measured crossings and per-seed differences.
+
+    formation: the mean crossing step without extra data (``crossings["none"]``, NaN when no seed crossed);
+    target: ``target_fraction`` of it, the advantage the design is sized to see; sd: the standard deviation of the
+    finite per-seed ``differences`` (NaN with fewer than two); needed: the paired seeds that see ``target`` with
+    80 % power at the 5 % level (:func:`~stagewise.steering.seeds_for_power`), None when sd or target is not
+    finite.
+    """
+    finite = np.asarray(differences, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    none = np.asarray(crossings["none"], dtype=float)
+    formation = float(np.nanmean(none)) if np.isfinite(none).any() else float("nan")
+    sd = float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
+    target = target_fraction * formation
+    ok = np.isfinite(sd) and sd > 0 and np.isfinite(target) and target > 0
+    return formation, target, sd, (seeds_for_power(target, sd) if ok else None)
+
+
+def study_crossings(table: pd.DataFrame, conditions) -> dict[str, np.ndarray]:
+    """{condition: (row,) crossing step} from a study's results (one seed per row, each row a chapter-7 run with
+    one language-model seed: its column ``lm_crossing_step.<condition>.per_seed.0``; empty cells are NaN).
+    Conditions without a column are left out."""
+    out = {}
+    for c in conditions:
+        column = f"lm_crossing_step.{c}.per_seed.0"
+        if column in table:
+            out[c] = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    return out
+
+
+def pool_table(pools: Mapping[str, np.ndarray], class_mask, counts, bif) -> pd.DataFrame:
+    """One row per pool (name → sample indices): its size, the share of it in the hand-chosen class, the mean
+    count of induction tokens per sequence and the mean BIF of its members (nats²)."""
+    class_mask, counts, bif = (np.asarray(a) for a in (class_mask, counts, bif))
+    return pd.DataFrame({name: {"sequences": len(p), "in the hand-chosen class": float(class_mask[p].mean()),
+                                "induction tokens per sequence": float(counts[p].mean()),
+                                "mean BIF (nats²)": float(bif[p].mean())} for name, p in pools.items()}).T
+
+
+def effects_table(effects: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per comparison of :func:`selection_effects` (each pool inside and before against no extra data,
+    and inside minus before): the mean (steps), its 95 % interval as "low … high" and the seeds."""
+    rows = {}
+    for name, record in effects.items():
+        for label, r in ((f"{name}: inside − none", record), (f"{name}: before − none", record["before"]),
+                         (f"{name}: inside − before", record["inside_minus_before"])):
+            low, high = (prose_number(float(np.round(v))) for v in r["ci"])
+            rows[label] = {"mean (steps)": r["effect"], "95% interval (steps)": f"{low} … {high}", "seeds": r["n"]}
+    return pd.DataFrame(rows).T
+
+
+def window_sentence(found, found_doubled, score_window, bif_window, window, bif_still_rising: bool) -> str:
+    """What the induction window's rule found, in words: whether twice the sampling budget moves the window,
+    which curve opens it, whether the self-influence still rises at the last checkpoint, and whether the window
+    was cut so that "before" fits."""
+    said = ("The window is the same with both budgets. " if found == found_doubled else
+            f"With twice the draws the window becomes {prose_number(found_doubled.start)}–"
+            f"{prose_number(found_doubled.end)} instead of {prose_number(found.start)}–{prose_number(found.end)}. ")
+    said += "It opens with " + ("the score's rise" if score_window.start <= bif_window.start
+                                else "the self-influence's rise")
+    if bif_still_rising:
+        said += (", and the self-influence is still rising at the last sampled checkpoint, so the end of its rise "
+                 "window is a lower bound")
+    if window.length < found.length:
+        said += "; the window is cut to the steps that fit before it, so that \"before\" has the same length"
+    return said + "."
+
+
+def toy_selection_sentence(effects: Mapping[str, dict], predicted: Mapping[str, dict], bif_is_class: bool,
+                           branch_helps: bool) -> str:
+    """The toy model's selection result in words, from :func:`selection_effects` of the pools "bif", "class" and
+    "random" and the clock's predicted shifts ({pool: {"inside": …}}, steps): whether the BIF picked the branch
+    (and whether every branch item helps while every other item harms), each pool's advance inside the window,
+    and whether timing mattered for the branch (inside minus before within a step)."""
+    said = ("The BIF's most helpful items are the hand-chosen branch" if bif_is_class
+            else "The BIF's most helpful items differ from the hand-chosen branch")
+    if bif_is_class and branch_helps:
+        said += (": at the window's start every item of the branch helps the branch's loss (negative BIF) and every "
+                 "other item harms it")
+    steps = lambda v, d=3: prose_number(-float(v), d)  # noqa: E731  (an advance: steps earlier)
+    said += (f". Inside the window the branch brings its first mode {steps(effects['class']['effect'])} steps "
+             f"earlier (the clock: {steps(predicted['class']['inside'])}), the BIF's pool "
+             f"{steps(effects['bif']['effect'])} steps and random items {steps(effects['random']['effect'])} (the "
+             f"clock: {steps(predicted['random']['inside'])}: a random pool puts only part of its weight on the "
+             "branch). ")
+    gap = effects["class"]["inside_minus_before"]["effect"]
+    said += f"Inside minus before is {prose_number(float(gap), 2)} steps for the branch"
+    return said + (": timing does not matter for a mode whose onset comes after both windows." if abs(gap) < 1
+                   else ".")

@@ -96,6 +96,9 @@ class SequenceInfluence:
     stderr:  (n,) its ESS-based Monte Carlo standard error (:func:`stagewise.influence.bif_stderr`).
     query_variance: the query observable's posterior variance (nats², = −BIF of the query on itself).
     draws:   chains × draws pooled. seconds: the sampling time.
+    reliability: how reproducible the ranking is: the correlation over candidates between the BIFs of the first
+             and the second half of the chains, stepped up to the whole budget by Spearman–Brown (2r/(1 + r));
+             NaN with one chain. 1: the budget ranks the candidates as an infinite one would; 0: noise alone.
     """
 
     values: np.ndarray
@@ -103,6 +106,7 @@ class SequenceInfluence:
     query_variance: float
     draws: int
     seconds: float
+    reliability: float = float("nan")
 
 
 def sequence_bif(model, train_ids: torch.Tensor, query_ids: torch.Tensor, query_mask: torch.Tensor, config,
@@ -131,7 +135,8 @@ def sequence_bif(model, train_ids: torch.Tensor, query_ids: torch.Tensor, query_
         record = read_json(path)
         if isinstance(record, dict):
             return SequenceInfluence(np.asarray(record["values"]), np.asarray(record["stderr"]),
-                                     record["query_variance"], record["draws"], record["seconds"])
+                                     record["query_variance"], record["draws"], record["seconds"],
+                                     record.get("reliability", float("nan")))
     params, loss_fn = lm_loss_fn(model)
     m = candidates.shape[0]
     ids = torch.cat([candidates, query_ids])
@@ -149,9 +154,17 @@ def sequence_bif(model, train_ids: torch.Tensor, query_ids: torch.Tensor, query_
     values = bif(train, query)[:, 0]
     errors = bif_stderr(train, query)[:, 0]
     variance = float(-bif(query, query)[0, 0])
+    reliability = float("nan")
+    half = sums.shape[0] // 2
+    if half >= 1:
+        first, second = (bif(train[part], query[part])[:, 0].numpy() for part in (slice(None, half),
+                                                                                  slice(half, None)))
+        r = float(np.corrcoef(first, second)[0, 1])
+        reliability = 2 * r / (1 + r) if r > -1 else float("nan")
     result = SequenceInfluence(values.numpy(), errors.numpy(), variance, int(sums.shape[0] * sums.shape[1]),
-                               time.perf_counter() - started)
+                               time.perf_counter() - started, reliability)
     if path is not None:
         write_json({"values": result.values.tolist(), "stderr": result.stderr.tolist(),
-                    "query_variance": variance, "draws": result.draws, "seconds": result.seconds}, path)
+                    "query_variance": variance, "draws": result.draws, "seconds": result.seconds,
+                    "reliability": reliability}, path)
     return result
