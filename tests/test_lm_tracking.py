@@ -113,6 +113,37 @@ def test_class_influence_matches_a_direct_sampler_run_and_caches(tiny_run):
         class_influence(run, train_ids, query_ids, classes[:, :2], corpus.class_names, config, progress=False)
 
 
+def test_with_chains_pools_two_results_into_the_estimate_of_all_their_chains(tiny_run):
+    """More chains from another seed, pooled: the same values and errors as group_bif / group_bif_stderr of all
+    the chains side by side (as one run with more chains would give)."""
+    from stagewise.influence import group_bif_stderr
+
+    corpus, run = tiny_run
+    train_ids, query_ids, classes = corpus.input_ids[4:], corpus.input_ids[:3], corpus.classes[:, :3]
+    config = SGLDConfig(step_size=1e-4, nbeta=50.0, localization=100.0, num_chains=2, num_draws=8, batch_size=4,
+                        seed=3)
+    steps = run.checkpoint_steps[-2:]
+    first = class_influence(run, train_ids, query_ids, classes, corpus.class_names, config, steps=steps,
+                            cache=False, progress=False)
+    more = class_influence(run, train_ids, query_ids, classes, corpus.class_names,
+                           SGLDConfig(**{**config.__dict__, "num_chains": 3, "seed": 4}), steps=steps, cache=False,
+                           progress=False)
+    pooled = first.with_chains(more, classes)
+    assert pooled.token_losses.shape == (2, 5, 8, 3, 23)
+    losses = torch.cat([first.token_losses[1], more.token_losses[1]])
+    groups = classes[:, :, 1:]
+    assert torch.allclose(pooled.trajectory.values[1], group_bif(losses, groups).to(pooled.trajectory.values.dtype), atol=1e-9,
+                          equal_nan=True)
+    assert torch.allclose(pooled.trajectory.stderr[1], group_bif_stderr(losses, groups).to(pooled.trajectory.stderr.dtype),
+                          atol=1e-9, equal_nan=True)
+    assert not torch.allclose(pooled.trajectory.values, first.trajectory.values, equal_nan=True)
+    with pytest.raises(ValueError, match="the same checkpoints"):
+        first.with_chains(class_influence(run, train_ids, query_ids, classes, corpus.class_names, config,
+                                          steps=steps[:1], cache=False, progress=False), classes)
+    with pytest.raises(ValueError, match="classes"):
+        first.with_chains(more, classes[:, :2])
+
+
 def test_sampler_init_loss_of_a_per_token_loss_is_the_mean_token_loss(tiny_run):
     """With per-token losses (sample, token), L_n(w*) is the mean over tokens, as the chains' objective is."""
     corpus, run = tiny_run

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from stagewise.curves import budget_for_decline, min_detectable_decline
-from stagewise.lm.verdicts import decisive_windows, moment_steps, plan_decisive, with_moments
+from stagewise.curves import WindowMean, budget_for_decline, change_between, min_detectable_decline
+from stagewise.lm.verdicts import decisive_windows, moment_steps, plan_decisive, top_up_chains, with_moments
 
 SAVED = [0, 1, 2, 4, 8, 280, 1834, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 5500, 6000, 7000, 8000, 9000,
          9500, 10000, 10500, 11000, 11500, 12000]
@@ -75,3 +75,25 @@ def test_plan_from_a_pilot_gives_the_budget_that_reaches_the_target():
     assert quiet.budget >= 600 and quiet.needed < 600  # never below the pilot's budget
     with pytest.raises(ValueError, match="chains = 1"):
         plan_decisive(values, errors, steps, since=1500, pilot_chains=4, pilot_draws=150, chains=1)
+
+
+def test_top_up_from_the_decisive_checkpoints_own_errors():
+    peak, late = WindowMean((0, 2), (0, 1, 2), 5e-3, 5e-3 * 0.13), WindowMean((3, 5), (3, 4, 5), 5e-3, 5e-3 * 0.13)
+    noisy = change_between(peak, late)  # s₀ = 0.13 · √2 ≈ 0.18: declines of about 45% detectable
+    assert noisy.min_detectable > 0.3
+    extra = top_up_chains(noisy, chains=8, draws=200, target=0.3)
+    needed = budget_for_decline(0.3, noisy.relative_stderr, 1600) * 1.2
+    assert extra == math.ceil(needed / 200) - 8
+    # with the extra chains the same checkpoints reach the target (errors fall like 1/√budget), with the margin
+    scaled = noisy.relative_stderr * math.sqrt(1600 / ((8 + extra) * 200))
+    assert min_detectable_decline(scaled) < 0.3
+    assert top_up_chains(noisy, chains=8, draws=200, target=0.3, cap=2400) == 4  # at most the cap in all
+    assert top_up_chains(noisy, chains=8, draws=200, target=0.3, cap=1000) == 0
+    quiet = change_between(WindowMean((0, 2), (0,), 5e-3, 1e-4), WindowMean((3, 5), (3,), 4e-3, 1e-4))
+    assert top_up_chains(quiet, chains=8, draws=200, target=0.3) == 0  # already there
+    # the rule reads the errors only: the same errors with another decline ask for the same chains (up to the
+    # decline's own factor in the error, none here since both windows' relative errors are kept)
+    lower = change_between(peak, WindowMean((3, 5), (3, 4, 5), 3e-3, 3e-3 * 0.13))
+    assert top_up_chains(lower, chains=8, draws=200, target=0.3) == extra
+    with pytest.raises(ValueError, match="margin"):
+        top_up_chains(noisy, chains=8, draws=200, target=0.3, margin=0.5)

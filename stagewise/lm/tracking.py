@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from stagewise.artifacts import atomic_dir, cache_key, data_digest, load_safetensors, read_json, write_json, write_safetensors
 from stagewise.curves import half_rise_step
-from stagewise.influence import InfluenceTrajectory, bif_trajectory, token_bif
+from stagewise.influence import InfluenceTrajectory, bif_trajectory, group_bif, group_bif_stderr, token_bif
 from stagewise.lm.induction import induction_scores
 from stagewise.lm.model import HubCheckpoints, per_token_loss
 from stagewise.lm.train import TrainedRun
@@ -222,6 +222,30 @@ class ClassInfluence:
                 if np.isfinite(column).any():
                     out[f"{a}→{b}"] = int(steps[int(np.nanargmax(column))])
         return out
+
+    def with_chains(self, other: "ClassInfluence", classes: torch.Tensor) -> "ClassInfluence":
+        """This result and ``other`` as one: ``other`` holds more chains at the same checkpoints, with the same
+        queries and draws per chain (another seed), and the class × class BIF and its ESS-based errors are
+        recomputed from all the chains side by side. ``classes``: (G, query, seq) as for :func:`class_influence`.
+        ``cached`` is True only when both were; ``seconds`` is their sum."""
+        if (not torch.equal(self.trajectory.steps, other.trajectory.steps)
+                or self.token_losses.shape[2:] != other.token_losses.shape[2:]
+                or tuple(self.class_names) != tuple(other.class_names)):
+            raise ValueError("other: the same checkpoints, classes, queries and draws per chain are needed (got "
+                             f"steps {other.steps.tolist()} and losses {tuple(other.token_losses.shape)} against "
+                             f"{self.steps.tolist()} and {tuple(self.token_losses.shape)})")
+        if tuple(classes.shape) != (len(self.class_names), *self.query_ids.shape):
+            raise ValueError(f"classes {tuple(classes.shape)} (accepted: ({len(self.class_names)}, "
+                             f"{', '.join(map(str, self.query_ids.shape))}), the masks the results were made with)")
+        losses = torch.cat([self.token_losses, other.token_losses], dim=1)
+        groups = classes[:, :, 1:].to(losses.device)
+        values = torch.stack([group_bif(losses[k], groups, losses[k], groups) for k in range(len(losses))])
+        errors = torch.stack([group_bif_stderr(losses[k], groups, losses[k], groups) for k in range(len(losses))])
+        trajectory = InfluenceTrajectory(self.trajectory.steps, values.to(self.trajectory.values.dtype),
+                                         errors.to(self.trajectory.stderr.dtype), None)
+        return ClassInfluence(trajectory, self.class_names, losses, self.query_ids,
+                              cached=self.cached and other.cached,
+                              seconds=(self.seconds or 0.0) + (other.seconds or 0.0))
 
     def normalized(self) -> np.ndarray:
         """(K, G, G) correlation form: BIF(g, h) / √(BIF(g, g)·BIF(h, h)) = −Corr(class-mean losses of g and h).

@@ -6,7 +6,10 @@ training (:func:`decisive_windows`). A pilot run (the chapter's BIF at its sampl
 and measures how noisy one checkpoint's value is; since errors fall like 1/√(chains × draws), the pilot's errors
 give the budget at which a decline of a given size would be detected (:func:`plan_decisive`,
 :class:`DecisivePlan`). Fresh chains (another seed) then sample only the decisive checkpoints at that budget, so
-the pilot's noise, which chose the peak, does not enter the statistic.
+the pilot's noise, which chose the peak, does not enter the statistic. A pilot's errors can understate those of
+heavy-tailed draws (a few draws far out, rarely seen in a short run), so the decisive checkpoints' own errors
+decide whether more chains are needed (:func:`top_up_chains`: an internal pilot, sized on the errors alone, never
+on the effect).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from stagewise.curves import budget_for_decline, min_detectable_decline
+from stagewise.curves import Decline, budget_for_decline, min_detectable_decline
 
-__all__ = ["DecisivePlan", "decisive_windows", "moment_steps", "plan_decisive", "with_moments"]
+__all__ = ["DecisivePlan", "decisive_windows", "moment_steps", "plan_decisive", "top_up_chains", "with_moments"]
 
 
 def decisive_windows(saved_steps: Sequence[int], pilot_steps: Sequence[int], pilot_values: Sequence[float],
@@ -149,3 +152,26 @@ def plan_decisive(pilot_values: Sequence[float], pilot_stderr: Sequence[float], 
                         pilot_relative_stderr=relative,
                         pilot_min_detectable=min_detectable_decline(relative, z), target=float(target),
                         needed=float(needed), chains=chains, draws=draws, capped=bool(capped))
+
+
+def top_up_chains(decline: Decline, chains: int, draws: int, *, target: float, cap: int | None = None,
+                  margin: float = 1.2) -> int:
+    """The chains of ``draws`` draws to add at the decisive checkpoints so that the smallest detectable decline
+    reaches ``target``, from the errors those checkpoints measured with ``chains`` × ``draws`` (``decline``: their
+    :class:`~stagewise.curves.Decline`); 0 when it is already reached or the budget is at ``cap``.
+
+    The budget is :func:`stagewise.curves.budget_for_decline` of the measured relative error times ``margin`` (the
+    measured error is itself an estimate), at most ``cap`` chains × draws a checkpoint in all. It depends on the
+    errors only, not on the decline measured, so looking does not bias the test.
+    """
+    for name, value in (("chains", chains), ("draws", draws)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} = {value!r} (accepted: an integer ≥ 1)")
+    if not margin >= 1:
+        raise ValueError(f"margin = {margin!r} (accepted: a number ≥ 1)")
+    if decline.min_detectable <= target or not math.isfinite(decline.relative_stderr):
+        return 0
+    budget = budget_for_decline(target, decline.relative_stderr, chains * draws, decline.z) * margin
+    if cap is not None:
+        budget = min(budget, cap)
+    return max(0, math.ceil(budget / draws) - chains)
