@@ -60,7 +60,7 @@ def test_agreement_figures(run):
 
 
 def test_window_ablation_and_speedup(run):
-    _, _, _, steps, loo, noisy = run
+    _, _, _, steps, _, noisy = run
     centres = np.array([50.0, 150.0, 250.0])
     rng = np.random.default_rng(1)
     harm = {j: rng.uniform(0, 1, 3) for j in (2, 1)}
