@@ -145,17 +145,8 @@ def typed_numbers(text: str, phrases: dict[str, str]) -> list[tuple[int, str, st
     return found
 
 
-#: Chapters whose prose is still being moved onto glued numbers (issue 26); this set only shrinks, and the
-#: test fails on a chapter that is listed here but already clean, so it cannot outlive the work.
-PENDING = {"04_loo", "10_robustness"}
-
-
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[path.stem for path in CHAPTERS])
 def test_prose_numbers_come_from_the_run(chapter):
-    if chapter.stem in PENDING:
-        found = typed_numbers(chapter.read_text(), allowed_phrases(chapter.stem))
-        assert found, f"{chapter.stem} has no typed numbers left: remove it from PENDING"
-        pytest.skip(f"{chapter.stem}: {len(found)} typed numbers still to move onto the run (issue 26)")
     phrases = allowed_phrases(chapter.stem)
     text = chapter.read_text()
     stale = [phrase for phrase in phrases if phrase not in ALLOWED and phrase not in text]
