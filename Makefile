@@ -1,5 +1,6 @@
 # make book   execute every chapter of book/_toc.yml (profile "full", cached) and build book/_build/html;
 #             STUDENT=1 builds the student book without solutions (build/full-student/_build/html)
+# make pdf    after make book: the whole book as one printable PDF, book/_build/pdf/stagewise.pdf (PROFILE=quick too)
 # make test   unit tests, then every chapter with profile "quick" into build/quick (book: build/quick/_build/html),
 #             then every page of that book in headless Chromium with the network blocked (tests/test_browser.py)
 # make check  the fast unit tests only (no slow, kernel or book tests): about 1.5 min on 2 cores
@@ -29,7 +30,7 @@ PIP_INSTALL = $(1)/bin/python -m pip install --quiet --no-deps \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --retries 1 --timeout 15) \
 	"$(TORCH_PIN)" && $(1)/bin/python -m pip install --quiet
 
-.PHONY: venv book test check run sweep study clean browser-deps lab
+.PHONY: venv book pdf test check run sweep study clean browser-deps lab
 
 venv: $(INSTALLED)
 
@@ -42,6 +43,11 @@ $(INSTALLED): requirements.lock pyproject.toml
 # STUDENT=1: the same book without the exercises' solutions, in build/full-student/_build/html.
 book: $(INSTALLED)
 	$(PY) -m stagewise book --profile full $(if $(STUDENT),--student)
+
+# The built book as one printable PDF (Sphinx's one-page HTML printed by headless Chromium, offline): after
+# `make book`, book/_build/pdf/stagewise.pdf (PROFILE=quick: build/quick/_build/pdf/stagewise.pdf).
+pdf: $(INSTALLED) browser-deps
+	$(PY) -m stagewise pdf $(if $(PROFILE),--profile $(PROFILE))
 
 # The checks of a built book (marker "book": the bounds of notebooks/expected.yaml over its metrics, the browser
 # test, the pages' text, the sweep commands the book prints) need the quick book, so they run last, in their own

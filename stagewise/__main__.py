@@ -1,4 +1,4 @@
-"""Command line: ``python -m stagewise {run,book,params,check,runs,collect,numbers,sweep,study,influence}``.
+"""Command line: ``python -m stagewise {run,book,pdf,params,check,runs,collect,numbers,sweep,study,influence}``.
 
     python -m stagewise run 01 --profile quick -p nbeta 300    # one notebook, new parameters, new folder
     python -m stagewise book --profile full                     # execute the toc's notebooks, build the book
@@ -10,6 +10,7 @@
     python -m stagewise numbers [--update]                      # README numbers from build/full's metrics
     python -m stagewise sweep 01 -p nbeta 100,300 --seeds 3     # every combination, one run each, on Dask
     python -m stagewise study robustness_loo --profile quick    # a study of notebooks/studies.yaml (cached)
+    python -m stagewise pdf --profile full                      # the built book as one printable PDF
     python -m stagewise influence run/checkpoint-* --data train.jsonl --queries q.jsonl --out attribution
 """
 
@@ -59,6 +60,20 @@ def _book(args) -> int:
 
     build_book(args.profile, book_dir=args.book_dir, notebooks_dir=args.notebooks_dir, student=args.student,
                workers=args.workers)
+    return 0
+
+
+def _pdf(args) -> int:
+    from stagewise.pipeline.pdf import PdfError, build_pdf
+
+    stage = Path("build") / args.profile
+    output = Path(args.output) if args.output else (Path(args.book_dir) if args.profile == "full" else stage) / \
+        "_build" / "pdf" / "stagewise.pdf"
+    try:
+        build_pdf(stage, output)
+    except PdfError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return FAILED
     return 0
 
 
@@ -256,6 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--workers", type=int, help="chapters executed at once, as Dask tasks (default: $BOOK_WORKERS, "
                       "else one per core; 1: one after another)")
     book.set_defaults(handler=_book)
+
+    pdf = commands.add_parser("pdf", help="the built book as one printable PDF (after `book`; headless Chromium)")
+    pdf.add_argument("--profile", choices=("full", "quick"), default="full",
+                     help="which built book (default: %(default)s): full -> book/_build/pdf/stagewise.pdf, "
+                          "quick -> build/quick/_build/pdf/stagewise.pdf")
+    pdf.add_argument("--book-dir", default="book", help="authored book sources (default: %(default)s)")
+    pdf.add_argument("--output", help="where the PDF goes instead")
+    pdf.set_defaults(handler=_pdf)
 
     runs = commands.add_parser("runs", help="list run folders, or remove the ones you name")
     actions = runs.add_subparsers(dest="action", required=True)

@@ -67,12 +67,19 @@ def _get(metrics: Metrics, chapter: str, key: str, *, allow_none: bool = False) 
     return value
 
 
+def _finite(value: float) -> float:
+    """``value``, or _Missing when the run could not measure it (None or NaN anywhere a rule reads)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise _Missing("a measurement is null or NaN")
+    return value
+
+
 def _n(value: float, digits: int = 2, **options) -> str:
-    return prose_number(value, digits, **options)
+    return prose_number(_finite(value), digits, **options)
 
 
 def _steps(value: float, *, signed: bool = False) -> str:
-    return prose_number(round(value), signed=signed)
+    return prose_number(round(_finite(value)), signed=signed)
 
 
 # ------------------------------------------------------------------------------------------- the claims

@@ -106,3 +106,9 @@ def test_a_null_measurement_is_not_measured_but_a_null_flip_step_means_no_flip()
     assert got["Left and right delimiters first help, then harm each other"].startswith("not reproduced")
     assert got["… and later peaks and declines"] == "not measured"
     assert got["All of the above in Pythia language models"] == "not tested"
+
+
+def test_a_nan_inside_a_nested_measurement_is_not_measured():
+    metrics = copy.deepcopy(BUILD)
+    metrics["07_steering"]["lm_selection_effects"]["bif"] = {"effect": float("nan"), "ci": [float("nan")] * 2}
+    assert verdicts(metrics)["(Beyond the paper) data chosen by the BIF steers formation"] == "not measured"
