@@ -104,26 +104,39 @@ def make_generators(seed: int, num_chains: int, device: torch.device | str | Non
             for _ in range(repeat) for c in range(num_chains)]
 
 
-_scratch = threading.local()
+class ScratchGenerators(threading.local):
+    """This thread's scratch generators, per device, and the states they hold now (None: none known)."""
+
+    def __init__(self) -> None:
+        self.generators: dict[torch.device, list[torch.Generator]] = {}
+        self.holding: dict[torch.device, tuple[torch.Tensor, ...] | None] = {}
+
+
+SCRATCH = ScratchGenerators()
 
 
 def restore(rng: tuple[torch.Tensor, ...], device: torch.device) -> list[torch.Generator]:
-    """Generators on ``device`` holding the states ``rng``, one per chain: this thread's scratch generators,
-    overwritten (so draw from them, read their states back with :func:`generator_states`, and drop them)."""
-    pool = getattr(_scratch, "pool", None)
-    if pool is None:
-        pool = _scratch.pool = {}
-    generators = pool.setdefault(device, [])
+    """Generators on ``device`` holding the states ``rng``, one per chain: this thread's scratch generators, to
+    draw from and then read back with :func:`generator_states`. When ``rng`` is the tuple those generators
+    last gave (the usual step after step), they already hold it and nothing is copied."""
+    generators = SCRATCH.generators.setdefault(device, [])
     while len(generators) < len(rng):
         generators.append(torch.Generator(device=device))
-    for g, s in zip(generators, rng):
-        g.set_state(s)  # each state is its own tensor: set_state of a row view of a stacked tensor crashes torch
+    if SCRATCH.holding.get(device) is not rng:
+        for g, s in zip(generators, rng):
+            g.set_state(s)  # each state is its own tensor: set_state of a row view of a stacked tensor crashes torch
+    SCRATCH.holding[device] = None  # about to be drawn from
     return generators[:len(rng)]
 
 
 def generator_states(generators: list[torch.Generator]) -> tuple[torch.Tensor, ...]:
-    """The states of ``generators``, as a :class:`SamplerState` keeps them."""
-    return tuple(g.get_state() for g in generators)
+    """The states of ``generators``, as a :class:`SamplerState` keeps them (a new tensor each)."""
+    states = tuple(g.get_state() for g in generators)
+    scratch = SCRATCH.generators.get(generators[0].device) if generators else None
+    if scratch and len(generators) <= len(scratch) and generators[0] is scratch[0] and \
+            generators[-1] is scratch[len(generators) - 1]:  # what restore lent: they hold these states now
+        SCRATCH.holding[generators[0].device] = states
+    return states
 
 
 def draw_noise(params: Params, generators: list[torch.Generator]) -> Params:
@@ -210,12 +223,12 @@ def gradients(
 
 def nonfinite_params(params: Params) -> torch.Tensor:
     """(chain,) bool on the device: some parameter of the chain is NaN or infinite (no host sync)."""
-    first = next(iter(params.values()))
-    num_chains = first.shape[0]
-    bad = torch.zeros(num_chains, dtype=torch.bool, device=first.device)
+    num_chains = next(iter(params.values())).shape[0]
+    finite = None
     for v in params.values():
-        bad |= ~torch.isfinite(v.reshape(num_chains, -1)).all(dim=1)
-    return bad
+        each = torch.isfinite(v.reshape(num_chains, -1)).all(dim=1)
+        finite = each if finite is None else finite & each
+    return ~finite
 
 
 def observe(

@@ -95,6 +95,24 @@ def test_step_is_replayable(batch_size, preconditioner, batching):
     assert not torch.equal(states[2].params["w"] - states[1].params["w"], states[1].params["w"] - states[0].params["w"])
 
 
+def test_a_step_that_fails_while_drawing_leaves_the_next_step_right():
+    """The scratch generators skip restoring a state they already hold; a step that raises after drawing some
+    numbers (here while indexing malformed data with the drawn batch indices) must not leave them counted as
+    holding the state it started from."""
+    X, y = regression()
+    cfg = SGLDConfig(step_size=0.02, nbeta=5.0, localization=1.0, num_chains=3, batch_size=4, seed=6)
+    kernel = SGLD(loss, cfg)
+    w0 = torch.tensor([0.1, 0.2, 0.3], dtype=DT)
+    t1, _ = kernel.step(kernel.init(w0), (X, y))
+    t2, _ = kernel.step(t1, (X, y))  # the reference
+    s1, _ = kernel.step(kernel.init(w0), (X, y))
+    with pytest.raises(RuntimeError, match="index_select"):
+        kernel.step(s1, (X, y, torch.tensor(1.0)))  # the indices are drawn, then the 0-d tensor cannot be indexed
+    s2, _ = kernel.step(s1, (X, y))
+    assert torch.equal(s2.params["w"], t2.params["w"])
+    assert all(torch.equal(a, b) for a, b in zip(s2.rng, t2.rng))
+
+
 def test_the_minibatch_is_drawn_inside_step_from_each_chains_stream():
     """Per step each chain draws randint(n, (batch_size,)) and then randn(D) from its own generator; with
     batch_size ≥ n the step takes the full data and draws no indices."""
