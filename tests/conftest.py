@@ -10,7 +10,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def data():
-    """The hierarchical data of chapters 3-4 (tests/test_toy_*.py)."""
+    """The hierarchical data of chapters 3-4 (tests/toy/test_toy_*.py)."""
     from stagewise import toy
 
     return toy.hierarchical_dataset()
@@ -18,7 +18,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def init():
-    """The seeded initialization of the deep linear network (tests/test_toy_*.py)."""
+    """The seeded initialization of the deep linear network (tests/toy/test_toy_*.py)."""
     from stagewise import toy
 
     return toy.init_params()

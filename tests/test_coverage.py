@@ -18,7 +18,7 @@ its intervals are erratic: the largest |error|/s.e. over the 400 runs was 8–49
 The known answers are exact at the sampler's finite step size where that is possible:
 - a regular quadratic: the plain-SGLD Euler chain is Gaussian AR(1) with stationary variance 1/(p(1 − εp/4));
 - Bayesian linear regression: the Euler chain has the stationary covariance Σ_k v_k v_kᵀ/(p_k(1 − εp_k/4)) in
-  the eigenbasis of the precision P, so the BIF follows from Isserlis' theorem (tests/test_influence.py);
+  the eigenbasis of the precision P, so the BIF follows from Isserlis' theorem (tests/influence/test_influence.py);
 - the normal crossing w₁²w₂⁴: the continuous-time answer by quadrature (tests/test_llc.py); there the Euler and
   burn-in bias (measured +0.0014 ± 0.0009 over 4,000 chains at these settings) is 0.06 of one run's s.e.
 """

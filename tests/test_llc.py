@@ -200,8 +200,9 @@ def test_estimate_llc_on_a_regular_quadratic(wstar):
     # The known answer, within the derived tolerance.
     assert abs(est.estimate - expected) < Z * sd, (est.estimate, expected, sd)
     # The reported stderr estimates the same sd. Its relative error is half that of the ESS, whose relative sd is
-    # √(2(2M + 1)/(C·T)) for a window of M lags (Sokal; tests/test_diagnostics.py), M ≈ ln(√(C·T/τ))/(−ln ρ)
-    # for the slowest autocorrelation ρ^t (the linear part; ρ² for the quadratic part when w* = 0): about 1.5%.
+    # √(2(2M + 1)/(C·T)) for a window of M lags (Sokal; tests/sampling/test_diagnostics.py),
+    # M ≈ ln(√(C·T/τ))/(−ln ρ) for the slowest autocorrelation ρ^t (the linear part; ρ² for the quadratic part
+    # when w* = 0): about 1.5%.
     slowest = rho if any(wstar) else rho**2
     tau = (1 + slowest) / (1 - slowest)
     window = math.log(math.sqrt(C * T / tau)) / -math.log(slowest)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "stagewise"
 # Where names of these modules are used: the chapters, the benchmarks, the other tests, the package itself.
 USERS = sorted(
-    [*(ROOT / "notebooks").glob("*.md"), *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "tests").glob("*.py"),
+    [*(ROOT / "notebooks").glob("*.md"), *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "tests").rglob("*.py"),
      *PACKAGE.rglob("*.py")]
 )
 USERS = [p for p in USERS if p.resolve() != Path(__file__).resolve()]

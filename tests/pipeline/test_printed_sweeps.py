@@ -2,7 +2,7 @@
 run's notebook replaced by the metrics the quick book's run of that chapter wrote: the sweep's table must hold
 those metrics for every combination, with seconds, folder and attempts, and its ``--plot`` figure must be drawn.
 Every column the surrounding text tells the reader to read (``param.seed``, ``status``, a metric) must be in the
-table. (The sweep machinery itself, with a profile, a kill and a resume, runs for real in tests/test_sweep.py.)
+table. (The sweep machinery itself, with a profile, a kill and a resume, runs for real in tests/pipeline/test_sweep.py.)
 
 Marked ``book``: it needs the quick book's metrics (``make test`` builds the quick book first)."""
 

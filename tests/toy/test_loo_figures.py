@@ -1,4 +1,4 @@
-"""Smoke tests of chapter 4's figures (stagewise.toy.loo_figures) on a short real run of the toy model: each
+"""Smoke tests of chapter 4's figures (stagewise/toy/loo_figures.py) on a short real run of the toy model: each
 returns a Figure whose plotting axes are labelled and whose several series have a legend."""
 
 import matplotlib.pyplot as plt

@@ -1,4 +1,4 @@
-"""Smoke tests of chapter 3's figures (stagewise.toy.figures) on the real hierarchy and a short training run:
+"""Smoke tests of chapter 3's figures (stagewise/toy/figures.py) on the real hierarchy and a short training run:
 each returns a Figure whose plotting axes are labelled and whose several series have a legend."""
 
 import matplotlib.pyplot as plt

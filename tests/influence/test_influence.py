@@ -18,7 +18,7 @@ What is checked, and against what:
       Var(Ĉ_ij) = (μ₂₂ − C_ij²)/N + (C_ii·C_jj + C_ij²)/(N(N − 1)),     μ₂₂ = E[u_i²·u_j²],  u = ℓ − E ℓ,
 
   with the fourth moments μ₂₂ from the same exact quadrature, and E‖Ĉ − C‖_F² = Σ_ij Var(Ĉ_ij). For SGLD draws
-  (plain, full batch) the chain is exactly Gaussian AR(1) in the eigenbasis of P (tests/test_sampling.py):
+  (plain, full batch) the chain is exactly Gaussian AR(1) in the eigenbasis of P (tests/sampling/):
   z_k(t+1) = ρ_k·z_k(t) + noise with ρ_k = 1 − εp_k/2 and stationary variance s_k = 1/(p_k(1 − εp_k/4)). Expanding
   f = u_i·u_j in Hermite polynomials of the standardized z, f − E f = Σ_α a_α He_α(z), its lag-τ autocovariance is
   Σ_α a_α²·α!·(ρ^α)^τ, so the long-run variance of f is exactly V_ij = Σ_α a_α²·α!·(1 + ρ^α)/(1 − ρ^α) (ρ^α =

@@ -26,7 +26,7 @@ from stagewise.lm import (
 from stagewise.lm.corpus import MIN_MERGES
 from stagewise.lm.text import FORMAT, LEFT, OTHER, RIGHT, WORD
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASS = {name: k for k, name in enumerate(CLASS_NAMES)}
 
 # A few paragraphs of English prose written for these tests; english_prose() repeats them with variation.
