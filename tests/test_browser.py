@@ -252,7 +252,7 @@ def test_chapters_offer_their_executed_notebook(report):
 
 def test_launch_links_only_with_a_repository(report):
     """The quick book is built without a repository URL (the default): no launch or repository button points
-    at a placeholder (tests/test_pipeline_clean.py checks the links when one is configured)."""
+    at a placeholder (tests/pipeline/test_clean.py checks the links when one is configured)."""
     from stagewise.pipeline.book import book_repository
 
     assert book_repository(ROOT / "book") == "" or os.environ.get("STAGEWISE_REPOSITORY")
