@@ -203,9 +203,11 @@ def _intervention(m: Metrics) -> tuple[str, str]:
     c = "07_steering"
     effect = _get(m, c, "lm_intervention_effect")
     low, high = _get(m, c, "lm_intervention_ci")
-    stderr = _get(m, c, "lm_inside_minus_before.stderr")
     seeds = _get(m, c, "lm_inside_minus_before.n")
-    detectable = Z_DETECT * stderr
+    try:  # the page's own: 80% power of its two-sided 5% paired t-test
+        detectable = _get(m, c, "lm_min_detectable_effect")
+    except _Missing:
+        detectable = Z_DETECT * _get(m, c, "lm_inside_minus_before.stderr")
     measured = (f"extra induction data inside the window minus the same dose before it moves formation by "
                 f"{_steps(effect, signed=True)} steps (95% CI {_steps(low)} … {_steps(high)}, "
                 f"{seeds} seeds)")

@@ -81,6 +81,15 @@ def test_intervention_verdict_by_where_the_interval_lies(ci, expected):
     assert verdicts(metrics)[claim].startswith(expected)
 
 
+def test_intervention_power_is_the_pages_own_when_it_wrote_one():
+    claim = "Up-weighting data inside a developmental window steers formation more than before it"
+    metrics = copy.deepcopy(BUILD)
+    metrics["07_steering"]["lm_intervention_ci"] = [-100.0, 900.0]
+    assert "difference of 813 steps" in verdicts(metrics)[claim]  # (2 + 0.84) x 286.2, from the standard error
+    metrics["07_steering"]["lm_min_detectable_effect"] = 432.0
+    assert "difference of 432 steps" in verdicts(metrics)[claim]
+
+
 def test_a_chapter_missing_from_the_build_is_not_measured_and_a_malformed_one_is_an_error():
     metrics = {k: v for k, v in BUILD.items() if k != "07_steering"}
     rows = [row for row in sc.scorecard(metrics) if row.where == "07_steering"]

@@ -78,7 +78,8 @@ def paired_difference(a, b, confidence: float = 0.95, resamples: int = 10000, se
     """Mean of a − b over paired seeds (a, b: (n,)) with its standard error and two confidence intervals.
 
     Returns {"mean", "stderr", "ci_low", "ci_high" (Student t, n − 1 degrees of freedom), "bootstrap_low",
-    "bootstrap_high" (percentile bootstrap of the mean), "n", "per_seed"}. NaN pairs are dropped (and counted).
+    "bootstrap_high" (percentile bootstrap of the mean), "n", "per_seed"}. NaN pairs are dropped (and counted); with
+    fewer than two pairs left the error and the intervals are NaN.
     """
     from scipy import stats
 
@@ -88,9 +89,9 @@ def paired_difference(a, b, confidence: float = 0.95, resamples: int = 10000, se
     kept = d[np.isfinite(d)]
     n = len(kept)
     out = {"n": n, "dropped": int(len(d) - n), "per_seed": d.tolist()}
-    if n < 2:
-        return {**out, **dict.fromkeys(("mean", "stderr", "ci_low", "ci_high", "bootstrap_low", "bootstrap_high"),
-                                       float(kept.mean()) if n else float("nan"))}
+    if n < 2:  # one pair has a mean but no spread: no error, no interval
+        return {**out, "mean": float(kept.mean()) if n else float("nan"),
+                **dict.fromkeys(("stderr", "ci_low", "ci_high", "bootstrap_low", "bootstrap_high"), float("nan"))}
     mean, stderr = float(kept.mean()), float(kept.std(ddof=1) / math.sqrt(n))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * stderr
     rng = np.random.default_rng(seed)

@@ -21,6 +21,7 @@ from stagewise.steering import (
     steer,
     target_items,
     train_steered,
+    verdict,
     window_schedule,
 )
 
@@ -82,6 +83,17 @@ def test_paired_difference_matches_the_student_t_interval():
     assert d.min() <= out["bootstrap_low"] < out["mean"] < out["bootstrap_high"] <= d.max()
     with_nan = paired_difference(np.append(a, np.nan), np.append(b, 1.0))
     assert with_nan["n"] == 5 and with_nan["dropped"] == 1
+
+
+def test_paired_difference_of_one_pair_has_no_interval():
+    """One seed gives a difference but no spread: its error and intervals are NaN, so no verdict reads a
+    zero-width interval as significant."""
+    one = paired_difference([1400.0, np.nan], [1070.0, 900.0])
+    assert one["n"] == 1 and one["mean"] == pytest.approx(330.0)
+    assert all(math.isnan(one[k]) for k in ("stderr", "ci_low", "ci_high", "bootstrap_low", "bootstrap_high"))
+    assert "no interval" in verdict(one)
+    none = paired_difference([np.nan], [1.0])
+    assert none["n"] == 0 and math.isnan(none["mean"])
 
 
 # ------------------------------------------------------------------------------------ toy onset theory
