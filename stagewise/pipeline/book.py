@@ -266,7 +266,8 @@ def _stage_vendor(stage: Path, cache: str | Path | None, log) -> None:
     write_bytes(("\n\n".join(rules) + "\n").encode(), stage / "_static" / "fonts.css")
 
 
-def _jupyter_book() -> list[str]:
+def jupyter_book() -> list[str]:
+    """The ``jupyter-book`` command of this environment (beside its python), else the one on the PATH."""
     script = Path(sys.executable).with_name("jupyter-book")
     return [str(script)] if script.exists() else ["jupyter-book"]
 
@@ -384,7 +385,7 @@ def _build(profile, book_dir, notebooks_dir, stage, path_output, cache, student,
         html_stamp.unlink(missing_ok=True)
         html_start = time.perf_counter()
         # --all: a fresh Sphinx environment, so a warning from an unchanged page is reported again.
-        command = [*_jupyter_book(), "build", str(stage), "--path-output", str(path_output),
+        command = [*jupyter_book(), "build", str(stage), "--path-output", str(path_output),
                    "-W", "-n", "--keep-going", "--all", "-q"]
         log("html: " + " ".join(command[1:]), flush=True)
         if subprocess.run(command).returncode != 0:
