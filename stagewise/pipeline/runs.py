@@ -8,13 +8,14 @@ runs folder, and nothing that is not a run folder (no ``run.json``): the book's 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stagewise.artifacts import read_json
 
 from .metrics import flatten
 from .runner import new_run_dir
@@ -40,16 +41,9 @@ class RunRecord:
     error: str | None = None
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _record(folder: Path) -> RunRecord:
-    run = _read(folder / "run.json")
-    metrics = _read(folder / "metrics.json")
+    run = read_json(folder / "run.json", {})
+    metrics = read_json(folder / "metrics.json", {})
     chapter = folder.parent.parent.name if folder.parent.name.startswith("sweep-") else folder.parent.name
     return RunRecord(folder=folder, chapter=chapter, status=str(run.get("status", "unknown")),
                      started=str(run.get("started", "")), seconds=run.get("seconds"),
