@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import shutil
 import sys
 import time
 import uuid
@@ -38,7 +37,7 @@ from .dask_cluster import check_workers, cluster, worker_name
 from .params import ParameterError, parse_value
 from .profiles import DEFAULT_PROFILE, profile_values
 from .runner import absolute_paths, load_notebook, new_run_dir, parameter_table, resolve_notebook
-from .runs import RunsError, plot_runs, run_table, runs_under
+from .runs import RunsError, free_stem, parse_plot, plot_runs, run_table, runs_under
 
 __all__ = ["SweepError", "SweepInterrupted", "SweepResult", "check_grid", "combinations", "create", "parse_grid",
            "pending", "record", "run_sweep", "submit", "sweep_table"]
@@ -265,16 +264,8 @@ def _parquet_bytes(table) -> bytes:
     return buffer.getvalue()
 
 
-def _free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
-    for n in range(1, 10_000):
-        name = stem if n == 1 else f"{stem}-{n}"
-        if not any((folder / f"{name}{s}").exists() for s in suffixes):
-            return name
-    raise SweepError(f"no free file name for {stem} in {folder}")
-
-
 def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[str, Path]:
-    stem = _free_stem(folder, "sweep", (".csv", ".parquet"))
+    stem = free_stem(folder, "sweep", (".csv", ".parquet"))
     written = {"csv": write_bytes(table.to_csv(index=False).encode(), folder / f"{stem}.csv"),
                "parquet": write_bytes(_parquet_bytes(table), folder / f"{stem}.parquet")}
     if plot is not None:
@@ -284,14 +275,7 @@ def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[st
                 "index", "attempts", "seconds", "status", "worker", "error", "folder", "started", "chapter"))
             raise SweepError(f"plot: no metric {metric!r} in these runs (known: {', '.join(known) or 'none'}); "
                              f"the tables were written: {written['csv']}")
-        scratch = folder / f".plot-{uuid.uuid4().hex[:8]}"  # plot_runs names its file; move it to a free name
-        scratch.mkdir()
-        try:
-            drawn = plot_runs(table, f"param.{param}", metric, scratch)
-            name = _free_stem(folder, drawn.stem, (drawn.suffix,)) + drawn.suffix
-            written["figure"] = Path(shutil.move(str(drawn), str(folder / name)))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        written["figure"] = plot_runs(table, f"param.{param}", metric, folder)
     return written
 
 
@@ -301,10 +285,7 @@ def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[st
 def _plot_spec(plot: str | None, grid: dict[str, list]) -> tuple[str, str] | None:
     if plot is None:
         return None
-    metric, sep, param = plot.partition(":")
-    param = param.removeprefix("param.")
-    if not (sep and metric and param):
-        raise SweepError(f"plot: expected METRIC:PARAM (e.g. mean:nbeta), got {plot!r}")
+    metric, param = parse_plot(plot)
     if param not in grid:
         raise SweepError(f"plot: parameter {param!r} is not swept (swept: {', '.join(grid)})")
     return metric, param
