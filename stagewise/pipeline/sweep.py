@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 import sys
 import time
 import uuid
@@ -36,7 +37,7 @@ from stagewise.artifacts import read_json, to_json, write_bytes, write_json
 from .dask_cluster import check_workers, cluster, worker_name
 from .params import ParameterError, parse_value
 from .profiles import DEFAULT_PROFILE, profile_values
-from .runner import absolute_paths, load_notebook, new_run_dir, parameter_table, resolve_notebook
+from .runner import absolute_paths, check_many, load_notebook, new_run_dir, parameter_table, resolve_notebook
 from .runs import RunsError, free_stem, parse_plot, plot_runs, run_table, runs_under
 
 __all__ = ["SweepError", "SweepInterrupted", "SweepResult", "check_grid", "combinations", "create", "parse_grid",
@@ -108,8 +109,6 @@ def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None,
     with the combination, by the notebook's own first cells, all in one checking process. Returns the grid with
     its values converted (``100`` -> ``100.0`` for a float); ``seeds`` adds ``seed`` = 0 .. seeds-1. Raises
     :class:`ParameterError` listing every bad value, before anything runs."""
-    from .precheck import check_values
-
     grid = dict(grid)
     if seeds is not None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -121,20 +120,16 @@ def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None,
         grid["seed"] = list(range(seeds))
     if not grid:
         raise ParameterError("nothing to sweep: give at least one -p NAME v1,v2,... (or --seeds)")
-    count = 1
-    for values in grid.values():
-        count *= len(values)
+    count = math.prod(len(values) for values in grid.values())
     if count > MAX_COMBINATIONS:
         raise ParameterError(f"{count} combinations: at most {MAX_COMBINATIONS} in one sweep")
     product = combinations(grid)
-    results = check_values([(nb, {**(base or {}), **combination}) for combination in product])
+    results = check_many([(nb, path, {**(base or {}), **combination}) for combination in product])
     problems: list[str] = []
-    for result in results:
-        problems += [p for p in result.problems if p not in problems]
     checked: dict[str, list] = {name: [] for name in grid}
     for name, values in grid.items():
-        for value in values if not problems else []:
-            new = results[next(i for i, c in enumerate(product) if c[name] is value)].values[name]
+        for value in values:
+            new = results[next(i for i, c in enumerate(product) if c[name] is value)][name]
             if any(type(v) is type(new) and v == new for v in checked[name]):
                 problems.append(f"parameter {name!r} lists the value {new!r} twice")
             checked[name].append(new)
