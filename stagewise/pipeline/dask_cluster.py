@@ -142,7 +142,7 @@ class NotebookJob:
     after: tuple[str, ...] = ()
 
 
-def execute_job(job: NotebookJob, root: str, *studies) -> dict:
+def execute_job(job: NotebookJob, root: str, *studies, progress: bool = False) -> dict:
     """A Dask task: ``job`` executed in the folder ``root`` (the client's working directory, where the book's
     relative paths start), after ``studies`` (their results, unused). A failing cell comes back as data."""
     from .runner import NotebookFailed, execute_cached
@@ -151,7 +151,8 @@ def execute_job(job: NotebookJob, root: str, *studies) -> dict:
         raise ClusterError(f"worker {worker_name()} runs in {os.getcwd()}, not in {root}: the book's paths are "
                            "relative to the checkout")
     try:
-        _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters, data=job.data)
+        _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters, data=job.data,
+                                    progress=progress)
     except NotebookFailed as failure:
         return {"failed": [str(failure.notebook), str(failure.output), failure.ename, failure.evalue,
                            failure.execution_count], "worker": worker_name()}
@@ -167,9 +168,20 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
     when one fails."""
     from stagewise.artifacts import read_json
 
-    from .runner import NotebookFailed, execute_cached, stamp_path
+    from .runner import NotebookFailed, stamp_path
 
     executed, failures = [], []
+
+    def report(job: NotebookJob, done: dict) -> None:
+        if "failed" in done:
+            notebook, output, ename, evalue, count = done["failed"]
+            failures.append(NotebookFailed(Path(notebook), Path(output), ename, evalue, count))
+            log(f"error: {failures[-1]}")
+        else:
+            executed.append((job.source.stem, done["seconds"]))
+            where = "" if done["worker"] == "local" else f" on {done['worker']}"
+            log(f"{job.source.stem}: executed in {done['seconds']:.1f} s{where}", flush=True)
+
     tasks = len(jobs) + sum(len(plan.todo) for plan in studies)
     if client is None and (workers <= 1 or tasks <= 1):
         for plan in studies:
@@ -178,15 +190,7 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
             log(f"study {plan.study.name}: {done['statuses']} in {done['seconds']:.1f} s", flush=True)
         for job in jobs:
             log(f"{job.source.stem}: {label(job)} ...", flush=True)
-            try:
-                _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters, data=job.data,
-                                            progress=sys.stderr.isatty())
-            except NotebookFailed as failure:
-                log(f"error: {failure}")
-                failures.append(failure)
-                continue
-            executed.append((job.source.stem, seconds))
-            log(f"{job.source.stem}: executed in {seconds:.1f} s", flush=True)
+            report(job, execute_job(job, os.getcwd(), progress=sys.stderr.isatty()))
         return executed, failures
 
     from distributed import as_completed
@@ -229,16 +233,8 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
             try:
                 done = future.result()
             except Exception as error:  # a worker died more than `retries` times, or a kernel would not start
-                failures.append(NotebookFailed(job.source, job.output, type(error).__name__, str(error)))
-                log(f"error: {failures[-1]}")
-                continue
-            if "failed" in done:
-                notebook, output, ename, evalue, count = done["failed"]
-                failures.append(NotebookFailed(Path(notebook), Path(output), ename, evalue, count))
-                log(f"error: {failures[-1]}")
-                continue
-            executed.append((job.source.stem, done["seconds"]))
-            log(f"{job.source.stem}: executed in {done['seconds']:.1f} s on {done['worker']}", flush=True)
+                done = {"failed": [job.source, job.output, type(error).__name__, str(error), None]}
+            report(job, done)
     order = {job.source.stem: k for k, job in enumerate(jobs)}  # report in the book's order
     executed.sort(key=lambda item: order[item[0]])
     return executed, failures
