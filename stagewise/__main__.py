@@ -28,10 +28,7 @@ FAILED, USAGE = 1, 2
 def _parameters(pairs: list[list[str]] | None) -> dict:
     from stagewise.pipeline import parse_value
 
-    values = {}
-    for name, text in pairs or []:
-        values[name] = parse_value(text)
-    return values
+    return {name: parse_value(text) for name, text in pairs or []}
 
 
 def _take_parameters(argv: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -397,13 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + (problems[0] if len(problems) == 1 else
                            "invalid parameters:" + "".join(f"\n  - {p}" for p in problems)), file=sys.stderr)
         return USAGE
-    except NotebookError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return USAGE
     except NotebookFailed as failure:
         print(f"error: {failure}", file=sys.stderr)
         return USAGE if failure.ename == "ParameterError" else FAILED
-    except (RunsError, NumbersError, ClusterError, ExpectationError) as error:
+    except (NotebookError, RunsError, NumbersError, ClusterError, ExpectationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE
     except (BookError, PrecheckFailed) as error:
