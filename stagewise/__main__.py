@@ -151,12 +151,12 @@ def _params(args) -> int:
     from stagewise.artifacts import to_json
     from stagewise.pipeline.params import default_value
     from stagewise.pipeline.profiles import resolve_values
-    from stagewise.pipeline.runner import check_run_parameters, load_notebook, parameter_table, resolve_notebook
+    from stagewise.pipeline.runner import check_many, load_notebook, parameter_table, resolve_notebook
 
     path = resolve_notebook(args.notebook, args.notebooks_dir)
     nb = load_notebook(path)
     given, origin = resolve_values(path, args.profile, _parameters(getattr(args, "parameters", None)))
-    values = check_run_parameters(nb, path, given)  # a bad value: exit 2, as `run` would
+    values = check_many([(nb, path, given)])[0]  # a bad value: exit 2, as `run` would
     table = parameter_table(nb)
     rows = [("name", "type", "value", "from", "help")]
     for p in table:
