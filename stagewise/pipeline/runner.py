@@ -105,14 +105,12 @@ def load_notebook(path: str | Path):
 
 def parameter_table(notebook) -> list[Parameter]:
     """(name, type, default, help) of each parameter of ``notebook`` (a path or a notebook node), in order, as
-    papermill's own inspection (``papermill.inspect_notebook``) reads its parameters cell."""
+    papermill's own inspection (``papermill.inspect_notebook``) reads its parameters cell (that there is exactly
+    one is checked with the values, :func:`stagewise.pipeline.precheck.first_cells`)."""
     import nbformat
     import papermill
 
     nb = load_notebook(notebook) if isinstance(notebook, (str, Path)) else notebook
-    if sum("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells) != 1:
-        raise NotebookError(f"{notebook if isinstance(notebook, (str, Path)) else 'the notebook'}: a chapter needs "
-                            "exactly one cell tagged 'parameters'")
     with tempfile.TemporaryDirectory(prefix="stagewise-inspect-") as scratch:
         path = Path(scratch) / "notebook.ipynb"
         nbformat.write(nb, str(path))
