@@ -4,8 +4,8 @@ running scheduler.
 Each task runs one notebook, whose kernel is a child process of the worker and inherits its environment. A local
 cluster therefore has one thread per worker (one notebook at a time) and sets the thread variables of torch,
 OpenMP, MKL and OpenBLAS to ``cores // workers`` so that parallel kernels do not oversubscribe the cores, and
-unsets Dask's ``MALLOC_TRIM_THRESHOLD_`` for its workers (a kernel inheriting it spent as long in system calls as
-computing: chapter 4 in a worker, 118.8 s against 60.2 s). The workers of a scheduler given by address are the
+unsets Dask's ``MALLOC_TRIM_THRESHOLD_`` for its workers (a kernel inheriting it spends as long in system calls as
+computing; README, "Sweeps"). The workers of a scheduler given by address are the
 user's: start them with ``--nthreads 1`` and those variables set, on machines that see this checkout at the same
 path.
 
@@ -68,14 +68,14 @@ def check_workers(workers: int | None, scheduler: str | None) -> None:
         raise ClusterError("scheduler: expected an address such as tcp://127.0.0.1:8786")
 
 
-def resolve_workers(workers: int | None, variable: str = "BOOK_WORKERS") -> int:
-    """``workers`` if given, else the environment variable ``variable``, else one per core."""
+def resolve_workers(workers: int | None) -> int:
+    """The book's chapters executed at once: ``workers`` if given, else ``$BOOK_WORKERS``, else one per core."""
     if workers is None:
-        text = os.environ.get(variable, "").strip()
+        text = os.environ.get("BOOK_WORKERS", "").strip()
         try:
             workers = int(text) if text else cores()
         except ValueError:
-            raise ClusterError(f"{variable}={text!r}: expected an integer >= 1 (1: one chapter after another)") from None
+            raise ClusterError(f"BOOK_WORKERS={text!r}: expected an integer >= 1 (1: one chapter after another)") from None
     check_workers(workers, None)
     return workers
 
