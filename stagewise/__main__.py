@@ -28,10 +28,7 @@ FAILED, USAGE = 1, 2
 def _parameters(pairs: list[list[str]] | None) -> dict:
     from stagewise.pipeline import parse_value
 
-    values = {}
-    for name, text in pairs or []:
-        values[name] = parse_value(text)
-    return values
+    return {name: parse_value(text) for name, text in pairs or []}
 
 
 def _take_parameters(argv: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -154,12 +151,12 @@ def _params(args) -> int:
     from stagewise.artifacts import to_json
     from stagewise.pipeline.params import default_value
     from stagewise.pipeline.profiles import resolve_values
-    from stagewise.pipeline.runner import check_run_parameters, load_notebook, parameter_table, resolve_notebook
+    from stagewise.pipeline.runner import check_many, load_notebook, parameter_table, resolve_notebook
 
     path = resolve_notebook(args.notebook, args.notebooks_dir)
     nb = load_notebook(path)
     given, origin = resolve_values(path, args.profile, _parameters(getattr(args, "parameters", None)))
-    values = check_run_parameters(nb, path, given)  # a bad value: exit 2, as `run` would
+    values = check_many([(nb, path, given)])[0]  # a bad value: exit 2, as `run` would
     table = parameter_table(nb)
     rows = [("name", "type", "value", "from", "help")]
     for p in table:
@@ -397,13 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + (problems[0] if len(problems) == 1 else
                            "invalid parameters:" + "".join(f"\n  - {p}" for p in problems)), file=sys.stderr)
         return USAGE
-    except NotebookError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return USAGE
     except NotebookFailed as failure:
         print(f"error: {failure}", file=sys.stderr)
         return USAGE if failure.ename == "ParameterError" else FAILED
-    except (RunsError, NumbersError, ClusterError, ExpectationError) as error:
+    except (NotebookError, RunsError, NumbersError, ClusterError, ExpectationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE
     except (BookError, PrecheckFailed) as error:

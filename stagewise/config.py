@@ -5,6 +5,7 @@ A *rule* says which values a setting accepts and describes them in words::
     Interval(gt=0)                 a finite number > 0
     Interval(ge=1, integer=True)   an integer ≥ 1
     Interval(ge=0, lt=1)           a number in [0, 1)
+    Interval(ge=1, integer=True) & Interval(le=8)   both: an integer in [1, 8]
     OneOf("none", "rmsprop")       'none' or 'rmsprop'
     Span(ge=1)                     (min, max) integers with 1 ≤ min ≤ max
     Optional(Interval(ge=1, integer=True))   None or an integer ≥ 1
@@ -111,6 +112,20 @@ class Interval:
         if high:
             return f"{finite} {'≤' if self.le is not None else '<'} {high[:-1]}"
         return finite
+
+    def __and__(self, other: Interval) -> Interval:
+        """The values both intervals accept, as one interval: a shared range narrowed by a caller's own bounds,
+        ``Interval(ge=1, integer=True) & Interval(le=64)`` is ``Interval(ge=1, le=64, integer=True)``."""
+        if not isinstance(other, Interval):
+            return NotImplemented
+        tighter = lambda pick, a, b: b if a is None else a if b is None else pick(a, b)
+        gt, ge = tighter(max, self.gt, other.gt), tighter(max, self.ge, other.ge)
+        lt, le = tighter(min, self.lt, other.lt), tighter(min, self.le, other.le)
+        if gt is not None and ge is not None:  # keep the tighter of the two lower bounds
+            gt, ge = (None, ge) if ge > gt else (gt, None)
+        if lt is not None and le is not None:
+            lt, le = (None, le) if le < lt else (lt, None)
+        return Interval(gt=gt, ge=ge, lt=lt, le=le, integer=self.integer or other.integer)
 
     def accepts(self, value: Any) -> bool:
         if not is_number(value) or (self.integer and not isinstance(value, numbers.Integral)):

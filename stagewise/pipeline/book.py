@@ -39,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
@@ -163,7 +164,7 @@ def staged_config(book_dir: str | Path = "book") -> dict:
     return config
 
 
-def _student_stage(book_dir: Path, stage: Path, chapters, cache, log) -> tuple[Path, Path]:
+def _student_stage(book_dir: Path, stage: Path, chapters, cache, log) -> Path:
     """A copy of the staged book without solutions: ``<stage>-student`` (its own HTML output too)."""
     student = stage.with_name(f"{stage.name}-student")
     _stage_sources(book_dir, student)
@@ -179,7 +180,7 @@ def _student_stage(book_dir: Path, stage: Path, chapters, cache, log) -> tuple[P
             shutil.copytree(stage / entry, student / entry)
         removed += strip_solutions(target)
     log(f"student book: {removed} solution block(s) removed")
-    return student, student
+    return student
 
 
 def _stage_config(book_dir: Path, stage: Path, profile: str, built: set[str], log) -> None:
@@ -266,7 +267,8 @@ def _stage_vendor(stage: Path, cache: str | Path | None, log) -> None:
     write_bytes(("\n\n".join(rules) + "\n").encode(), stage / "_static" / "fonts.css")
 
 
-def _jupyter_book() -> list[str]:
+def jupyter_book() -> list[str]:
+    """The ``jupyter-book`` command of this environment (beside its python), else the one on the PATH."""
     script = Path(sys.executable).with_name("jupyter-book")
     return [str(script)] if script.exists() else ["jupyter-book"]
 
@@ -298,16 +300,9 @@ def build_book(profile: str = "full", *, book_dir: str | Path = "book", notebook
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r} (accepted: {', '.join(PROFILES)})")
     stage = Path(stage) if stage is not None else Path("build") / profile
-    previous = os.environ.get("STAGEWISE_STUDIES")
     # where the pages' kernels (and the studies) find the in-book studies: load_study reads it
-    os.environ["STAGEWISE_STUDIES"] = str((stage / "studies").resolve())
-    try:
+    with mock.patch.dict(os.environ, {"STAGEWISE_STUDIES": str((stage / "studies").resolve())}):
         return _build(profile, Path(book_dir), Path(notebooks_dir), stage, path_output, cache, student, workers, log)
-    finally:
-        if previous is None:
-            os.environ.pop("STAGEWISE_STUDIES", None)
-        else:
-            os.environ["STAGEWISE_STUDIES"] = previous
 
 
 def _build(profile, book_dir, notebooks_dir, stage, path_output, cache, student, workers, log) -> BookResult:
@@ -364,7 +359,7 @@ def _build(profile, book_dir, notebooks_dir, stage, path_output, cache, student,
     for entry, _ in chapters:  # what the book shows and offers for download: no stderr, no machine paths
         clean_notebook(stage / f"{entry}.ipynb", paths)
     if student:
-        stage, path_output = _student_stage(book_dir, stage, chapters, cache, log)
+        stage = path_output = _student_stage(book_dir, stage, chapters, cache, log)
         result.html = path_output / "_build" / "html"
     _stage_config(book_dir, stage, profile, {source.stem for _, source in chapters}, log)
     if RERUN_PAGE in toc_files(toc):
@@ -384,7 +379,7 @@ def _build(profile, book_dir, notebooks_dir, stage, path_output, cache, student,
         html_stamp.unlink(missing_ok=True)
         html_start = time.perf_counter()
         # --all: a fresh Sphinx environment, so a warning from an unchanged page is reported again.
-        command = [*_jupyter_book(), "build", str(stage), "--path-output", str(path_output),
+        command = [*jupyter_book(), "build", str(stage), "--path-output", str(path_output),
                    "-W", "-n", "--keep-going", "--all", "-q"]
         log("html: " + " ".join(command[1:]), flush=True)
         if subprocess.run(command).returncode != 0:

@@ -4,8 +4,8 @@ running scheduler.
 Each task runs one notebook, whose kernel is a child process of the worker and inherits its environment. A local
 cluster therefore has one thread per worker (one notebook at a time) and sets the thread variables of torch,
 OpenMP, MKL and OpenBLAS to ``cores // workers`` so that parallel kernels do not oversubscribe the cores, and
-unsets Dask's ``MALLOC_TRIM_THRESHOLD_`` for its workers (a kernel inheriting it spent as long in system calls as
-computing: chapter 4 in a worker, 118.8 s against 60.2 s). The workers of a scheduler given by address are the
+unsets Dask's ``MALLOC_TRIM_THRESHOLD_`` for its workers (a kernel inheriting it spends as long in system calls as
+computing; README, "Sweeps"). The workers of a scheduler given by address are the
 user's: start them with ``--nthreads 1`` and those variables set, on machines that see this checkout at the same
 path.
 
@@ -68,14 +68,14 @@ def check_workers(workers: int | None, scheduler: str | None) -> None:
         raise ClusterError("scheduler: expected an address such as tcp://127.0.0.1:8786")
 
 
-def resolve_workers(workers: int | None, variable: str = "BOOK_WORKERS") -> int:
-    """``workers`` if given, else the environment variable ``variable``, else one per core."""
+def resolve_workers(workers: int | None) -> int:
+    """The book's chapters executed at once: ``workers`` if given, else ``$BOOK_WORKERS``, else one per core."""
     if workers is None:
-        text = os.environ.get(variable, "").strip()
+        text = os.environ.get("BOOK_WORKERS", "").strip()
         try:
             workers = int(text) if text else cores()
         except ValueError:
-            raise ClusterError(f"{variable}={text!r}: expected an integer >= 1 (1: one chapter after another)") from None
+            raise ClusterError(f"BOOK_WORKERS={text!r}: expected an integer >= 1 (1: one chapter after another)") from None
     check_workers(workers, None)
     return workers
 
@@ -142,7 +142,7 @@ class NotebookJob:
     after: tuple[str, ...] = ()
 
 
-def execute_job(job: NotebookJob, root: str, *studies) -> dict:
+def execute_job(job: NotebookJob, root: str, *studies, progress: bool = False) -> dict:
     """A Dask task: ``job`` executed in the folder ``root`` (the client's working directory, where the book's
     relative paths start), after ``studies`` (their results, unused). A failing cell comes back as data."""
     from .runner import NotebookFailed, execute_cached
@@ -151,7 +151,8 @@ def execute_job(job: NotebookJob, root: str, *studies) -> dict:
         raise ClusterError(f"worker {worker_name()} runs in {os.getcwd()}, not in {root}: the book's paths are "
                            "relative to the checkout")
     try:
-        _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters, data=job.data)
+        _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters, data=job.data,
+                                    progress=progress)
     except NotebookFailed as failure:
         return {"failed": [str(failure.notebook), str(failure.output), failure.ename, failure.evalue,
                            failure.execution_count], "worker": worker_name()}
@@ -167,9 +168,20 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
     when one fails."""
     from stagewise.artifacts import read_json
 
-    from .runner import NotebookFailed, execute_cached, stamp_path
+    from .runner import NotebookFailed, stamp_path
 
     executed, failures = [], []
+
+    def report(job: NotebookJob, done: dict) -> None:
+        if "failed" in done:
+            notebook, output, ename, evalue, count = done["failed"]
+            failures.append(NotebookFailed(Path(notebook), Path(output), ename, evalue, count))
+            log(f"error: {failures[-1]}")
+        else:
+            executed.append((job.source.stem, done["seconds"]))
+            where = "" if done["worker"] == "local" else f" on {done['worker']}"
+            log(f"{job.source.stem}: executed in {done['seconds']:.1f} s{where}", flush=True)
+
     tasks = len(jobs) + sum(len(plan.todo) for plan in studies)
     if client is None and (workers <= 1 or tasks <= 1):
         for plan in studies:
@@ -178,15 +190,7 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
             log(f"study {plan.study.name}: {done['statuses']} in {done['seconds']:.1f} s", flush=True)
         for job in jobs:
             log(f"{job.source.stem}: {label(job)} ...", flush=True)
-            try:
-                _, seconds = execute_cached(job.source, job.output, job.cwd, job.parameters, data=job.data,
-                                            progress=sys.stderr.isatty())
-            except NotebookFailed as failure:
-                log(f"error: {failure}")
-                failures.append(failure)
-                continue
-            executed.append((job.source.stem, seconds))
-            log(f"{job.source.stem}: executed in {seconds:.1f} s", flush=True)
+            report(job, execute_job(job, os.getcwd(), progress=sys.stderr.isatty()))
         return executed, failures
 
     from distributed import as_completed
@@ -229,16 +233,8 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
             try:
                 done = future.result()
             except Exception as error:  # a worker died more than `retries` times, or a kernel would not start
-                failures.append(NotebookFailed(job.source, job.output, type(error).__name__, str(error)))
-                log(f"error: {failures[-1]}")
-                continue
-            if "failed" in done:
-                notebook, output, ename, evalue, count = done["failed"]
-                failures.append(NotebookFailed(Path(notebook), Path(output), ename, evalue, count))
-                log(f"error: {failures[-1]}")
-                continue
-            executed.append((job.source.stem, done["seconds"]))
-            log(f"{job.source.stem}: executed in {done['seconds']:.1f} s on {done['worker']}", flush=True)
+                done = {"failed": [job.source, job.output, type(error).__name__, str(error), None]}
+            report(job, done)
     order = {job.source.stem: k for k, job in enumerate(jobs)}  # report in the book's order
     executed.sort(key=lambda item: order[item[0]])
     return executed, failures

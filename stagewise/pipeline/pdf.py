@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from .book import jupyter_book
 
 __all__ = ["PdfError", "build_pdf", "find_chromium"]
 
@@ -39,11 +40,6 @@ def find_chromium() -> str:
                    "installs Debian's chromium, or set CHROMIUM to an executable")
 
 
-def _jupyter_book() -> list[str]:
-    script = Path(sys.executable).with_name("jupyter-book")
-    return [str(script)] if script.exists() else ["jupyter-book"]
-
-
 def build_pdf(stage: str | Path, output: str | Path, *, timeout: float = 900, log=print) -> Path:
     """Render the staged book ``stage`` (``build/<profile>``, made by ``python -m stagewise book``) as one
     page and print it to ``output``; returns ``output``. The PDF is written next to its final name and moved
@@ -55,7 +51,7 @@ def build_pdf(stage: str | Path, output: str | Path, *, timeout: float = 900, lo
     chromium = find_chromium()
     single = stage / "_build" / "singlehtml"
     log(f"pdf: one-page HTML of {stage} ...")
-    done = subprocess.run([*_jupyter_book(), "build", str(stage), "--builder", "custom", "--custom-builder",
+    done = subprocess.run([*jupyter_book(), "build", str(stage), "--builder", "custom", "--custom-builder",
                            "singlehtml", "--quiet"], capture_output=True, text=True, timeout=timeout, check=False)
     page = single / "intro.html"
     if done.returncode != 0 or not page.is_file():

@@ -9,7 +9,7 @@ into the staged source tree as ``rerun.md`` (:data:`PAGE`), so the page can neve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from .params import Parameter, default_value
 from .profiles import available_profiles, profile_values
@@ -36,54 +36,36 @@ def _code(text: str) -> str:
     return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
 
 
-def _example_value(parameter: Parameter) -> Any:
-    value = default_value(parameter)
-    if isinstance(value, bool) or parameter.type not in ("int", "float"):
-        return None
-    if isinstance(value, (int, float)) and value:
-        return value * 2
-    return None
-
-
 def example_parameters(parameters: Iterable[Parameter]) -> list[tuple[str, str]]:
-    """The ``-p name value`` pairs of a chapter's example command: one changed value.
-
-    The changed value is the first numeric parameter other than ``profile``/``seed`` with a non-zero
-    default, doubled; without one, ``seed 1``.
-    """
+    """The ``-p name value`` pairs of a chapter's example command: the first numeric parameter other than
+    ``profile``/``seed`` with a non-zero default, doubled; without one, ``seed 1``."""
     parameters = list(parameters)
-    names = {p.name for p in parameters}
-    pairs: list[tuple[str, str]] = []
     for parameter in parameters:
-        if parameter.name in _SKIP_IN_EXAMPLE:
-            continue
-        value = _example_value(parameter)
-        if value is not None:
-            pairs.append((parameter.name, repr(value)))
-            break
-    if not pairs and "seed" in names:
-        pairs.append(("seed", "1"))
-    return pairs
+        value = default_value(parameter)
+        if (parameter.name not in _SKIP_IN_EXAMPLE and parameter.type in ("int", "float") and value
+                and isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return [(parameter.name, repr(value * 2))]
+    return [("seed", "1")] if any(p.name == "seed" for p in parameters) else []
 
 
-def chapter_title(source: str | Path) -> str:
-    """The notebook's first level-1 heading (its title in the book); its stem when it has none."""
-    for cell in load_notebook(source).cells:
+def chapter_title(nb, stem: str) -> str:
+    """The notebook's first level-1 heading (its title in the book); ``stem`` when it has none."""
+    for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 if line.startswith("# "):
                     return line[2:].strip()
-    return Path(source).stem
+    return stem
 
 
 def _chapter_section(entry: str, source: Path) -> list[str]:
-    stem = source.stem
-    rows = parameter_table(source)
+    stem, nb = source.stem, load_notebook(source)
+    rows = parameter_table(nb)
     pairs = example_parameters(rows)
     flags = " ".join(f"-p {name} {value}" for name, value in pairs)
     quick = profile_values(source, "quick") if "quick" in available_profiles(source.parent) else {}
     lines = [
-        f"## {_cell(chapter_title(source))}",
+        f"## {_cell(chapter_title(nb, stem))}",
         "",
         f"The chapter: {{doc}}`{entry}`; its source: `notebooks/{source.name}`. Parameters, in the order of",
         "its parameters cell:",

@@ -27,9 +27,9 @@ from stagewise.artifacts import read_json, source_hash, to_json, write_json
 from .params import Parameter, ParameterError
 from .profiles import DEFAULT_PROFILE, resolve_values
 
-__all__ = ["NotebookError", "NotebookFailed", "RunInterrupted", "cache_key", "cached_seconds", "check_many",
-           "check_run_parameters", "execute", "execute_cached", "load_notebook", "new_run_dir", "package_hash",
-           "parameter_table", "resolve_notebook", "run_notebook", "stamp_path"]
+__all__ = ["NotebookError", "NotebookFailed", "RunInterrupted", "cache_key", "cached_seconds", "check_many", "execute",
+           "execute_cached", "load_notebook", "new_run_dir", "package_hash", "parameter_table", "resolve_notebook",
+           "run_notebook", "stamp_path"]
 
 NOTEBOOK_SUFFIXES = (".md", ".ipynb", ".py")
 KERNEL_NAME = "python3"
@@ -105,14 +105,12 @@ def load_notebook(path: str | Path):
 
 def parameter_table(notebook) -> list[Parameter]:
     """(name, type, default, help) of each parameter of ``notebook`` (a path or a notebook node), in order, as
-    papermill's own inspection (``papermill.inspect_notebook``) reads its parameters cell."""
+    papermill's own inspection (``papermill.inspect_notebook``) reads its parameters cell (that there is exactly
+    one is checked with the values, :func:`stagewise.pipeline.precheck.first_cells`)."""
     import nbformat
     import papermill
 
     nb = load_notebook(notebook) if isinstance(notebook, (str, Path)) else notebook
-    if sum("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells) != 1:
-        raise NotebookError(f"{notebook if isinstance(notebook, (str, Path)) else 'the notebook'}: a chapter needs "
-                            "exactly one cell tagged 'parameters'")
     with tempfile.TemporaryDirectory(prefix="stagewise-inspect-") as scratch:
         path = Path(scratch) / "notebook.ipynb"
         nbformat.write(nb, str(path))
@@ -129,17 +127,12 @@ def parameter_table(notebook) -> list[Parameter]:
     return rows
 
 
-def check_run_parameters(nb, path: Path, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` (what papermill will inject: a profile's merged with ``-p``) checked before a kernel starts by
-    the notebook's own parameters and validation cells (:mod:`stagewise.pipeline.precheck`), converted (``300``
-    -> ``300.0`` for a float). Raises :class:`ParameterError` with the notebook's own messages."""
-    return check_many([(nb, path, values)])[0]
-
-
 def check_many(jobs: list[tuple[Any, Path, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """:func:`check_run_parameters` of every ``(notebook node, path, values)``, in one checking process; raises
-    :class:`ParameterError` listing the problems of them all (each once, prefixed with its notebook when the
-    jobs are of several notebooks)."""
+    """Each ``(notebook node, path, values)``: the values papermill will inject (a profile's merged with ``-p``)
+    checked before a kernel starts by the notebook's own parameters and validation cells
+    (:mod:`stagewise.pipeline.precheck`), all in one checking process, and converted (``300`` -> ``300.0`` for a
+    float). Raises :class:`ParameterError` listing the problems of them all, in the notebooks' own words (each
+    once, prefixed with its notebook when the jobs are of several notebooks)."""
     from .precheck import check_values
 
     results = check_values([(nb, values) for nb, _, values in jobs])
@@ -299,7 +292,7 @@ def run_notebook(spec: str | Path, values: dict[str, Any], *, runs_dir: str | Pa
     path = resolve_notebook(spec, notebooks_dir)
     nb = load_notebook(path)
     given, _ = resolve_values(path, profile, values)
-    parameters = absolute_paths(check_run_parameters(nb, path, given))
+    parameters = absolute_paths(check_many([(nb, path, given)])[0])
     # a sweep puts its runs in its own folder (``parent``); a single run goes to runs/<stem>/
     folder = new_run_dir(Path(parent) if parent is not None else Path(runs_dir) / path.stem)
     overrides = {k: v for k, v in parameters.items() if k in values}

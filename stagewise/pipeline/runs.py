@@ -8,13 +8,14 @@ runs folder, and nothing that is not a run folder (no ``run.json``): the book's 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stagewise.artifacts import read_json
 
 from .metrics import flatten
 from .runner import new_run_dir
@@ -40,16 +41,9 @@ class RunRecord:
     error: str | None = None
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _record(folder: Path) -> RunRecord:
-    run = _read(folder / "run.json")
-    metrics = _read(folder / "metrics.json")
+    run = read_json(folder / "run.json", {})
+    metrics = read_json(folder / "metrics.json", {})
     chapter = folder.parent.parent.name if folder.parent.name.startswith("sweep-") else folder.parent.name
     return RunRecord(folder=folder, chapter=chapter, status=str(run.get("status", "unknown")),
                      started=str(run.get("started", "")), seconds=run.get("seconds"),
@@ -137,11 +131,8 @@ def collect(records: list[RunRecord], out_dir: str | Path, plot: str | None = No
     table = run_table(records)
     x = y = None
     if plot is not None:
-        metric, sep, param = plot.partition(":")
-        if not sep or not metric or not param:
-            raise RunsError(f"plot: expected METRIC:PARAM (e.g. llc.normal_crossing.rel_error:nbeta), got {plot!r}")
+        y, param = parse_plot(plot)
         x = param if param in table.columns else f"param.{param}"
-        y = metric
         for column, what in ((x, "parameter"), (y, "metric")):
             if column not in table.columns:
                 known = sorted(c for c in table.columns if (c.startswith("param.") if what == "parameter"
@@ -156,7 +147,26 @@ def collect(records: list[RunRecord], out_dir: str | Path, plot: str | None = No
     return written
 
 
+def parse_plot(plot: str) -> tuple[str, str]:
+    """``--plot METRIC:PARAM`` as (metric key path, parameter name without ``param.``); raises :class:`RunsError`."""
+    metric, sep, param = plot.partition(":")
+    param = param.removeprefix("param.")
+    if not (sep and metric and param):
+        raise RunsError(f"plot: expected METRIC:PARAM (e.g. llc.normal_crossing.rel_error:nbeta), got {plot!r}")
+    return metric, param
+
+
+def free_stem(folder: Path, stem: str, suffixes: Iterable[str]) -> str:
+    """``stem``, else ``stem-2``, ``stem-3``, ...: the first with no file ``folder/<name><suffix>`` yet."""
+    for n in range(1, 10_000):
+        name = stem if n == 1 else f"{stem}-{n}"
+        if not any((folder / f"{name}{s}").exists() for s in suffixes):
+            return name
+    raise RunsError(f"no free file name for {stem} in {folder}")
+
+
 def plot_runs(table, x: str, y: str, folder: Path) -> Path:
+    """``<y>_vs_<x>.png`` in ``folder`` (under a free name: nothing is overwritten): ``y`` against ``x``."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -178,7 +188,7 @@ def plot_runs(table, x: str, y: str, folder: Path) -> Path:
     ax.set_ylabel(y)
     ax.set_title(f"{len(done)} finished runs" + ("" if math.isclose(len(done), len(table)) else
                                                   f" ({len(table) - len(done)} not finished, left out)"))
-    name = f"{y}_vs_{x.removeprefix('param.')}".replace("/", "_")
+    name = free_stem(folder, f"{y}_vs_{x.removeprefix('param.')}".replace("/", "_"), (".png",))
     path = save(fig, name, folder)
     plt.close(fig)
     return path

@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import shutil
+import math
 import sys
 import time
 import uuid
@@ -37,8 +37,8 @@ from stagewise.artifacts import read_json, to_json, write_bytes, write_json
 from .dask_cluster import check_workers, cluster, worker_name
 from .params import ParameterError, parse_value
 from .profiles import DEFAULT_PROFILE, profile_values
-from .runner import absolute_paths, load_notebook, new_run_dir, parameter_table, resolve_notebook
-from .runs import RunsError, plot_runs, run_table, runs_under
+from .runner import absolute_paths, check_many, load_notebook, new_run_dir, parameter_table, resolve_notebook
+from .runs import RunsError, free_stem, parse_plot, plot_runs, run_table, runs_under
 
 __all__ = ["SweepError", "SweepInterrupted", "SweepResult", "check_grid", "combinations", "create", "parse_grid",
            "pending", "record", "run_sweep", "submit", "sweep_table"]
@@ -109,8 +109,6 @@ def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None,
     with the combination, by the notebook's own first cells, all in one checking process. Returns the grid with
     its values converted (``100`` -> ``100.0`` for a float); ``seeds`` adds ``seed`` = 0 .. seeds-1. Raises
     :class:`ParameterError` listing every bad value, before anything runs."""
-    from .precheck import check_values
-
     grid = dict(grid)
     if seeds is not None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -122,20 +120,16 @@ def check_grid(nb, path: Path, grid: dict[str, list], seeds: int | None = None,
         grid["seed"] = list(range(seeds))
     if not grid:
         raise ParameterError("nothing to sweep: give at least one -p NAME v1,v2,... (or --seeds)")
-    count = 1
-    for values in grid.values():
-        count *= len(values)
+    count = math.prod(len(values) for values in grid.values())
     if count > MAX_COMBINATIONS:
         raise ParameterError(f"{count} combinations: at most {MAX_COMBINATIONS} in one sweep")
     product = combinations(grid)
-    results = check_values([(nb, {**(base or {}), **combination}) for combination in product])
+    results = check_many([(nb, path, {**(base or {}), **combination}) for combination in product])
     problems: list[str] = []
-    for result in results:
-        problems += [p for p in result.problems if p not in problems]
     checked: dict[str, list] = {name: [] for name in grid}
     for name, values in grid.items():
-        for value in values if not problems else []:
-            new = results[next(i for i, c in enumerate(product) if c[name] is value)].values[name]
+        for value in values:
+            new = results[next(i for i, c in enumerate(product) if c[name] is value)][name]
             if any(type(v) is type(new) and v == new for v in checked[name]):
                 problems.append(f"parameter {name!r} lists the value {new!r} twice")
             checked[name].append(new)
@@ -265,16 +259,8 @@ def _parquet_bytes(table) -> bytes:
     return buffer.getvalue()
 
 
-def _free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
-    for n in range(1, 10_000):
-        name = stem if n == 1 else f"{stem}-{n}"
-        if not any((folder / f"{name}{s}").exists() for s in suffixes):
-            return name
-    raise SweepError(f"no free file name for {stem} in {folder}")
-
-
 def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[str, Path]:
-    stem = _free_stem(folder, "sweep", (".csv", ".parquet"))
+    stem = free_stem(folder, "sweep", (".csv", ".parquet"))
     written = {"csv": write_bytes(table.to_csv(index=False).encode(), folder / f"{stem}.csv"),
                "parquet": write_bytes(_parquet_bytes(table), folder / f"{stem}.parquet")}
     if plot is not None:
@@ -284,14 +270,7 @@ def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[st
                 "index", "attempts", "seconds", "status", "worker", "error", "folder", "started", "chapter"))
             raise SweepError(f"plot: no metric {metric!r} in these runs (known: {', '.join(known) or 'none'}); "
                              f"the tables were written: {written['csv']}")
-        scratch = folder / f".plot-{uuid.uuid4().hex[:8]}"  # plot_runs names its file; move it to a free name
-        scratch.mkdir()
-        try:
-            drawn = plot_runs(table, f"param.{param}", metric, scratch)
-            name = _free_stem(folder, drawn.stem, (drawn.suffix,)) + drawn.suffix
-            written["figure"] = Path(shutil.move(str(drawn), str(folder / name)))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        written["figure"] = plot_runs(table, f"param.{param}", metric, folder)
     return written
 
 
@@ -301,10 +280,7 @@ def _write_outputs(folder: Path, table, plot: tuple[str, str] | None) -> dict[st
 def _plot_spec(plot: str | None, grid: dict[str, list]) -> tuple[str, str] | None:
     if plot is None:
         return None
-    metric, sep, param = plot.partition(":")
-    param = param.removeprefix("param.")
-    if not (sep and metric and param):
-        raise SweepError(f"plot: expected METRIC:PARAM (e.g. mean:nbeta), got {plot!r}")
+    metric, param = parse_plot(plot)
     if param not in grid:
         raise SweepError(f"plot: parameter {param!r} is not swept (swept: {', '.join(grid)})")
     return metric, param

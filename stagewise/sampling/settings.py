@@ -4,13 +4,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Interval, OneOf, Optional, Satisfies, check_fields
+from ..config import Interval, OneOf, Optional, Rule, Satisfies, check_fields
 from .device import device_problem
 
 PRECONDITIONERS = ("none", "rmsprop")
 RMSPROP_ADAPT = ("burnin", "always")
 BATCHING = ("auto", "vmap", "loop")
 DTYPES = ("float32", "float64")
+
+_POSITIVE, _COUNT = Interval(gt=0), Interval(ge=1, integer=True)
+# The rule of every SGLDConfig field, in the order a config reports them; handed out by SGLDConfig.rule. None: the
+# rule depends on this machine (a device it has), so __post_init__ makes it for the value. num_burnin's rule
+# is the base one: with an RMSProp preconditioner frozen after burn-in a config also needs num_burnin ≥ 1.
+_FIELD_RULES: dict[str, Rule | None] = {
+    "step_size": _POSITIVE,
+    "nbeta": _POSITIVE,
+    "localization": Interval(ge=0),
+    "num_chains": _COUNT,
+    "num_draws": _COUNT,
+    "num_burnin": Interval(ge=0, integer=True),
+    "thin": _COUNT,
+    "seed": Interval(ge=0, integer=True),
+    "batch_size": Satisfies(lambda v: v is None or _COUNT.accepts(v), "an integer ≥ 1"),  # None: full batch
+    "preconditioner": OneOf(*PRECONDITIONERS),
+    "rmsprop_alpha": Interval(ge=0, lt=1),
+    "rmsprop_eps": _POSITIVE,
+    "rmsprop_adapt": OneOf(*RMSPROP_ADAPT),
+    "device": None,
+    "dtype": Optional(OneOf(*DTYPES)),
+    "batching": OneOf(*BATCHING),
+    "check_every": Optional(_COUNT),
+    "compile": OneOf(True, False),
+    "observable_chunk": Optional(_COUNT),
+    "trace_device": None,
+}
+
+
+def _device_rule(value: str | None) -> Rule:
+    """The rule of ``device`` or ``trace_device``: None or a device this machine has (described for ``value``)."""
+    return Satisfies(lambda v: v is None or device_problem(v) is None,
+                     (device_problem(value) if value is not None else None) or "")
 
 
 @dataclass(frozen=True)
@@ -96,36 +129,34 @@ class SGLDConfig:
     trace_device: str | None = "cpu"
 
     def __post_init__(self) -> None:
-        positive, count = Interval(gt=0), Interval(ge=1, integer=True)
-        burnin = Interval(ge=0, integer=True)
+        burnin = _FIELD_RULES["num_burnin"]
         if self.freezes_preconditioner and burnin.accepts(self.num_burnin):  # frozen: adapted during burn-in
-            burnin = Satisfies(Interval(ge=1, integer=True).accepts,
+            burnin = Satisfies(_COUNT.accepts,
                                "an integer ≥ 1 with preconditioner='rmsprop' and rmsprop_adapt='burnin', which adapts "
                                "the preconditioner during burn-in and then freezes it; or set rmsprop_adapt='always'")
-        device_words = device_problem(self.device) if self.device is not None else ""
-        check_fields(self, {
-            "step_size": positive,
-            "nbeta": positive,
-            "localization": Interval(ge=0),
-            "num_chains": count,
-            "num_draws": count,
-            "num_burnin": burnin,
-            "thin": count,
-            "seed": Interval(ge=0, integer=True),
-            "batch_size": Satisfies(lambda v: v is None or count.accepts(v), "an integer ≥ 1"),  # None: full batch
-            "preconditioner": OneOf(*PRECONDITIONERS),
-            "rmsprop_alpha": Interval(ge=0, lt=1),
-            "rmsprop_eps": positive,
-            "rmsprop_adapt": OneOf(*RMSPROP_ADAPT),
-            "device": Satisfies(lambda v: v is None or device_problem(v) is None, device_words or ""),
-            "dtype": Optional(OneOf(*DTYPES)),
-            "batching": OneOf(*BATCHING),
-            "check_every": Optional(count),
-            "compile": OneOf(True, False),
-            "observable_chunk": Optional(count),
-            "trace_device": Satisfies(lambda v: v is None or device_problem(v) is None,
-                                      device_problem(self.trace_device) if self.trace_device is not None else ""),
-        })
+        made = {"num_burnin": burnin, "device": _device_rule(self.device),
+                "trace_device": _device_rule(self.trace_device)}
+        check_fields(self, {name: made.get(name, rule) for name, rule in _FIELD_RULES.items()})
+
+    @classmethod
+    def rule(cls, name: str) -> Rule:
+        """The rule of field ``name``: the values a config accepts there, e.g. for a chapter's validation cell.
+
+        ``SGLDConfig.rule("nbeta")`` accepts exactly the values ``SGLDConfig(nbeta=...)`` accepts and describes
+        them in the same words; narrow it with ``&`` (``SGLDConfig.rule("num_chains") & Interval(le=64)``).
+        ``num_burnin``'s is the base range (a config with an RMSProp preconditioner frozen after burn-in also
+        needs num_burnin ≥ 1). ``device`` and ``trace_device`` have none here: what they accept depends on the
+        machine that runs the config. A name that is no field: ValueError naming the accepted ones.
+        """
+        if name not in _FIELD_RULES:
+            names = ", ".join(field for field, rule in _FIELD_RULES.items() if rule is not None)
+            raise ValueError(f"SGLDConfig.rule({name!r}): SGLDConfig has no field {name!r} (accepted: {names})")
+        rule = _FIELD_RULES[name]
+        if rule is None:
+            raise ValueError(f"SGLDConfig.rule({name!r}): what {name} accepts depends on the machine that runs "
+                             "the config; a chapter's device parameter takes stagewise.sampling.DEVICE_NAME "
+                             "(the form of the name) and check_device(device) (this machine has it)")
+        return rule
 
     @property
     def num_steps(self) -> int:
