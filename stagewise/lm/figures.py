@@ -17,6 +17,8 @@ Sizes fit the book's column (:data:`stagewise.plotting.COLUMN_WIDTH`); influence
 
 from __future__ import annotations
 
+import textwrap
+
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -283,6 +285,7 @@ def recipe_figure(table) -> plt.Figure:
                      capsize=3)
     axes[2].axvline(0, color="0.4", lw=0.8)
     axes[2].set(xlabel="decline from the peak window to the late window (%; negative: a rise)")
-    axes[0].set_yticks(y, list(table.index), fontsize=9.5)
+    # long variant names wrap, so that the figure keeps the column's width (and its text size when shown)
+    axes[0].set_yticks(y, [textwrap.fill(str(v), 22) for v in table.index], fontsize=9.5)
     axes[0].invert_yaxis()  # shared: the first variant on top in every panel
     return fig
