@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .curves import decline_verdict
 from .plotting import prose_number
 
 __all__ = ["CLAIMS", "Z_DETECT", "Row", "from_build", "markdown", "scorecard"]
@@ -33,6 +34,9 @@ __all__ = ["CLAIMS", "Z_DETECT", "Row", "from_build", "markdown", "scorecard"]
 #: Two standard errors to call an effect, plus 0.84 for 80% power: the smallest effect a run can see is
 #: ``Z_DETECT`` times its standard error.
 Z_DETECT = 2.0 + 0.84
+
+#: The decline from the peak that chapter 6 is sized to detect, when its metrics do not say (``detect_decline``).
+DETECT_DECLINE = 0.3
 
 Metrics = Mapping[str, Mapping[str, Any]]
 
@@ -169,16 +173,27 @@ def _induction_decline(m: Metrics) -> tuple[str, str]:
     stderr = _get(m, c, "induction_influence_decline_stderr")
     detectable = _get(m, c, "min_detectable_decline")
     peak = _get(m, c, "induction_influence_peak_step")
+    try:
+        target = _get(m, c, "parameters.detect_decline")
+    except _Missing:
+        target = DETECT_DECLINE
+    upper = decline + 2 * stderr
     measured = (f"from the early to the late window after formation the induction influence changes by "
                 f"{_n(-decline, percent=True, signed=True)} ± {_n(stderr, percent=True)} (peak at step "
                 f"{_steps(peak)}); the run could see a decline of {_n(detectable, percent=True)} or more")
-    if decline >= 2 * stderr:
+    verdict = decline_verdict(decline, stderr, target)  # the chapter's rule
+    if verdict == "declines":
         return measured, "reproduced"
-    if decline <= -2 * stderr:
+    if verdict == "rises":
         return measured, (f"not reproduced (still rising at the end of training, beyond 2 s.e.; a decline of "
                           f"{_n(detectable, percent=True)} would have been seen)")
-    if detectable <= 0.3:
-        return measured, f"not reproduced (power to see a decline of {_n(detectable, percent=True)})"
+    if verdict == "excluded":
+        return measured, (f"not reproduced (a decline of {_n(target, percent=True)} is excluded: at most "
+                          f"{_n(upper, percent=True)}; power to see a decline of {_n(detectable, percent=True)})")
+    if verdict == "not detected":
+        return measured, (f"not reproduced at 2 s.e. (a fall of {_n(decline, percent=True)}, "
+                          f"{_n(decline * (1 - decline) / stderr, digits=3)} s.e. from none; power to see a "
+                          f"decline of {_n(detectable, percent=True)}; up to {_n(upper, percent=True)} not excluded)")
     return measured, f"inconclusive (the run could only see declines of {_n(detectable, percent=True)} or more)"
 
 
@@ -230,11 +245,24 @@ def _selection(m: Metrics) -> tuple[str, str]:
     bif = effects.get("bif")
     if bif is None:
         return measured, "not tested"
-    if bif["ci"][1] < 0:
-        return measured, "reproduced (BIF-chosen data speed formation)"
+    against = bif.get("minus_random")  # the pool against random sequences of the same count
+    if against is not None:
+        low, high = against["ci"]
+        measured += (f"; the BIF's choice against random sequences {_steps(against['effect'], signed=True)} steps "
+                     f"({_steps(low)} … {_steps(high)})")
     if bif["ci"][0] > 0:
         return measured, "opposite (BIF-chosen data delay formation)"
-    return measured, "not reproduced (the interval contains no shift)"
+    if not bif["ci"][1] < 0:
+        return measured, "not reproduced (the interval contains no shift)"
+    if against is None:
+        return measured, "partly reproduced (BIF-chosen data speed formation; random data of the same count not run)"
+    if high < 0:
+        return measured, "reproduced (BIF-chosen data speed formation, more than random data of the same count)"
+    if low > 0:
+        return measured, ("partly reproduced (BIF-chosen data speed formation, but less than random data of the "
+                          "same count)")
+    return measured, ("partly reproduced (BIF-chosen data speed formation, but not detectably more than random "
+                      "data of the same count)")
 
 
 def _pythia(m: Metrics) -> tuple[str, str]:

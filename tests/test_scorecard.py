@@ -41,7 +41,7 @@ def test_every_claim_has_a_row_with_a_verdict_from_the_build():
     assert [row.claim for row in rows] == [claim for claim, _, _ in sc.CLAIMS]
     got = [row.verdict.split(" (")[0] for row in rows]
     assert got == ["reproduced", "reproduced", "partly reproduced", "reproduced", "partly reproduced", "reproduced",
-                   "not reproduced", "not reproduced", "not reproduced", "reproduced", "not tested"]
+                   "not reproduced", "not reproduced", "not reproduced", "partly reproduced", "not tested"]
     # the numbers come from the metrics, formatted by the prose rule
     assert "10,500" in rows[6].measured and "+75%" in rows[6].measured and "54%" in rows[6].measured
     assert "+340 steps" in rows[8].measured and "−892 … 1,571" in rows[8].measured
@@ -57,13 +57,17 @@ def test_a_negative_verdict_names_the_power_of_the_run():
     ("decline", "stderr", "detectable", "expected"),
     [
         (0.45, 0.1, 0.28, "reproduced"),  # beyond 2 s.e.
-        (0.05, 0.1, 0.28, "not reproduced (power to see a decline of 28%)"),
+        # the estimate excludes the claimed 30%: 0.05 + 2 x 0.1 = 25%
+        (0.05, 0.1, 0.28, "not reproduced (a decline of 30% is excluded: at most 25%; power to see a decline of 28%)"),
+        # not detected (0.16 < 2 s0, s0 = 0.07 / 0.84), yet 0.16 + 2 x 0.07 = 30% is not excluded
+        (0.16, 0.07, 0.23, ("not reproduced at 2 s.e. (a fall of 16%, 1.92 s.e. from none; power to see a decline "
+                            "of 23%; up to 30% not excluded)")),
         (0.05, 0.2, 0.57, "inconclusive (the run could only see declines of 57% or more)"),
         (-0.75, 0.19, 0.54, ("not reproduced (still rising at the end of training, beyond 2 s.e.; a decline of 54% "
                             "would have been seen)")),
     ],
 )
-def test_decline_verdict_follows_the_declared_rule(decline, stderr, detectable, expected):
+def test_decline_verdict_follows_the_chapters_rule(decline, stderr, detectable, expected):
     metrics = copy.deepcopy(BUILD)
     metrics["06_token_influence"].update(induction_influence_decline=decline,
                                          induction_influence_decline_stderr=stderr,
@@ -121,3 +125,19 @@ def test_a_nan_inside_a_nested_measurement_is_not_measured():
     metrics = copy.deepcopy(BUILD)
     metrics["07_steering"]["lm_selection_effects"]["bif"] = {"effect": float("nan"), "ci": [float("nan")] * 2}
     assert verdicts(metrics)["(Beyond the paper) data chosen by the BIF steers formation"] == "not measured"
+
+
+@pytest.mark.parametrize(("against", "expected"), [
+    (None, "partly reproduced (BIF-chosen data speed formation; random data of the same count not run)"),
+    ([-200.0, -20.0], "reproduced (BIF-chosen data speed formation, more than random data of the same count)"),
+    ([-110.0, 50.0], "partly reproduced (BIF-chosen data speed formation, but not detectably more than random"),
+    ([20.0, 90.0], "partly reproduced (BIF-chosen data speed formation, but less than random"),
+])
+def test_selection_verdict_compares_the_bif_pool_with_random_data(against, expected):
+    metrics = copy.deepcopy(BUILD)
+    if against is not None:
+        metrics["07_steering"]["lm_selection_effects"]["bif"]["minus_random"] = {"effect": sum(against) / 2,
+                                                                                 "ci": against}
+    row = {r.claim: r for r in sc.scorecard(metrics)}["(Beyond the paper) data chosen by the BIF steers formation"]
+    assert row.verdict.startswith(expected)
+    assert ("against random sequences" in row.measured) == (against is not None)

@@ -30,8 +30,8 @@ import numpy as np
 
 from .points import check_curve
 
-__all__ = ["POWER", "POWER_Z", "Decline", "WindowMean", "budget_for_decline", "change_between", "decline_between",
-           "decline_power", "min_detectable_decline", "min_detectable_rise", "scaled_budget", "window_mean"]
+__all__ = ["DECLINE_VERDICTS", "POWER", "POWER_Z", "Decline", "WindowMean", "budget_for_decline", "change_between", "decline_between",
+           "decline_power", "decline_verdict", "min_detectable_decline", "min_detectable_rise", "scaled_budget", "window_mean"]
 
 #: The power asked of a detection: a true effect at the smallest detectable size is detected in 80% of runs.
 POWER = 0.8
@@ -185,6 +185,10 @@ class Decline:
         """The largest decline the data leave possible: decline + z·stderr."""
         return self.decline + self.z * self.stderr
 
+    def verdict(self, target: float) -> str:
+        """What the run says about a decline of ``target`` or more (:func:`decline_verdict`)."""
+        return decline_verdict(self.decline, self.stderr, target, self.z)
+
     def power(self, decline: float) -> float:
         """The probability that a run with these errors detects a true ``decline`` (:func:`decline_power`)."""
         return decline_power(decline, self.relative_stderr, self.z)
@@ -209,6 +213,41 @@ def change_between(early: WindowMean, late: WindowMean, z: float = 2.0) -> Decli
                    relative_stderr=float(relative), z=z, detected=bool(decline > z * relative),
                    min_detectable=min_detectable_decline(relative, z), rise_detected=bool(-decline > z * relative),
                    min_detectable_rise=min_detectable_rise(relative, z))
+
+
+#: The verdicts :func:`decline_verdict` returns, strongest evidence first.
+DECLINE_VERDICTS = ("declines", "rises", "excluded", "not detected", "inconclusive")
+
+
+def decline_verdict(decline: float, stderr: float, target: float, z: float = 2.0) -> str:
+    """The verdict on a declared decline d̂ (1 − late/early) with its delta-method standard error ``stderr``, for
+    a claimed decline of ``target`` (a fraction in (0, 1)); one rule for the chapter and the scorecard:
+
+    - ``"declines"``: d̂ > z·s₀, beyond z standard errors of "no decline" (s₀ = stderr/(1 − d̂), the error the
+      windows would have were they equal: :class:`Decline`);
+    - ``"rises"``: −d̂ > z·s₀, the late window is higher;
+    - ``"excluded"``: neither, and d̂ + z·stderr < target: a decline of ``target`` lies outside the data's
+      z standard errors;
+    - ``"not detected"``: neither, the run would see ``target`` in 80% of runs (its smallest detectable decline
+      is at most ``target``), yet the estimate leaves ``target`` possible: the run has the power, the data
+      neither show nor exclude the decline;
+    - ``"inconclusive"``: the run could not reliably see a decline of ``target``.
+    """
+    z = _check_z(z)
+    if not (0 < target < 1):
+        raise ValueError(f"target = {target!r} (accepted: a fraction in (0, 1), e.g. 0.3 for a 30% decline)")
+    if not decline < 1:
+        raise ValueError(f"decline = {decline!r} (accepted: a fraction below 1)")
+    relative = _check_stderr(stderr, "stderr") / (1 - decline)
+    if decline > z * relative:
+        return "declines"
+    if -decline > z * relative:
+        return "rises"
+    if decline + z * stderr < target:
+        return "excluded"
+    if min_detectable_decline(relative, z) <= target:
+        return "not detected"
+    return "inconclusive"
 
 
 def decline_between(steps, values, stderr, early: tuple[float, float], late: tuple[float, float],

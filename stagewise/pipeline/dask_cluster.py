@@ -162,12 +162,13 @@ def execute_job(job: NotebookJob, root: str, *studies, progress: bool = False) -
 def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), label=str, client=None,
                       retries: int = 1, log=print) -> tuple[list[tuple[str, float]], list]:
     """Execute ``studies`` (:class:`~stagewise.pipeline.studies.StudyPlan`) and ``jobs``: one after another in this
-    process when ``workers`` is 1 (or there is one task), else as tasks of a LocalCluster of ``workers`` processes (or of ``client``):
-    the chapters longest first by their last recorded time, the studies' runs beside them, and each job that
-    reads a study after it. Returns ([(stem, seconds)] executed, [NotebookFailed] failed); every job runs even
+    process when ``workers`` is 1 (or there is one task), else as tasks of a LocalCluster of ``workers`` processes
+    (or of ``client``): the chapters longest first by their last recorded time (on a fresh clone, the committed
+    full build's, book/numbers.json), the studies' runs beside them, and each job that reads a study after it. Returns ([(stem, seconds)] executed, [NotebookFailed] failed); every job runs even
     when one fails."""
     from stagewise.artifacts import read_json
 
+    from .numbers import snapshot_seconds
     from .runner import NotebookFailed, stamp_path
 
     executed, failures = [], []
@@ -195,9 +196,13 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
 
     from distributed import as_completed
 
+    committed = snapshot_seconds()  # a fresh clone has no stamps: the committed full build's times
+
     def last_seconds(job: NotebookJob) -> float:
         recorded = read_json(stamp_path(Path(job.output)))
-        return float(recorded.get("seconds", 0.0)) if isinstance(recorded, dict) else 0.0
+        if isinstance(recorded, dict) and isinstance(recorded.get("seconds"), (int, float)):
+            return float(recorded["seconds"])
+        return committed.get(job.source.stem, 0.0)
 
     engine = nullcontext(client) if client is not None else cluster(min(workers, tasks), retries=retries, log=log)
     with engine as client:

@@ -127,7 +127,8 @@ def update_readme(chapters_dir: str | Path, measured: str, readme_path: str | Pa
     book_dir, readme_path = Path(book_dir), Path(readme_path)
     spec = load_spec(book_dir)
     numbers = measure(spec, chapters_dir, allow_missing=allow_missing)
-    write_json({"measured": measured, "numbers": numbers}, book_dir / SNAPSHOT_FILE)
+    write_json({"measured": measured, "numbers": numbers, "seconds": _chapter_seconds(chapters_dir)},
+               book_dir / SNAPSHOT_FILE)
     readme = readme_path.read_text()
     block = readme_block(spec, numbers, measured)
     current = _current_block(readme)
@@ -135,6 +136,29 @@ def update_readme(chapters_dir: str | Path, measured: str, readme_path: str | Pa
         raise NumbersError(f"README has no {START} … {END} block to fill")
     write_bytes(readme.replace(current, block).encode(), readme_path)
     return numbers
+
+
+def _chapter_seconds(chapters_dir: str | Path) -> dict[str, float]:
+    """{stem: seconds} of each chapter's last execution in ``chapters_dir`` (its ``<stem>.stamp.json``)."""
+    out = {}
+    for stamp in sorted(Path(chapters_dir).glob("*.stamp.json")):
+        try:
+            seconds = json.loads(stamp.read_text()).get("seconds")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(seconds, (int, float)):
+            out[stamp.name.removesuffix(".stamp.json")] = round(float(seconds), 1)
+    return out
+
+
+def snapshot_seconds(book_dir: str | Path = "book") -> dict[str, float]:
+    """{stem: seconds} each chapter took in the full build of the committed snapshot (book/numbers.json), or {}:
+    the parallel build starts the longest chapters first even on a fresh clone, with no build of its own yet."""
+    try:
+        seconds = _snapshot(Path(book_dir)).get("seconds", {})
+    except NumbersError:
+        return {}
+    return {k: float(v) for k, v in seconds.items() if isinstance(v, (int, float))} if isinstance(seconds, dict) else {}
 
 
 def drift(numbers: dict[str, str], book_dir: str | Path = "book") -> list[str]:

@@ -189,8 +189,9 @@ def selection_effects(crossing: Mapping[str, np.ndarray], names=("bif", "class",
     crossing: {"none": (seed,), "<name>:inside": (seed,), "<name>:before": (seed,)} crossing steps of paired
     seeds (NaN: never). "effect" and "ci" are the mean and 95 % Student-t interval of the per-seed difference
     "<name>:inside" − "none" (steps relative to no up-weighting; negative: earlier); "before" holds the same for
-    "<name>:before", "inside_minus_before" the paired difference of the two timings. Names without runs are left
-    out.
+    "<name>:before", "inside_minus_before" the paired difference of the two timings, and "minus_random" (every pool
+    but "random", when random ran) the paired difference "<name>:inside" − "random:inside": whether the pool beats
+    random items of the same count, not only no extra data. Names without runs are left out.
     """
     def record(d: dict) -> dict:
         return {"effect": d["mean"], "ci": [d["ci_low"], d["ci_high"]], "stderr": d["stderr"], "n": d["n"],
@@ -204,6 +205,9 @@ def selection_effects(crossing: Mapping[str, np.ndarray], names=("bif", "class",
         out[name] = {**record(paired_difference(inside, crossing["none"])),
                      "before": record(paired_difference(before, crossing["none"])),
                      "inside_minus_before": record(paired_difference(inside, before))}
+        random = crossing.get("random:inside")
+        if name != "random" and random is not None:
+            out[name]["minus_random"] = record(paired_difference(inside, random))
     return out
 
 
@@ -249,11 +253,15 @@ def pool_table(pools: Mapping[str, np.ndarray], class_mask, counts, bif) -> pd.D
 
 def effects_table(effects: Mapping[str, dict]) -> pd.DataFrame:
     """One row per comparison of :func:`selection_effects` (each pool inside and before against no extra data,
-    and inside minus before): the mean (steps), its 95 % interval as "low … high" and the seeds."""
+    inside minus before, and inside against random items inside): the mean (steps), its 95 % interval as
+    "low … high" and the seeds."""
     rows = {}
     for name, record in effects.items():
-        for label, r in ((f"{name}: inside − none", record), (f"{name}: before − none", record["before"]),
-                         (f"{name}: inside − before", record["inside_minus_before"])):
+        compared = [(f"{name}: inside − none", record), (f"{name}: before − none", record["before"]),
+                    (f"{name}: inside − before", record["inside_minus_before"])]
+        if "minus_random" in record:
+            compared.append((f"{name}: inside − random inside", record["minus_random"]))
+        for label, r in compared:
             low, high = (prose_number(float(np.round(v))) for v in r["ci"])
             rows[label] = {"mean (steps)": r["effect"], "95% interval (steps)": f"{low} … {high}", "seeds": r["n"]}
     return pd.DataFrame(rows).T

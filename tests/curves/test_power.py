@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stagewise.curves import (POWER_Z, WindowMean, budget_for_decline, change_between, decline_between,
-                              decline_power, min_detectable_decline, min_detectable_rise, scaled_budget,
+                              decline_power, decline_verdict, min_detectable_decline, min_detectable_rise, scaled_budget,
                               window_mean)
 from stagewise.influence import bif, bif_stderr
 
@@ -199,3 +199,27 @@ def test_pilot_sizes_the_budget_that_detects_a_30_percent_decline():
     assert np.median([r.min_detectable for r in runs]) == pytest.approx(0.3, abs=0.04)
     power = np.mean([r.detected for r in runs])
     assert 0.72 <= power <= 0.92, power  # 80% up to the pilot's own error and 600 runs' binomial spread
+
+
+@pytest.mark.parametrize(("decline", "stderr", "expected"), [
+    (0.45, 0.10, "declines"),  # 0.45 > 2 x 0.10 / 0.55 = 0.364
+    (0.20, 0.09, "not detected"),  # 0.20 < 2 x 0.09 / 0.8 = 0.225; upper 0.38; s0 = 0.1125 sees 29% <= 30%
+    (0.16, 0.07, "not detected"),  # 0.16 < 2 x 0.0833; upper 0.30 is not below 0.3; the run sees 22%
+    (0.05, 0.10, "excluded"),  # upper 0.25 < 0.3
+    (-0.30, 0.10, "rises"),  # 0.30 > 2 x 0.10 / 1.30
+    (0.05, 0.20, "inconclusive"),  # s0 = 0.21 sees only 0.55: a 30% decline was out of reach
+])
+def test_decline_verdict_known_cases(decline, stderr, expected):
+    assert decline_verdict(decline, stderr, 0.3) == expected
+
+
+def test_decline_verdict_reads_a_decline_as_change_between_does():
+    # d = 0.3, stderr = hypot(0.5, 0.7)/10: s0 = stderr / 0.7 and "detected" iff d > 2 s0
+    out = change_between(WindowMean((0, 1), (0,), 10.0, 1.0), WindowMean((5, 6), (5,), 7.0, 0.5))
+    assert out.relative_stderr == pytest.approx(out.stderr / (1 - out.decline))
+    assert (out.verdict(0.3) == "declines") == out.detected
+    assert out.verdict(0.3) == decline_verdict(out.decline, out.stderr, 0.3)
+    with pytest.raises(ValueError, match="target = 30"):
+        decline_verdict(0.1, 0.05, 30)
+    with pytest.raises(ValueError, match="decline = 1.2"):
+        decline_verdict(1.2, 0.05, 0.3)

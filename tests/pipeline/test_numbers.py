@@ -56,6 +56,15 @@ def test_update_then_check_then_drift(book):
     assert drift({"flip": "330", "first": "273.2"}, book_dir) == ["flip: this build 330, book/numbers.json 321"]
 
 
+def test_the_snapshot_keeps_each_chapters_time_for_a_fresh_clones_build_order(book):
+    book_dir = book / "book"
+    assert numbers.snapshot_seconds(book_dir) == {}  # no snapshot yet: no order to give
+    (book / "chapters" / "04_loo.stamp.json").write_text(json.dumps({"key": "k", "seconds": 41.54}))
+    (book / "chapters" / "03_dln.stamp.json").write_text("not json")  # an unreadable stamp is skipped
+    update_readme(book / "chapters", "2026-12-01, test", readme_path=book / "README.md", book_dir=book_dir)
+    assert numbers.snapshot_seconds(book_dir) == {"04_loo": 41.5}
+
+
 def test_a_missing_key_names_the_chapter_and_key(book):
     (book / "chapters" / "04_loo" / "metrics.json").write_text("{}")
     with pytest.raises(NumbersError, match=r"04_loo/metrics.json has no 'sign_flip_step.bif'"):

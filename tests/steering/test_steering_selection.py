@@ -219,6 +219,14 @@ def test_selection_effects_pair_each_condition_with_no_upweighting():
     assert out["bif"]["before"]["effect"] == pytest.approx(-50.0)
     assert out["bif"]["inside_minus_before"]["effect"] == pytest.approx(-50.0)
     assert out["random"]["effect"] == pytest.approx(0.0) and out["random"]["ci"][0] < 0 < out["random"]["ci"][1]
+    # the pool against random items of the same count, inside: (none - bif shift) - (none + random shift)
+    assert out["bif"]["minus_random"]["effect"] == pytest.approx(-100.0)
+    assert out["bif"]["minus_random"]["per_seed"] == [-110.0, -110.0, -100.0, -80.0]
+    assert "minus_random" not in out["random"]
+    assert "minus_random" not in steering.selection_effects({k: v for k, v in crossing.items()
+                                                             if not k.startswith("random")})["bif"]
+    shown = steering.effects_table(out)
+    assert shown.loc["bif: inside − random inside", "mean (steps)"] == pytest.approx(-100.0)
 
 
 def test_power_design_sizes_the_seeds_from_a_pilot():
