@@ -195,11 +195,13 @@ def _plain_real(value) -> bool:
 
 def _column_formatter(values: list, digits: int) -> Callable[[object], str]:
     """One number of decimals for a column of floats of similar size (1.00, 3.87, not 1 and 3.87), so that
-    digits line up; cell by cell (:func:`format_number`) for integers, mixed columns and wide ranges."""
+    digits line up; cell by cell (:func:`format_number`) for integers, mixed columns (a key-numbers table's
+    counts beside its errors: 16, not 16.000) and wide ranges."""
     per_cell = functools.partial(format_number, digits=digits)
     numbers_ = [float(v) for v in values if _plain_real(v) and math.isfinite(float(v))]
     others = [v for v in values if not _plain_real(v) and v is not None]
-    if not numbers_ or others or all(x.is_integer() for x in numbers_):
+    integers = any(isinstance(v, numbers.Integral) for v in values if _plain_real(v))  # counts stay counts
+    if not numbers_ or others or integers or all(x.is_integer() for x in numbers_):
         return per_cell
     nonzero = [abs(x) for x in numbers_ if x != 0]
     low, high = min(nonzero), max(nonzero)

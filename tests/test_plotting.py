@@ -82,6 +82,10 @@ def test_show_table_mixed_series_and_index():
     assert shown.columns.tolist() == ["value"]
     assert shown.loc["chains", "value"] == "16" and shown.loc["draws", "value"] == "1000"
     assert shown.loc["llc_max_rel_error", "value"] == "0.0312"
+    # a key-numbers table kept as objects: counts stay counts beside errors of similar size (16, not 16.000)
+    key_numbers = show_table(pd.Series({"chains": 16, "draws": 500, "sign_agreement": 0.721, "speedup": 7.596},
+                                       dtype=object, name="value"))
+    assert key_numbers["value"].tolist() == ["16", "500", "0.721", "7.60"]
     records = show_table([{"x": 1.0}, {"x": 0.5}], index=False)
     assert records.index.tolist() == [1, 2] and records["x"].tolist() == ["1.000", "0.500"]
 
