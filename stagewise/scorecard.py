@@ -226,10 +226,27 @@ def _intervention(m: Metrics) -> tuple[str, str]:
     measured = (f"extra induction data inside the window minus the same dose before it moves formation by "
                 f"{_steps(effect, signed=True)} steps (95% CI {_steps(low)} … {_steps(high)}, "
                 f"{seeds} seeds)")
+    target = None  # the advantage the design was sized for: the study's when the page read one
+    for key in ("lm_study_target_effect", "lm_target_effect"):
+        try:
+            target = _get(m, c, key)
+            break
+        except _Missing:
+            continue
     if high < 0:
         return measured, "reproduced"
     if low > 0:
         return measured, "opposite (the same data before the window speeds formation more)"
+    if target is not None and low <= -target and detectable > target:  # the chapter's rule (steering.verdict)
+        try:
+            needed = f"; about {_steps(_get(m, c, 'lm_seeds_needed'))} seeds would"
+        except _Missing:
+            needed = ""
+        return measured, (f"inconclusive (power to see a difference of {_steps(detectable)} steps, not the "
+                          f"{_steps(target)} the design was sized for{needed})")
+    if target is not None and low > -target:
+        return measured, (f"not reproduced (an advantage of {_steps(target)} steps is excluded; power to see "
+                          f"{_steps(detectable)})")
     return measured, f"not reproduced (power to see a difference of {_steps(detectable)} steps)"
 
 

@@ -141,3 +141,17 @@ def test_selection_verdict_compares_the_bif_pool_with_random_data(against, expec
     row = {r.claim: r for r in sc.scorecard(metrics)}["(Beyond the paper) data chosen by the BIF steers formation"]
     assert row.verdict.startswith(expected)
     assert ("against random sequences" in row.measured) == (against is not None)
+
+
+@pytest.mark.parametrize(("ci", "detectable", "expected"), [
+    ([-337.0, 254.0], 417.0, "inconclusive (power to see a difference of 417 steps, not the 322 the design was "
+                             "sized for; about 42 seeds would)"),
+    ([-337.0, 254.0], 300.0, "not reproduced (power to see a difference of 300 steps)"),
+    ([-100.0, 254.0], 417.0, "not reproduced (an advantage of 322 steps is excluded; power to see 417)"),
+])
+def test_intervention_verdict_weighs_the_power_against_the_designs_target(ci, detectable, expected):
+    claim = "Up-weighting data inside a developmental window steers formation more than before it"
+    metrics = copy.deepcopy(BUILD)
+    metrics["07_steering"].update(lm_intervention_ci=ci, lm_min_detectable_effect=detectable,
+                                  lm_study_target_effect=321.6, lm_seeds_needed=42)
+    assert verdicts(metrics)[claim] == expected

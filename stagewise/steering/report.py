@@ -155,7 +155,8 @@ def verdict(effect: dict, detectable: float | None = None, target: float | None 
     interval excludes zero ("the opposite of the paper" when "before" wins); when it contains zero, that the
     paper's effect is not reproduced, with ``detectable``, the smallest difference the design detects with 80 %
     power (steps), and, with ``target`` (steps, > 0), whether the interval rules out an advantage of "inside" that
-    large. No comparison when the mean is NaN (no seed crossed the threshold in both conditions).
+    large; "inconclusive" when it does not and the design could not reliably see ``target`` (``detectable`` >
+    ``target``). No comparison when the mean is NaN (no seed crossed the threshold in both conditions).
     """
     mean, low, high = effect["mean"], effect["ci_low"], effect["ci_high"]
     steps = lambda v: f"{prose_number(float(round(v)))} steps"  # noqa: E731
@@ -170,14 +171,20 @@ def verdict(effect: dict, detectable: float | None = None, target: float | None 
     if low > 0:
         return (f"The opposite of the paper: the same extra data before the window makes the head cross "
                 f"{steps(mean)} earlier than inside it ({interval}, which excludes zero).")
-    said = f"Not reproduced: inside minus before is {steps(mean)} ({interval}, which contains zero)"
-    if detectable is not None and np.isfinite(detectable):
+    powered = detectable is not None and np.isfinite(detectable)
+    short = powered and target is not None and low <= -target and detectable > target
+    said = (f"{'Inconclusive' if short else 'Not reproduced'}: inside minus before is {steps(mean)} ({interval}, "
+            "which contains zero)")
+    if powered:
         said += (f"; with {effect['n']} seeds the design had 80% power to see a difference of "
                  f"{steps(detectable)}")
     if target is not None:
         if low > -target:
             said += (f", and the interval rules out an advantage of inside as large as the {steps(target)} "
                      "the design was sized for")
+        elif short:
+            said += (f", more than the {steps(target)} it was sized for, and an advantage of inside that large "
+                     "is not ruled out")
         else:
             said += f"; an advantage of inside as large as {steps(target)} is not ruled out"
     return said + "."
