@@ -144,8 +144,8 @@ def test_selection_verdict_compares_the_bif_pool_with_random_data(against, expec
 
 
 @pytest.mark.parametrize(("ci", "detectable", "expected"), [
-    ([-337.0, 254.0], 417.0, "inconclusive (power to see a difference of 417 steps, not the 322 the design was "
-                             "sized for; about 42 seeds would)"),
+    ([-337.0, 254.0], 417.0, ("inconclusive (power to see a difference of 417 steps, not the 322 the design was "
+                              "sized for; about 42 seeds would)")),
     ([-337.0, 254.0], 300.0, "not reproduced (power to see a difference of 300 steps)"),
     ([-100.0, 254.0], 417.0, "not reproduced (an advantage of 322 steps is excluded; power to see 417)"),
 ])

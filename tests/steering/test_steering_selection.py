@@ -200,11 +200,11 @@ def record(mean, low, high, n=12):
                                                 "a difference of 210 steps", "rules out an advantage of inside "
                                                 "as large as the 300 steps"]),
     # the design could not reliably see its target (610 > 300) and the interval allows it: inconclusive
-    (record(-30.0, -400.0, 340.0), 610.0, 300.0, ["Inconclusive", "610 steps", "more than the 300 steps it was "
-                                                  "sized for", "is not ruled out"]),
+    (record(-30.0, -400.0, 340.0), 610.0, 300.0, ["Inconclusive", "610 steps",
+                                                  "more than the 300 steps it was sized for", "is not ruled out"]),
     # the design could see its target (210 < 300), and the interval still allows it: not reproduced, not excluded
-    (record(-30.0, -400.0, 340.0), 210.0, 300.0, ["Not reproduced", "210 steps", "as large as 300 steps is not "
-                                                  "ruled out"]),
+    (record(-30.0, -400.0, 340.0), 210.0, 300.0, ["Not reproduced", "210 steps",
+                                                  "as large as 300 steps is not ruled out"]),
     (record(float("nan"), float("nan"), float("nan")), None, None, ["No comparison", "did not cross"]),
 ])
 def test_verdict_words_match_the_interval_and_the_power(effect, detectable, target, words):
