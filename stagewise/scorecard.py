@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .curves import decline_verdict
+from .curves import decline_verdict, difference_verdict
 from .plotting import prose_number
 
 __all__ = ["CLAIMS", "Z_DETECT", "Row", "from_build", "markdown", "scorecard"]
@@ -161,7 +161,16 @@ def _induction_rise(m: Metrics) -> tuple[str, str]:
     step = _get(m, "06_token_influence", "induction_step")
     measured = (f"the induction head forms at step {_steps(step)}; across checkpoints the self-influence of "
                 f"induction tokens follows the induction score (correlation {_n(corr)})")
-    if corr >= 0.5:
+    try:  # the chapter's declared rise, peak window against before window, with its error and power
+        rise, stderr, detected, detectable = (_get(m, "06_token_influence", k) for k in (
+            "induction_influence_rise", "induction_influence_rise_stderr", "induction_influence_rise_detected",
+            "min_detectable_rise"))
+    except _Missing:
+        detected = True
+    else:
+        measured += (f"; the peak window is {_n(rise, percent=True, signed=True)} ± {_n(stderr, percent=True)} "
+                     f"above the before window (the run could see a rise of {_n(detectable, percent=True)})")
+    if corr >= 0.5 and detected:
         return measured, "reproduced"
     return measured, "not reproduced"
 
@@ -233,18 +242,19 @@ def _intervention(m: Metrics) -> tuple[str, str]:
             break
         except _Missing:
             continue
-    if high < 0:
+    kind = difference_verdict(low, high, detectable, target)  # the chapter's rule (steering.verdict)
+    if kind == "shown":
         return measured, "reproduced"
-    if low > 0:
+    if kind == "opposite":
         return measured, "opposite (the same data before the window speeds formation more)"
-    if target is not None and low <= -target and detectable > target:  # the chapter's rule (steering.verdict)
+    if kind == "inconclusive":
         try:
-            needed = f"; about {_steps(_get(m, c, 'lm_seeds_needed'))} seeds would"
+            needed = f"; about {_steps(_get(m, c, 'lm_study_seeds_needed'))} seeds would"
         except _Missing:
             needed = ""
         return measured, (f"inconclusive (power to see a difference of {_steps(detectable)} steps, not the "
                           f"{_steps(target)} the design was sized for{needed})")
-    if target is not None and low > -target:
+    if kind == "excluded":
         return measured, (f"not reproduced (an advantage of {_steps(target)} steps is excluded; power to see "
                           f"{_steps(detectable)})")
     return measured, f"not reproduced (power to see a difference of {_steps(detectable)} steps)"

@@ -153,5 +153,16 @@ def test_intervention_verdict_weighs_the_power_against_the_designs_target(ci, de
     claim = "Up-weighting data inside a developmental window steers formation more than before it"
     metrics = copy.deepcopy(BUILD)
     metrics["07_steering"].update(lm_intervention_ci=ci, lm_min_detectable_effect=detectable,
-                                  lm_study_target_effect=321.6, lm_seeds_needed=42)
+                                  lm_study_target_effect=321.6, lm_study_seeds_needed=42)
     assert verdicts(metrics)[claim] == expected
+
+
+def test_the_rise_row_reads_the_chapters_declared_rise_with_its_error_and_power():
+    claim = "Influence on induction tokens rises as induction heads form"
+    metrics = copy.deepcopy(BUILD)
+    metrics["06_token_influence"].update(induction_influence_rise=16.81, induction_influence_rise_stderr=1.26,
+                                         induction_influence_rise_detected=True, min_detectable_rise=0.214)
+    row = {r.claim: r for r in sc.scorecard(metrics)}[claim]
+    assert row.verdict == "reproduced" and "±" in row.measured and "21%" in row.measured
+    metrics["06_token_influence"]["induction_influence_rise_detected"] = False
+    assert verdicts(metrics)[claim] == "not reproduced"

@@ -15,9 +15,9 @@ between checkpoints wherever a rule locates something between them.
 - **verdicts with power** (:mod:`.power`): :func:`window_mean` over declared windows of checkpoints,
   :func:`decline_between` / :func:`change_between` (the fall, or rise, between two windows declared in advance,
   with its standard error and the smallest change the run could detect), :func:`min_detectable_decline`,
-  :func:`decline_power`, :func:`decline_verdict` (declines / rises / excluded / not detected / inconclusive, one
-  rule for the chapter and the scorecard) and :func:`budget_for_decline` (the chains × draws that detect a given decline, from a
-  pilot's errors);
+  :func:`decline_power`, :func:`decline_verdict` and :func:`difference_verdict` (a declared decline, a paired
+  difference: one rule each for the chapters and the scorecard) and :func:`budget_for_decline` (the chains × draws
+  that detect a given decline, from a pilot's errors);
 - **windows**: :class:`Window`, :func:`peak_window` (around a peak, above a fraction of its height) and
   :func:`rise_window` (a rise from 10 % to 90 % of the way);
 - **transitions** (chapter 8): a transition is where a curve changes fastest (:func:`rate_transitions`,
@@ -36,18 +36,18 @@ peaks, windows), :mod:`.power` (verdicts with their power) and :mod:`.transition
 
 from .points import (Window, first_crossing, half_rise_step, peak_and_decline, peak_window, rise_window,
                      sign_change_step, sign_flip_step)
-from .power import (DECLINE_VERDICTS, POWER, POWER_Z, Decline, WindowMean, budget_for_decline, change_between,
-                    decline_between, decline_power, decline_verdict, min_detectable_decline, min_detectable_rise,
-                    scaled_budget, window_mean)
+from .power import (DECLINE_VERDICTS, DIFFERENCE_VERDICTS, POWER, POWER_Z, Decline, WindowMean, budget_for_decline,
+                    change_between, decline_between, decline_power, decline_verdict, difference_verdict,
+                    min_detectable_decline, min_detectable_rise, scaled_budget, window_mean)
 from .transitions import (DIRECTIONS, LOSS_RULE, change_points, detect_signals, detection_summary,
                           influence_activity, loss_transitions, match_transitions, peak_transitions,
                           rate_transitions, robust_noise, smooth_curve)
 
 __all__ = [
-    "DECLINE_VERDICTS", "DIRECTIONS", "LOSS_RULE", "POWER", "POWER_Z", "Decline", "Window", "WindowMean",
-    "budget_for_decline", "change_between", "change_points", "decline_between", "decline_power", "decline_verdict",
-    "detect_signals", "detection_summary", "first_crossing", "half_rise_step", "influence_activity",
-    "loss_transitions", "match_transitions", "min_detectable_decline", "min_detectable_rise", "peak_and_decline",
-    "peak_transitions", "peak_window", "rate_transitions", "rise_window", "robust_noise", "scaled_budget",
-    "sign_change_step", "sign_flip_step", "smooth_curve", "window_mean",
+    "DECLINE_VERDICTS", "DIFFERENCE_VERDICTS", "DIRECTIONS", "LOSS_RULE", "POWER", "POWER_Z", "Decline", "Window",
+    "WindowMean", "budget_for_decline", "change_between", "change_points", "decline_between", "decline_power",
+    "decline_verdict", "detect_signals", "detection_summary", "difference_verdict", "first_crossing",
+    "half_rise_step", "influence_activity", "loss_transitions", "match_transitions", "min_detectable_decline",
+    "min_detectable_rise", "peak_and_decline", "peak_transitions", "peak_window", "rate_transitions", "rise_window",
+    "robust_noise", "scaled_budget", "sign_change_step", "sign_flip_step", "smooth_curve", "window_mean",
 ]

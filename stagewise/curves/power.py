@@ -30,8 +30,9 @@ import numpy as np
 
 from .points import check_curve
 
-__all__ = ["DECLINE_VERDICTS", "POWER", "POWER_Z", "Decline", "WindowMean", "budget_for_decline", "change_between", "decline_between",
-           "decline_power", "decline_verdict", "min_detectable_decline", "min_detectable_rise", "scaled_budget", "window_mean"]
+__all__ = ["DECLINE_VERDICTS", "DIFFERENCE_VERDICTS", "POWER", "POWER_Z", "Decline", "WindowMean", "budget_for_decline",
+           "change_between", "decline_between", "decline_power", "decline_verdict", "difference_verdict",
+           "min_detectable_decline", "min_detectable_rise", "scaled_budget", "window_mean"]
 
 #: The power asked of a detection: a true effect at the smallest detectable size is detected in 80% of runs.
 POWER = 0.8
@@ -248,6 +249,38 @@ def decline_verdict(decline: float, stderr: float, target: float, z: float = 2.0
     if min_detectable_decline(relative, z) <= target:
         return "not detected"
     return "inconclusive"
+
+
+#: The verdicts :func:`difference_verdict` returns, strongest evidence first.
+DIFFERENCE_VERDICTS = ("shown", "opposite", "excluded", "inconclusive", "not detected")
+
+
+def difference_verdict(low: float, high: float, detectable: float | None = None,
+                       target: float | None = None) -> str:
+    """The verdict on a difference that a claim says is negative (chapter 7: inside minus before, in steps), from
+    its confidence interval [``low``, ``high``], the smallest difference the design detects with 80% power
+    (``detectable``; None or NaN: not known) and the advantage it was sized for (``target`` > 0, or None); one
+    rule for the chapter and the scorecard:
+
+    - ``"shown"``: high < 0, the interval excludes zero on the claim's side;
+    - ``"opposite"``: low > 0, it excludes zero on the other side;
+    - ``"excluded"``: it contains zero and low > −target: an advantage of ``target`` is ruled out;
+    - ``"inconclusive"``: it allows an advantage of ``target``, which the design could not reliably see
+      (``detectable`` > ``target``);
+    - ``"not detected"``: otherwise (the design could see ``target`` but the interval neither shows nor rules it
+      out, or no target is given).
+    """
+    if high < 0:
+        return "shown"
+    if low > 0:
+        return "opposite"
+    if target is None:
+        return "not detected"
+    if low > -target:
+        return "excluded"
+    if detectable is not None and math.isfinite(detectable) and detectable > target:
+        return "inconclusive"
+    return "not detected"
 
 
 def decline_between(steps, values, stderr, early: tuple[float, float], late: tuple[float, float],

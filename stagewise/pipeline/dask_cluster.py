@@ -164,8 +164,8 @@ def execute_notebooks(jobs: list[NotebookJob], workers: int, *, studies=(), labe
     """Execute ``studies`` (:class:`~stagewise.pipeline.studies.StudyPlan`) and ``jobs``: one after another in this
     process when ``workers`` is 1 (or there is one task), else as tasks of a LocalCluster of ``workers`` processes
     (or of ``client``): the chapters longest first by their last recorded time (on a fresh clone, the committed
-    full build's, book/numbers.json), the studies' runs beside them, and each job that reads a study after it. Returns ([(stem, seconds)] executed, [NotebookFailed] failed); every job runs even
-    when one fails."""
+    full build's, book/numbers.json), the studies' runs beside them, and each job that reads a study after it.
+    Returns ([(stem, seconds)] executed, [NotebookFailed] failed); every job runs even when one fails."""
     from stagewise.artifacts import read_json
 
     from .numbers import snapshot_seconds

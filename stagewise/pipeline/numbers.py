@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from stagewise.artifacts import write_bytes, write_json
+from stagewise.artifacts import read_json, write_bytes, write_json
 from .metrics import lookup
 
 __all__ = ["NumbersError", "START", "END", "check_readme", "load_spec", "measure", "readme_block", "update_readme"]
@@ -140,24 +140,15 @@ def update_readme(chapters_dir: str | Path, measured: str, readme_path: str | Pa
 
 def _chapter_seconds(chapters_dir: str | Path) -> dict[str, float]:
     """{stem: seconds} of each chapter's last execution in ``chapters_dir`` (its ``<stem>.stamp.json``)."""
-    out = {}
-    for stamp in sorted(Path(chapters_dir).glob("*.stamp.json")):
-        try:
-            seconds = json.loads(stamp.read_text()).get("seconds")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(seconds, (int, float)):
-            out[stamp.name.removesuffix(".stamp.json")] = round(float(seconds), 1)
-    return out
+    stamps = {p.name.removesuffix(".stamp.json"): read_json(p, {}) for p in Path(chapters_dir).glob("*.stamp.json")}
+    return {stem: round(float(stamp["seconds"]), 1) for stem, stamp in sorted(stamps.items())
+            if isinstance(stamp, dict) and isinstance(stamp.get("seconds"), (int, float))}
 
 
 def snapshot_seconds(book_dir: str | Path = "book") -> dict[str, float]:
     """{stem: seconds} each chapter took in the full build of the committed snapshot (book/numbers.json), or {}:
     the parallel build starts the longest chapters first even on a fresh clone, with no build of its own yet."""
-    try:
-        seconds = _snapshot(Path(book_dir)).get("seconds", {})
-    except NumbersError:
-        return {}
+    seconds = read_json(Path(book_dir) / SNAPSHOT_FILE, {}).get("seconds")
     return {k: float(v) for k, v in seconds.items() if isinstance(v, (int, float))} if isinstance(seconds, dict) else {}
 
 

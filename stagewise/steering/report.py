@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from stagewise import toy
+from stagewise.curves import difference_verdict
 from stagewise.plotting import prose_number
 
 from .power import seeds_for_power
@@ -148,15 +149,17 @@ def effect_table(rows: Mapping[str, dict]) -> pd.DataFrame:
     }).T
 
 
-def verdict(effect: dict, detectable: float | None = None, target: float | None = None) -> str:
+def verdict(effect: dict, detectable: float | None = None, target: float | None = None,
+            needed: int | None = None) -> str:
     """What the inside-minus-before crossing difference (a paired-difference record, steps) allows one to say.
 
-    Negative means "inside" crossed earlier. The sentence says which condition wins when the 95 % Student-t
-    interval excludes zero ("the opposite of the paper" when "before" wins); when it contains zero, that the
-    paper's effect is not reproduced, with ``detectable``, the smallest difference the design detects with 80 %
-    power (steps), and, with ``target`` (steps, > 0), whether the interval rules out an advantage of "inside" that
-    large; "inconclusive" when it does not and the design could not reliably see ``target`` (``detectable`` >
-    ``target``). No comparison when the mean is NaN (no seed crossed the threshold in both conditions).
+    Negative means "inside" crossed earlier. The verdict is :func:`~stagewise.curves.difference_verdict` of the
+    95 % Student-t interval, ``detectable`` (the smallest difference the design detects with 80 % power, steps)
+    and ``target`` (the advantage it was sized for, steps > 0): which condition wins when the interval excludes
+    zero ("the opposite of the paper" when "before" wins); when it contains zero, "not reproduced" with the
+    design's power and whether an advantage of ``target`` is ruled out, or "inconclusive" when the interval allows
+    it and the design could not reliably see it (with ``needed``, the seeds that would). No comparison when the
+    mean is NaN (no seed crossed the threshold in both conditions).
     """
     mean, low, high = effect["mean"], effect["ci_low"], effect["ci_high"]
     steps = lambda v: f"{prose_number(float(round(v)))} steps"  # noqa: E731
@@ -165,28 +168,26 @@ def verdict(effect: dict, detectable: float | None = None, target: float | None 
     if not (np.isfinite(low) and np.isfinite(high)):
         return f"Inside minus before is {steps(mean)} from a single seed: no interval, so no verdict."
     interval = f"95% interval {prose_number(float(round(low)))} … {prose_number(float(round(high)))} steps"
-    if high < 0:
+    kind = difference_verdict(low, high, detectable, target)
+    if kind == "shown":
         return (f"Reproduced: up-weighting inside the window makes the head cross {steps(-mean)} earlier than the "
                 f"same extra data before it ({interval}, which excludes zero).")
-    if low > 0:
+    if kind == "opposite":
         return (f"The opposite of the paper: the same extra data before the window makes the head cross "
                 f"{steps(mean)} earlier than inside it ({interval}, which excludes zero).")
-    powered = detectable is not None and np.isfinite(detectable)
-    short = powered and target is not None and low <= -target and detectable > target
-    said = (f"{'Inconclusive' if short else 'Not reproduced'}: inside minus before is {steps(mean)} ({interval}, "
-            "which contains zero)")
-    if powered:
+    said = (f"{'Inconclusive' if kind == 'inconclusive' else 'Not reproduced'}: inside minus before is "
+            f"{steps(mean)} ({interval}, which contains zero)")
+    if detectable is not None and np.isfinite(detectable):
         said += (f"; with {effect['n']} seeds the design had 80% power to see a difference of "
                  f"{steps(detectable)}")
-    if target is not None:
-        if low > -target:
-            said += (f", and the interval rules out an advantage of inside as large as the {steps(target)} "
-                     "the design was sized for")
-        elif short:
-            said += (f", more than the {steps(target)} it was sized for, and an advantage of inside that large "
-                     "is not ruled out")
-        else:
-            said += f"; an advantage of inside as large as {steps(target)} is not ruled out"
+    if kind == "excluded":
+        said += (f", and the interval rules out an advantage of inside as large as the {steps(target)} "
+                 "the design was sized for")
+    elif kind == "inconclusive":
+        said += (f", more than the {steps(target)} it was sized for, and an advantage of inside that large "
+                 "is not ruled out" + (f" (about {prose_number(needed)} seeds would see it)" if needed else ""))
+    elif target is not None:
+        said += f"; an advantage of inside as large as {steps(target)} is not ruled out"
     return said + "."
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stagewise.curves import (POWER_Z, WindowMean, budget_for_decline, change_between, decline_between,
-                              decline_power, decline_verdict, min_detectable_decline, min_detectable_rise, scaled_budget,
+                              decline_power, decline_verdict, difference_verdict, min_detectable_decline, min_detectable_rise, scaled_budget,
                               window_mean)
 from stagewise.influence import bif, bif_stderr
 
@@ -223,3 +223,16 @@ def test_decline_verdict_reads_a_decline_as_change_between_does():
         decline_verdict(0.1, 0.05, 30)
     with pytest.raises(ValueError, match="decline = 1.2"):
         decline_verdict(1.2, 0.05, 0.3)
+
+
+@pytest.mark.parametrize(("low", "high", "detectable", "target", "expected"), [
+    (-200.0, -40.0, 417.0, 322.0, "shown"),  # the interval below zero: the claim holds
+    (40.0, 900.0, 417.0, 322.0, "opposite"),
+    (-100.0, 254.0, 417.0, 322.0, "excluded"),  # an advantage of 322 lies below the interval
+    (-337.0, 254.0, 417.0, 322.0, "inconclusive"),  # 322 allowed, and the design sees only 417
+    (-337.0, 254.0, 300.0, 322.0, "not detected"),  # 322 allowed, though the design could see it
+    (-337.0, 254.0, float("nan"), 322.0, "not detected"),  # the power is not known
+    (-337.0, 254.0, 417.0, None, "not detected"),  # no target to weigh the power against
+])
+def test_difference_verdict_known_cases(low, high, detectable, target, expected):
+    assert difference_verdict(low, high, detectable, target) == expected

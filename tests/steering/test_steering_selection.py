@@ -213,6 +213,12 @@ def test_verdict_words_match_the_interval_and_the_power(effect, detectable, targ
         assert w in said, (w, said)
 
 
+def test_an_inconclusive_verdict_names_the_seeds_that_would_see_the_target():
+    said = steering.verdict(record(-30.0, -400.0, 340.0), 610.0, 300.0, needed=33)
+    assert said.startswith("Inconclusive") and "(about 33 seeds would see it)" in said
+    assert "seeds would" not in steering.verdict(record(-30.0, -400.0, 340.0), 210.0, 300.0, needed=33)
+
+
 def test_selection_effects_pair_each_condition_with_no_upweighting():
     none = np.array([1000.0, 1200.0, 900.0, 1100.0])
     crossing = {"none": none, "bif:inside": none - [100, 120, 80, 100], "bif:before": none - [50, 70, 30, 50],
